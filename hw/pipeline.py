@@ -1,0 +1,40 @@
+"""A stall-together pipeline: every stage register advances when the output can move.
+
+The enable is ``~o.valid | o.ready``: the last stage is empty or is being emptied. All stages
+share it, so the pipeline never holds two results in one stage, the output valid is a
+register (it never waits for ready), and under continuous valid and ready one result leaves
+every cycle with no bubbles.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Signal, Value
+
+
+class StallPipeline:
+    """Builds stage registers in module ``m``; ``depth`` counts the stages made so far."""
+
+    def __init__(self, m, en):
+        self._m, self._en, self.depth = m, en, 0
+
+    def stage(self, **values):
+        """One stage: a register per named value, loaded when enabled. Returns them by name."""
+        self.depth += 1
+        regs = {}
+        for name, value in values.items():
+            value = Value.cast(value)
+            reg = Signal(value.shape(), name=f"s{self.depth}_{name}")
+            with self._m.If(self._en):
+                self._m.d.sync += reg.eq(value)
+            regs[name] = reg
+        return SimpleNamespace(**regs)
+
+    def valid_chain(self, valid_in):
+        """The valid bit delayed by ``depth`` enabled stages (call after the last stage)."""
+        v = valid_in
+        for k in range(self.depth):
+            nxt = Signal(name=f"s{k + 1}_valid")
+            with self._m.If(self._en):
+                self._m.d.sync += nxt.eq(v)
+            v = nxt
+        return v

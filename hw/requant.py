@@ -1,0 +1,161 @@
+"""The integer requantizer: int32 accumulator to int8.
+
+Bit-exact reference: ``golden.requant.requantize``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pipeline import StallPipeline
+
+MODES = ("tflite", "single", "prepost")
+# f is saturated to this many bits before the zero point is added: every value outside the
+# range clamps to act_min/act_max either way, since |zp| <= 128 (see _tail).
+_SAT_BITS = 11
+
+
+def param_layout(*, mode, m_bits, x_bits):
+    """Per-channel parameters carried with each accumulator."""
+    if mode == "prepost":
+        fields = {"multiplier": unsigned(m_bits), "pre": unsigned(5),
+                  "post": unsigned((x_bits + m_bits - 1).bit_length())}
+    else:
+        fields = {"multiplier": signed(32), "shift": signed(6)}
+    return data.StructLayout({**fields, "output_zero_point": signed(8),
+                              "act_min": signed(8), "act_max": signed(8)})
+
+
+def input_layout(**params):
+    return data.StructLayout({"acc": signed(32), "p": param_layout(**params)})
+
+
+class Requantizer(wiring.Component):
+    """Requantize a stream of int32 accumulators, each with its channel's parameters, to int8.
+
+    ``out = clamp(rescale(acc) + output_zero_point, act_min, act_max)`` where ``rescale`` is
+    chosen at elaboration by ``mode``:
+
+    - ``tflite``: ``(acc*M + 2**(S-1) + d) >> S``, ``S = 31 - shift``, ``d = +-2**30`` (sign
+      of the product) when ``S > 31``: TFLite's double rounding (TOSA DOUBLE_ROUND);
+      ``multiplier`` any int32, ``shift`` in [-31, 30].
+    - ``single``: the same without ``d`` (TOSA SINGLE_ROUND); ``multiplier`` in [0, 2**31).
+    - ``prepost``: ``(sat(acc >> pre, x_bits) * M + 2**(post-1)) >> post``, ``M`` unsigned
+      ``m_bits``, ``pre`` in [0, 31], ``post`` in [1, x_bits + m_bits - 1].
+
+    All intermediates are exact (the 32x32 product is built from four 16x16 partial products,
+    the shift is a two-level barrel shifter); nothing wraps.
+
+    Latency 9 cycles (tflite, single) or 7 (prepost); throughput one result per cycle with no
+    bubbles under continuous valid and ready; the whole pipeline stalls while ``o`` is
+    stalled. ``param_error`` is a sticky flag set by any accepted beat whose parameters are
+    out of range (the golden model raises there); such a beat's output is unspecified.
+
+    Bit-exact reference: ``golden.requant.requantize`` with the same keyword parameters.
+    """
+
+    def __init__(self, *, mode="tflite", m_bits=16, x_bits=18):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        for name, v, lo, hi in (("m_bits", m_bits, 2, 31), ("x_bits", x_bits, 2, 32)):
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
+        self._p = dict(mode=mode, m_bits=m_bits, x_bits=x_bits)
+        super().__init__({
+            "i": In(stream.Signature(input_layout(**self._p))),
+            "o": Out(stream.Signature(signed(8))),
+            "param_error": Out(1),
+        })
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        pipe = StallPipeline(m, en)
+        acc, p = self.i.payload.acc, self.i.payload.p
+        keep = dict(zp=p.output_zero_point, lo=p.act_min, hi=p.act_max)
+
+        if self._p["mode"] == "prepost":
+            bad, prod, sm1, keep = self._prepost_product(m, pipe, acc, p, keep)
+        else:
+            bad, prod, sm1, keep = self._q31_product(m, pipe, acc, p, keep)
+        out = self._tail(pipe, prod, sm1, keep)
+
+        with m.If(self.i.valid & self.i.ready & bad):
+            m.d.sync += self.param_error.eq(1)
+        m.d.comb += [self.o.payload.eq(out), self.o.valid.eq(pipe.valid_chain(self.i.valid))]
+        return m
+
+    def _q31_product(self, m, pipe, acc, p, keep):
+        """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single."""
+        double = self._p["mode"] == "tflite"
+        shift = p.shift
+        bad = (shift == -32) | (shift == 31) | (p.act_min > p.act_max)
+        if not double:
+            bad |= p.multiplier < 0
+        s_m1 = Signal(unsigned(6))  # S - 1 = 30 - shift, in [0, 61] for valid shifts
+        m.d.comb += s_m1.eq(30 - shift)
+        # The product is negative exactly when the operands are non-zero and differ in sign.
+        neg = (acc != 0) & (p.multiplier != 0) & (acc[31] ^ p.multiplier[31])
+        s1 = pipe.stage(a=acc, b=p.multiplier, sm1=s_m1, neg=neg, **keep)
+        keep = _carry(s1, keep)
+        ah, al = s1.a[16:].as_signed(), s1.a[:16]
+        bh, bl = s1.b[16:].as_signed(), s1.b[:16]
+        s2 = pipe.stage(hh=ah * bh, hl=ah * bl, lh=al * bh, ll=al * bl,
+                        sm1=s1.sm1, neg=s1.neg, **keep)
+        s3 = pipe.stage(hh=s2.hh, ll=s2.ll, mid=s2.hl + s2.lh, sm1=s2.sm1, neg=s2.neg,
+                        **_carry(s2, keep))
+        # hh occupies bits [32, 64) and ll bits [0, 32): concatenate, then add the middle.
+        prod = Cat(s3.ll, s3.hh).as_signed() + (s3.mid << 16)
+        s4 = pipe.stage(p=prod[:64].as_signed(), sm1=s3.sm1, neg=s3.neg, **_carry(s3, keep))
+        if double:
+            nudge = Mux(s4.sm1 > 30, Mux(s4.neg, Const(-(1 << 30), signed(32)), 1 << 30), 0)
+            s4 = pipe.stage(p=(s4.p + nudge)[:64].as_signed(), sm1=s4.sm1,
+                            **_carry(s4, keep))
+        return bad, s4.p, s4.sm1, _carry(s4, keep)
+
+    def _prepost_product(self, m, pipe, acc, p, keep):
+        """sat(acc >> pre) * M and the shift post-1, for prepost."""
+        xb, mb = self._p["x_bits"], self._p["m_bits"]
+        bad = (p.post == 0) | (p.post > xb + mb - 1) | (p.act_min > p.act_max)
+        s1 = pipe.stage(a=acc >> p.pre, m=p.multiplier, post=p.post, **keep)
+        keep = _carry(s1, keep)
+        xs = _saturate(s1.a, xb)
+        s2 = pipe.stage(x=xs, m=s1.m, sm1=(s1.post - 1)[:len(s1.post)], **keep)
+        s3 = pipe.stage(p=s2.x * s2.m, sm1=s2.sm1, **_carry(s2, keep))
+        return bad, s3.p, s3.sm1, _carry(s3, keep)
+
+    def _tail(self, pipe, prod, sm1, keep):
+        """Round-shift by sm1+1 (two stages), saturate, add the zero point, clamp."""
+        coarse = Cat(Const(0, 3), sm1[3:])
+        s1 = pipe.stage(t=prod >> coarse, sm1=sm1, **keep)
+        s2 = pipe.stage(r=s1.t >> s1.sm1[:3], **_carry(s1, keep))
+        # (p + 2**(s-1)) >> s == (p >> s) + bit s-1 of p; with r = p >> (s-1):
+        f, half = s2.r >> 1, s2.r[0]
+        q = _saturate(f, _SAT_BITS) + half
+        s3 = pipe.stage(q=q, **_carry(s2, keep))
+        v = s3.q + s3.zp
+        out = Mux(v < s3.lo, s3.lo, Mux(v > s3.hi, s3.hi, v))
+        s4 = pipe.stage(out=out[:8].as_signed())
+        return s4.out
+
+
+def _carry(stage, names):
+    """The registered copies of the values named in ``names`` from ``stage``."""
+    return {k: getattr(stage, k) for k in names}
+
+
+def _saturate(v, bits):
+    """Saturate signed ``v`` to signed ``bits``: in range iff its high bits all equal the sign."""
+    width = len(v)
+    if width <= bits:
+        return v
+    high = v[bits - 1:]
+    in_range = (high == 0) | (high == (1 << (width - bits + 1)) - 1)
+    lim = Mux(v[-1], Const(-(1 << (bits - 1)), signed(bits)),
+              Const((1 << (bits - 1)) - 1, signed(bits)))
+    return Mux(in_range, v[:bits].as_signed(), lim)
