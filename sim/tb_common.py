@@ -1,0 +1,49 @@
+"""What every cocotb testbench shares: its configuration, clock and reset, and its report.
+
+The runner (tests/cocotb_runner.py) hands the configuration over in the environment variable
+``SPARQ_TB`` as JSON: ``meta`` (the path of the block's JSON from hw.export), ``vectors``,
+``seed``, ``idle``, ``stall`` and ``report`` (where the testbench writes its figures).
+"""
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+
+def config():
+    cfg = json.loads(os.environ["SPARQ_TB"])
+    with open(cfg["meta"]) as f:
+        cfg["block"] = json.load(f)
+    return cfg
+
+
+def rng_for(cfg, salt=0):
+    seed = int(cfg["seed"]) + salt
+    cocotb.log.info("stimulus seed %d (SPARQ_TB seed %d)", seed, cfg["seed"])
+    return np.random.default_rng(seed)
+
+
+async def start(dut, cycles=3):
+    """Start a 100 MHz clock and hold reset for ``cycles`` cycles."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+def report(cfg, **figures):
+    """Merge ``figures`` into the report file named by the configuration."""
+    path = cfg["report"]
+    old = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    old.update(figures)
+    with open(path, "w") as f:
+        json.dump(old, f, indent=1)
