@@ -20,6 +20,17 @@ def fully_connected(x, w, bias, *, input_zero_point, output_multiplier, output_s
     integer (double-rounding) kernels, e.g. reference CONV_2D. ``pre``/``post`` (and the
     widths) are for ``mode="prepost"``. Returns int8 (batch, out).
     """
+    acc = fc_accumulators(x, w, bias, input_zero_point=input_zero_point)
+    return requantize(acc, multiplier=output_multiplier, shift=output_shift, pre=pre,
+                      post=post, output_zero_point=output_zero_point, act_min=act_min,
+                      act_max=act_max, mode=mode, m_bits=m_bits, x_bits=x_bits)
+
+
+def fc_accumulators(x, w, bias, *, input_zero_point):
+    """``sum_i (x[b, i] - input_zero_point) * w[o, i] + bias[o]`` as int64 (batch, out).
+
+    Range-checked like ``fully_connected``; an accumulator outside int32 raises.
+    """
     x = check_range("x", x, -128, 127)
     w = check_range("w", w, -127, 127)
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
@@ -32,6 +43,4 @@ def fully_connected(x, w, bias, *, input_zero_point, output_multiplier, output_s
         raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
     acc = (x - zp) @ w.T + b
     check_range("accumulator", acc, INT32_MIN, INT32_MAX)
-    return requantize(acc, multiplier=output_multiplier, shift=output_shift, pre=pre,
-                      post=post, output_zero_point=output_zero_point, act_min=act_min,
-                      act_max=act_max, mode=mode, m_bits=m_bits, x_bits=x_bits)
+    return acc

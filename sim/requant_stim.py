@@ -115,3 +115,29 @@ def requant_vectors(rng, n, *, mode="tflite", m_bits=16, x_bits=18):
         while len(vecs) < n:
             vecs.append(_q31_tie(rng, mode) if rng.random() < 0.2 else _q31_random(rng, mode))
     return vecs
+
+
+def digits_vectors(path, x_float, mode):
+    """Real requantizer inputs: every accumulator of every dense layer of a .tflite digits
+    model over ``x_float`` images, with its channel's parameters, and LiteRT's int8 outputs.
+
+    Each layer is fed LiteRT's own output of the previous layer, so every vector has a
+    LiteRT reference. Returns ``(vectors, litert_outputs)`` in the same order.
+    """
+    from golden.layers import fc_accumulators
+    from golden.litert_model import quantize_input, read_dense_layers, run_reference
+
+    x = quantize_input(path, x_float)
+    refs = run_reference(path, x)
+    vectors, outs, a = [], [], x
+    for layer, ref in zip(read_dense_layers(path), refs, strict=True):
+        acc = fc_accumulators(a, layer.w, layer.bias, input_zero_point=layer.input_zero_point)
+        kw = layer.fc_kwargs(mode)
+        for b, o in np.ndindex(acc.shape):
+            vectors.append(dict(acc=int(acc[b, o]), multiplier=int(kw["output_multiplier"][o]),
+                                shift=int(kw["output_shift"][o]),
+                                output_zero_point=kw["output_zero_point"],
+                                act_min=kw["act_min"], act_max=kw["act_max"]))
+        outs.append(ref.reshape(-1))
+        a = ref
+    return vectors, np.concatenate(outs).astype(np.int64)

@@ -57,16 +57,16 @@ def ensure_verilog(name):
     return BUILD / "verilog" / f"{name}.v", BUILD / "verilog" / f"{name}.json"
 
 
-def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
+def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3, extra=None,
         sources=None, toplevel=None, tag="rtl", testcase=None, waves=None, defines=None,
         meta=None):
     """Run testbench ``sim.<tb_module>`` on configuration ``name``; return its report dict.
 
     ``sources`` replaces the generated Verilog (a gate-level netlist and its cell models);
     ``tag`` names the build directory for such a variant; ``defines`` are Verilog macros;
-    ``meta`` is the block's JSON from ``hw.export`` when it was generated elsewhere (then its
-    ``.v`` beside it is the default source). Raises AssertionError if any test
-    failed or if no test ran.
+    ``extra`` adds keys to the testbench configuration; ``meta`` is the block's JSON from
+    ``hw.export`` when it was generated elsewhere (then its ``.v`` beside it is the default
+    source). Raises AssertionError if any test failed or if no test ran.
     """
     from cocotb_tools.runner import get_runner
 
@@ -83,7 +83,7 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
     build_dir.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
     cfg = dict(meta=str(meta), vectors=vectors, seed=seed, idle=idle, stall=stall,
-               report=str(report))
+               report=str(report), **(extra or {}))
     os.environ["SPARQ_TB"] = json.dumps(cfg)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])

@@ -2,7 +2,9 @@
 
 The runner (tests/cocotb_runner.py) hands the configuration over in the environment variable
 ``SPARQ_TB`` as JSON: ``meta`` (the path of the block's JSON from hw.export), ``vectors``,
-``seed``, ``idle``, ``stall`` and ``report`` (where the testbench writes its figures).
+``seed``, ``idle``, ``stall`` and ``report`` (where the testbench writes its figures);
+optionally ``vectors_file`` (JSON list of given input vectors) and ``outputs_file`` (where
+the testbench saves the DUT's outputs, .npy).
 """
 
 import json

@@ -5,6 +5,8 @@ random idle cycles on the input and random backpressure on the output. Test 2 st
 valid and ready always high and checks one result per cycle.
 """
 
+import json
+
 import cocotb
 import numpy as np
 
@@ -40,9 +42,15 @@ async def random_handshakes(dut):
     cfg = config()
     params = cfg["block"]["params"]
     rng = rng_for(cfg)
-    vectors = requant_vectors(rng, cfg["vectors"], **params)
+    if cfg.get("vectors_file"):  # given vectors (real data) instead of generated ones
+        with open(cfg["vectors_file"]) as f:
+            vectors = json.load(f)
+    else:
+        vectors = requant_vectors(rng, cfg["vectors"], **params)
     want = expected(vectors, **params)
     got, at = await _run(dut, cfg, vectors, idle=cfg["idle"], stall=cfg["stall"], rng=rng)
+    if cfg.get("outputs_file"):
+        np.save(cfg["outputs_file"], got)
     mismatches = _check(dut, vectors, got, want)
     assert int(dut.param_error.value) == 0, "param_error raised on valid parameters"
     report(cfg, vectors=len(vectors), mismatches=mismatches, cycles=at[-1])

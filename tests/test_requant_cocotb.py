@@ -1,14 +1,21 @@
 """Requantizer Verilog under cocotb (Icarus and Verilator) and its gate-level netlist."""
 
+import json
+import pathlib
+
+import numpy as np
 import pytest
 
 import hw.requant
+from golden.data import digits_split
 from hw.export import CONFIGS, write
 from hw.synth import cell_models, synthesize
+from sim.requant_stim import digits_vectors
 from sim.runner import BUILD, run
 from tests.conftest import SEED, sim_params
 
 REQUANT = [n for n in CONFIGS if n.startswith("requant_")]
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
 @pytest.mark.parametrize("sim, full", sim_params())
@@ -44,3 +51,21 @@ def test_testbench_catches_a_broken_requantizer(monkeypatch, tmp_path):
     with pytest.raises(AssertionError, match="random_handshakes"):
         run("requant_tflite", "tb_requant", sim="icarus", vectors=2_000, seed=SEED,
             tag="mutant", meta=verilog.with_suffix(".json"))
+
+
+@pytest.mark.parametrize("name, fixture", [("requant_single", "digits_mlp_fc.tflite"),
+                                           ("requant_tflite", "digits_mlp_conv1x1.tflite")])
+def test_requant_rtl_matches_litert_on_digits(name, fixture, tmp_path):
+    """Every accumulator of the digits MLP (360 test images, 3 layers) through the RTL:
+    equal to LiteRT's reference kernel outputs, bit for bit."""
+    _, x_test, _, _ = digits_split()
+    mode = CONFIGS[name][1]["mode"]
+    vectors, litert = digits_vectors(FIXTURES / fixture, x_test, mode)
+    vfile, ofile = tmp_path / "vectors.json", tmp_path / "outputs.npy"
+    vfile.write_text(json.dumps(vectors))
+    rep = run(name, "tb_requant", sim="icarus", seed=SEED, tag="digits",
+              extra=dict(vectors_file=str(vfile), outputs_file=str(ofile)))
+    got = np.load(ofile)
+    exact = int((got == litert).sum())
+    print(f"{name}: RTL equals LiteRT on {exact}/{litert.size} outputs")
+    assert rep["mismatches"] == 0 and got.shape == litert.shape and exact == litert.size
