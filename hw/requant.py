@@ -46,7 +46,8 @@ class Requantizer(wiring.Component):
     All intermediates are exact (the 32x32 product is built from four 16x16 partial products,
     the shift is a two-level barrel shifter); nothing wraps.
 
-    Latency 9 cycles (tflite, single) or 7 (prepost); throughput one result per cycle with no
+    Latency (input transfer to output transfer) 9 cycles in tflite mode, 8 in single, 7 in
+    prepost; throughput one result per cycle with no
     bubbles under continuous valid and ready; the whole pipeline stalls while ``o`` is
     stalled. ``param_error`` is a sticky flag set by any accepted beat whose parameters are
     out of range (the golden model raises there); such a beat's output is unspecified.

@@ -40,10 +40,14 @@ def unpack(fields, word):
 
 
 class StreamSource:
-    """Drives beats into the DUT's input stream ``prefix``; idles with probability ``idle``."""
+    """Drives beats into the DUT's input stream ``prefix``; idles with probability ``idle``.
 
-    def __init__(self, dut, prefix, fields, *, rng, idle=0.0):
+    With ``cycle`` (a ``CycleCounter``), ``cycles_at`` records each transfer's cycle number.
+    """
+
+    def __init__(self, dut, prefix, fields, *, rng, idle=0.0, cycle=None):
         self.clk = dut.clk
+        self.cycle, self.cycles_at = cycle, []
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
@@ -65,6 +69,8 @@ class StreamSource:
                 if taken:
                     break
             self.sent += 1
+            if self.cycle is not None:
+                self.cycles_at.append(self.cycle())
         self.valid.value = 0
 
 

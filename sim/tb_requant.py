@@ -25,9 +25,10 @@ async def _run(dut, cfg, vectors, *, idle, stall, rng):
     sink = StreamSink(dut, "o", fo, rng=rng, stall=stall)
     await start(dut)
     count = CycleCounter(dut.clk)
+    src.cycle = count
     cocotb.start_soon(src.send(vectors))
     got = await sink.recv(len(vectors), cycle=count, max_cycles=20 * len(vectors) + 100)
-    return np.array([b[""] for b in got], np.int64), sink.cycles_at
+    return np.array([b[""] for b in got], np.int64), sink.cycles_at, src.cycles_at
 
 
 def _check(dut, vectors, got, want):
@@ -48,7 +49,7 @@ async def random_handshakes(dut):
     else:
         vectors = requant_vectors(rng, cfg["vectors"], **params)
     want = expected(vectors, **params)
-    got, at = await _run(dut, cfg, vectors, idle=cfg["idle"], stall=cfg["stall"], rng=rng)
+    got, at, _ = await _run(dut, cfg, vectors, idle=cfg["idle"], stall=cfg["stall"], rng=rng)
     if cfg.get("outputs_file"):
         np.save(cfg["outputs_file"], got)
     mismatches = _check(dut, vectors, got, want)
@@ -64,10 +65,10 @@ async def full_throughput(dut):
     rng = rng_for(cfg, salt=1)
     vectors = requant_vectors(rng, 2000, **params)
     want = expected(vectors, **params)
-    got, at = await _run(dut, cfg, vectors, idle=0.0, stall=0.0, rng=rng)
+    got, at, sent_at = await _run(dut, cfg, vectors, idle=0.0, stall=0.0, rng=rng)
     assert _check(dut, vectors, got, want) == 0
     span = at[-1] - at[0] + 1
-    latency = at[0]
+    latency = at[0] - sent_at[0]  # cycles from the first input transfer to the first output
     report(cfg, results_per_cycle=len(vectors) / span, latency=latency,
            throughput_vectors=len(vectors), throughput_cycles=span)
     assert span == len(vectors), f"{len(vectors)} results took {span} cycles: bubbles"
