@@ -1,0 +1,267 @@
+"""The sparsity-aware dot-product engine (US10482156 / US20190205358).
+
+Bit-exact reference: ``golden.sparse_dot.sparse_dot`` (value and cycle model).
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pipeline import StallPipeline
+
+OUTPUTS = ("stream", "memory")
+
+
+def beat_layout(lanes):
+    """One input beat: ``lanes`` weights, activations and precision levels, and ``last``."""
+    return data.StructLayout({
+        "w": data.ArrayLayout(signed(8), lanes),
+        "x": data.ArrayLayout(signed(8), lanes),
+        "lvl": data.ArrayLayout(unsigned(2), lanes),
+        "last": unsigned(1),
+    })
+
+
+def _check(lanes, slots, skip, output, addr_width, level_widths):
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(lanes) or not 1 <= lanes <= 64:
+        raise ValueError(f"lanes must be an integer in [1, 64], not {lanes!r}")
+    if not is_int(slots) or not 1 <= slots <= lanes:
+        raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
+    if not isinstance(skip, bool):
+        raise ValueError(f"skip must be True or False, not {skip!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
+    if not is_int(addr_width) or not 1 <= addr_width <= 32:
+        raise ValueError(f"addr_width must be an integer in [1, 32], not {addr_width!r}")
+    lw = tuple(level_widths)
+    if len(lw) != 3 or not all(is_int(b) and 1 <= b <= 8 for b in lw) or list(lw) != sorted(lw):
+        raise ValueError(f"level_widths must be three increasing widths in [1, 8], "
+                         f"not {level_widths!r}")
+    return lw
+
+
+def popcount(bits):
+    """Sum of the bits of a value, as a balanced adder tree."""
+    terms = [bits[i] for i in range(len(bits))]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                 for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def prefix_counts(bits):
+    """``[popcount(bits[:i]) for i in range(len(bits))]`` by a log-depth (Hillis-Steele) scan."""
+    n = len(bits)
+    cnt = [Const(0, 1)] + [bits[i] for i in range(n - 1)]
+    d = 1
+    while d < n:
+        cnt = [cnt[i] + cnt[i - d] if i >= d else cnt[i] for i in range(n)]
+        d *= 2
+    return cnt
+
+
+def adder_tree(m, pipe, values, keep, levels_per_stage=2):
+    """Sum ``values`` with a tree registered every ``levels_per_stage`` levels; ``keep`` are
+    the values travelling beside it. Returns (sum, keep) from the last stage."""
+    level = 0
+    while len(values) > 1:
+        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+        level += 1
+        if level % levels_per_stage == 0 and len(values) > 1:
+            st = pipe.stage(**{f"t{k}": v for k, v in enumerate(values)}, **keep)
+            values = [getattr(st, f"t{k}") for k in range(len(values))]
+            keep = {k: getattr(st, k) for k in keep}
+    return values[0], keep
+
+
+class SparseDotProduct(wiring.Component):
+    """Dot products of vectors streamed as beats of ``lanes`` pairs, skipping zero operands.
+
+    ``result = sum (x[i] - x_zero_point) * w[i]`` over the beats of a vector (the beat with
+    ``last`` ends it), exact in int32; a partial sum outside int32 sets the sticky
+    ``overflow`` flag. A pair with ``w[i] == 0`` or ``x[i] == x_zero_point`` is never
+    multiplied: the non-zero pairs of a beat are ranked (a prefix count, one stage before the
+    front end) and the front end issues ``slots`` of them per cycle to the multipliers, so a
+    beat costs ``max(1, ceil(nnz/slots))`` cycles and a beat is accepted every cycle while
+    ``nnz <= slots``. With ``skip=False`` (the dense baseline) lane ``k*slots + j`` goes to
+    slot ``j`` in step ``k``: ``ceil(lanes/slots)`` cycles per beat.
+
+    Each precision level is checked: a weight that does not fit its level (0 = zero, then
+    signed ``level_widths``) sets the sticky ``level_error`` flag and adds to
+    ``level_errors``; it is still multiplied at full width, so the result stays exact.
+
+    The result leaves on the ``o`` stream (``output="stream"``; the whole pipeline stalls
+    while ``o`` is stalled) or through a memory write port ``wr_en``/``wr_addr``/``wr_data``
+    with an address that counts up from 0 (``output="memory"``; never stalls).
+    Counters: ``cycles`` (front end busy), ``pairs`` (lanes of accepted beats), ``skipped``
+    (zero pairs not multiplied).
+
+    Bit-exact reference: ``golden.sparse_dot.sparse_dot`` with the same keyword parameters;
+    ``cycles`` equals its cycle model.
+    """
+
+    def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
+                 level_widths=(2, 4, 8)):
+        lw = _check(lanes, slots, skip, output, addr_width, level_widths)
+        self._p = dict(lanes=lanes, slots=slots, skip=skip, output=output,
+                       addr_width=addr_width, level_widths=lw)
+        ports = {
+            "i": In(stream.Signature(beat_layout(lanes))),
+            "x_zero_point": In(signed(8)),
+            "cycles": Out(32), "pairs": Out(32), "skipped": Out(32),
+            "level_error": Out(1), "level_errors": Out(32), "overflow": Out(1),
+        }
+        if output == "stream":
+            ports["o"] = Out(stream.Signature(signed(32)))
+        else:
+            ports.update(wr_en=Out(1), wr_addr=Out(addr_width), wr_data=Out(signed(32)))
+        super().__init__(ports)
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        s = p["slots"]
+        en = Signal()
+        if p["output"] == "stream":
+            m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        else:
+            m.d.comb += en.eq(1)
+
+        beat = self._input_stage(m, en)
+        step = self._front_end(m, en, beat)
+        pipe = StallPipeline(m, en)
+        zp = self.x_zero_point
+        s1 = pipe.stage(v=step["v"], first=step["first"], last=step["last"],
+                        **{f"w{j}": step["w"][j] for j in range(s)},
+                        **{f"x{j}": step["x"][j] - zp for j in range(s)})
+        keep = dict(v=s1.v, first=s1.first, last=s1.last)
+        s2 = pipe.stage(**{f"p{j}": getattr(s1, f"w{j}") * getattr(s1, f"x{j}")
+                           for j in range(s)}, **keep)
+        keep = dict(v=s2.v, first=s2.first, last=s2.last)
+        total, keep = adder_tree(m, pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
+        self._accumulate(m, en, total, keep)
+        return m
+
+    def _input_stage(self, m, en):
+        """A register stage before the front end: the beat, its zero mask, its ranks, and
+        the level check. Returns the registered values and the handshake to the front end."""
+        p = self._p
+        n = p["lanes"]
+        b = self.i.payload
+        take = Signal()  # driven by the front end: it takes the held beat this cycle
+        held = Signal()
+        reg = Signal(beat_layout(n))
+        nz_r = Signal(n)
+        m.d.comb += self.i.ready.eq(en & (~held | take))
+        nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
+        with m.If(self.i.ready):
+            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz)]
+        self._level_check(m, self.i.valid & self.i.ready, b)
+        return dict(valid=held, take=take, beat=reg, nz=nz_r)
+
+    def _level_check(self, m, accept, b):
+        widths = self._p["level_widths"]
+        lo = Array([Const(0, signed(9))] + [Const(-(1 << (w - 1)), signed(9)) for w in widths])
+        hi = Array([Const(0, signed(9))] + [Const((1 << (w - 1)) - 1, signed(9))
+                                            for w in widths])
+        misfit = Cat(*[(b.w[i] < lo[b.lvl[i]]) | (b.w[i] > hi[b.lvl[i]])
+                       for i in range(self._p["lanes"])])
+        with m.If(accept & misfit.any()):
+            m.d.sync += [self.level_error.eq(1),
+                         self.level_errors.eq(self.level_errors + popcount(misfit))]
+
+    def _front_end(self, m, en, inp):
+        """Holds one beat and issues ``slots`` pairs per cycle. Returns the step's values."""
+        p = self._p
+        n, s = p["lanes"], p["slots"]
+        have = Signal()
+        w = Signal(data.ArrayLayout(signed(8), n))
+        x = Signal(data.ArrayLayout(signed(8), n))
+        last = Signal()
+        first = Signal(init=1)
+        ow = [Signal(signed(8), name=f"slot{j}_w") for j in range(s)]
+        ox = [Signal(signed(8), name=f"slot{j}_x") for j in range(s)]
+        done = Signal()
+        load = Signal()
+        beat = inp["beat"]
+
+        if p["skip"]:
+            nz = Signal(n)
+            ranks = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
+            nnz = Signal(range(n + 1))
+            base = Signal(range(n + s + 1))
+            cnt = prefix_counts(inp["nz"])
+            with m.If(load):
+                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(popcount(inp["nz"])), base.eq(0)]
+                m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
+            with m.Elif(have & en):
+                m.d.sync += base.eq(base + s)
+            m.d.comb += done.eq(base + s >= nnz)
+            for j in range(s):
+                hits = [nz[i] & (ranks[i] == base + j) for i in range(n)]
+                m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
+                             ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
+            skipped = n - popcount(inp["nz"])
+        else:
+            steps = -(-n // s)
+            k = Signal(range(steps))
+            with m.If(load):
+                m.d.sync += k.eq(0)
+            with m.Elif(have & en):
+                m.d.sync += k.eq(k + 1)
+            m.d.comb += done.eq(k == steps - 1)
+            zero = Const(0, signed(8))
+            for j in range(s):
+                lanes_j = [i * s + j for i in range(steps)]
+                m.d.comb += [
+                    ow[j].eq(Array([w[i] if i < n else zero for i in lanes_j])[k]),
+                    ox[j].eq(Array([x[i] if i < n else zero for i in lanes_j])[k])]
+            skipped = 0
+
+        m.d.comb += [inp["take"].eq(en & (~have | done)), load.eq(inp["take"] & inp["valid"])]
+        with m.If(inp["take"]):
+            m.d.sync += have.eq(inp["valid"])
+        with m.If(load):
+            m.d.sync += [w.eq(beat.w), x.eq(beat.x), last.eq(beat.last),
+                         self.pairs.eq(self.pairs + n), self.skipped.eq(self.skipped + skipped)]
+        issue = have & en
+        with m.If(issue):
+            m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]
+        return dict(v=issue, first=first, last=done & last, w=ow, x=ox)
+
+    def _accumulate(self, m, en, total, keep):
+        """acc <- (first ? 0 : acc) + total; at ``last`` the result leaves."""
+        acc = Signal(signed(32))
+        nxt = Signal(signed(34))
+        m.d.comb += nxt.eq(Mux(keep["first"], 0, acc) + total)
+        fits = (nxt[31:] == 0) | (nxt[31:] == 0b111)
+        with m.If(en & keep["v"]):
+            m.d.sync += acc.eq(nxt[:32])
+            with m.If(~fits):
+                m.d.sync += self.overflow.eq(1)
+        emit = keep["v"] & keep["last"]
+        if self._p["output"] == "stream":
+            with m.If(en):
+                m.d.sync += [self.o.valid.eq(emit), self.o.payload.eq(nxt[:32])]
+        else:
+            m.d.sync += [self.wr_en.eq(emit), self.wr_data.eq(nxt[:32])]
+            with m.If(self.wr_en):
+                m.d.sync += self.wr_addr.eq(self.wr_addr + 1)
+
+
+def _select(hits, values):
+    """OR of the values whose hit bit is set (at most one is): an AND-OR multiplexer."""
+    out = 0
+    for h, v in zip(hits, values, strict=True):
+        out = out | Mux(h, v, 0)
+    return out

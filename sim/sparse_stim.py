@@ -1,0 +1,69 @@
+"""Stimulus for the sparse dot-product engine: beats at chosen operand densities.
+
+``beats(rng, n, lanes, w_density, x_density)`` returns dict arrays ``w``, ``x``, ``lvl``,
+``last`` (vectors of 1 to ``max_beats`` beats); a zero weight is 0 and a zero activation is
+``x_zero_point``. Levels are each weight's smallest level, or (``lvl_slack``) sometimes a
+wider one, which is legal.
+"""
+
+import numpy as np
+
+from golden.sparse_dot import smallest_level
+
+
+def _values(rng, shape, lo, hi, avoid):
+    v = rng.integers(lo, hi + 1, shape)
+    while np.any(v == avoid):
+        v = np.where(v == avoid, rng.integers(lo, hi + 1, shape), v)
+    return v
+
+
+def beats(rng, n, *, lanes, w_density, x_density, x_zero_point=0, max_beats=4,
+          lvl_slack=0.2, narrow=0.3):
+    shape = (n, lanes)
+    w = _values(rng, shape, -127, 127, 0)
+    small = rng.random(shape) < narrow  # a share of narrow weights, so every level occurs
+    w = np.where(small, _values(rng, shape, -8, 7, 0), w)
+    w = np.where(small & (rng.random(shape) < 0.5), _values(rng, shape, -2, 1, 0), w)
+    w = np.where(rng.random(shape) < w_density, w, 0)
+    x = _values(rng, shape, -128, 127, x_zero_point)
+    x = np.where(rng.random(shape) < x_density, x, x_zero_point)
+    lvl = smallest_level(w)
+    wider = (rng.random(shape) < lvl_slack) & (lvl > 0)
+    lvl = np.where(wider, np.minimum(3, lvl + rng.integers(0, 2, shape)), lvl)
+    last = np.zeros(n, bool)
+    k = 0
+    while k < n:
+        k += int(rng.integers(1, max_beats + 1))
+        last[min(k, n) - 1] = True
+    return dict(w=w, x=x, lvl=lvl, last=last)
+
+
+def corner_beats(lanes, x_zero_point=0):
+    """All-zero, all-dense extreme values, one non-zero lane at each position."""
+    rows_w, rows_x = [], []
+    rows_w += [np.zeros(lanes), np.full(lanes, 127), np.full(lanes, -127), np.full(lanes, -127)]
+    rows_x += [np.full(lanes, x_zero_point), np.full(lanes, 127), np.full(lanes, -128),
+               np.full(lanes, 127)]
+    for i in range(lanes):
+        w = np.zeros(lanes)
+        w[i] = -127
+        rows_w.append(w)
+        rows_x.append(np.full(lanes, -128))
+    w, x = np.array(rows_w, np.int64), np.array(rows_x, np.int64)
+    if x_zero_point != 0:  # x - zp of -128 - zp etc. stays in range by construction
+        pass
+    last = np.ones(len(w), bool)
+    last[1:3] = False  # one three-beat vector of extreme values
+    return dict(w=w, x=x, lvl=smallest_level(w), last=last)
+
+
+def concat(*parts):
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def beat_payloads(b):
+    """Beat dicts for the stream drivers: nested lists per field."""
+    return [dict(w=[int(v) for v in b["w"][k]], x=[int(v) for v in b["x"][k]],
+                 lvl=[int(v) for v in b["lvl"][k]], last=int(b["last"][k]))
+            for k in range(len(b["last"]))]
