@@ -140,10 +140,9 @@ class SparseDotProduct(wiring.Component):
         beat = self._input_stage(m, en)
         step = self._front_end(m, en, beat)
         pipe = StallPipeline(m, en)
-        zp = self.x_zero_point
         s1 = pipe.stage(v=step["v"], first=step["first"], last=step["last"],
                         **{f"w{j}": step["w"][j] for j in range(s)},
-                        **{f"x{j}": step["x"][j] - zp for j in range(s)})
+                        **{f"x{j}": step["x"][j] for j in range(s)})
         keep = dict(v=s1.v, first=s1.first, last=s1.last)
         s2 = pipe.stage(**{f"p{j}": getattr(s1, f"w{j}") * getattr(s1, f"x{j}")
                            for j in range(s)}, **keep)
@@ -162,12 +161,13 @@ class SparseDotProduct(wiring.Component):
         held = Signal()
         reg = Signal(beat_layout(n))
         nz_r = Signal(n)
+        nnz_r = Signal(range(n + 1))
         m.d.comb += self.i.ready.eq(en & (~held | take))
         nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
         with m.If(self.i.ready):
-            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz)]
+            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz), nnz_r.eq(popcount(nz))]
         self._level_check(m, self.i.valid & self.i.ready, b)
-        return dict(valid=held, take=take, beat=reg, nz=nz_r)
+        return dict(valid=held, take=take, beat=reg, nz=nz_r, nnz=nnz_r)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
@@ -190,11 +190,11 @@ class SparseDotProduct(wiring.Component):
         n, s = p["lanes"], p["slots"]
         have = Signal()
         w = Signal(data.ArrayLayout(signed(8), n))
-        x = Signal(data.ArrayLayout(signed(8), n))
+        x = Signal(data.ArrayLayout(signed(9), n))  # x - x_zero_point
         last = Signal()
         first = Signal(init=1)
         ow = [Signal(signed(8), name=f"slot{j}_w") for j in range(s)]
-        ox = [Signal(signed(8), name=f"slot{j}_x") for j in range(s)]
+        ox = [Signal(signed(9), name=f"slot{j}_x") for j in range(s)]
         done = Signal()
         load = Signal()
         beat = inp["beat"]
@@ -206,7 +206,7 @@ class SparseDotProduct(wiring.Component):
             base = Signal(range(n + s + 1))
             cnt = prefix_counts(inp["nz"])
             with m.If(load):
-                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(popcount(inp["nz"])), base.eq(0)]
+                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(inp["nnz"]), base.eq(0)]
                 m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
             with m.Elif(have & en):
                 m.d.sync += base.eq(base + s)
@@ -215,7 +215,7 @@ class SparseDotProduct(wiring.Component):
                 hits = [nz[i] & (ranks[i] == base + j) for i in range(n)]
                 m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
                              ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
-            skipped = n - popcount(inp["nz"])
+            skipped = n - inp["nnz"]
         else:
             steps = -(-n // s)
             k = Signal(range(steps))
@@ -224,21 +224,24 @@ class SparseDotProduct(wiring.Component):
             with m.Elif(have & en):
                 m.d.sync += k.eq(k + 1)
             m.d.comb += done.eq(k == steps - 1)
-            zero = Const(0, signed(8))
-            for j in range(s):  # slot j takes lane k*s + j (word_select: see _level_check)
+            # slot j takes lane k*s + j. word_select makes continuous logic, which Icarus
+            # evaluates from time 0; an Array index becomes a case in always @*, which it
+            # does not evaluate until an input changes (X until then).
+            for j in range(s):
                 lanes_j = [i * s + j for i in range(steps)]
                 m.d.comb += [
-                    ow[j].eq(Cat(*[w[i] if i < n else zero for i in lanes_j])
+                    ow[j].eq(Cat(*[w[i] if i < n else Const(0, signed(8)) for i in lanes_j])
                              .word_select(k, 8).as_signed()),
-                    ox[j].eq(Cat(*[x[i] if i < n else zero for i in lanes_j])
-                             .word_select(k, 8).as_signed())]
+                    ox[j].eq(Cat(*[x[i] if i < n else Const(0, signed(9)) for i in lanes_j])
+                             .word_select(k, 9).as_signed())]
             skipped = 0
 
         m.d.comb += [inp["take"].eq(en & (~have | done)), load.eq(inp["take"] & inp["valid"])]
         with m.If(inp["take"]):
             m.d.sync += have.eq(inp["valid"])
         with m.If(load):
-            m.d.sync += [w.eq(beat.w), x.eq(beat.x), last.eq(beat.last),
+            m.d.sync += [w.eq(beat.w), last.eq(beat.last),
+                         x.eq(Cat(*[(beat.x[i] - self.x_zero_point)[:9] for i in range(n)])),
                          self.pairs.eq(self.pairs + n), self.skipped.eq(self.skipped + skipped)]
         issue = have & en
         with m.If(issue):

@@ -49,9 +49,13 @@ def run_engine(params, b, *, zp=0, idle=0.3, stall=0.3, seed=SEED):
     return np.array(got["out"], np.int64), got["counters"]
 
 
-CONFIGS = [dict(lanes=4, slots=1), dict(lanes=8, slots=3), dict(lanes=16, slots=4),
-           dict(lanes=8, slots=8), dict(lanes=16, slots=4, skip=False),
-           dict(lanes=8, slots=3, skip=False), dict(lanes=8, slots=4, output="memory")]
+# N in {4, 8, 16}, M from 1 to N (every M for N=4, a spread for 8 and 16), the dense
+# baselines, and the memory output
+CONFIGS = ([dict(lanes=4, slots=m) for m in range(1, 5)]
+           + [dict(lanes=8, slots=m) for m in (1, 3, 5, 8)]
+           + [dict(lanes=16, slots=m) for m in (1, 4, 7, 16)]
+           + [dict(lanes=16, slots=4, skip=False), dict(lanes=8, slots=3, skip=False),
+              dict(lanes=8, slots=4, output="memory")])
 
 
 @pytest.mark.parametrize("params", CONFIGS, ids=lambda p: "-".join(map(str, p.values())))
