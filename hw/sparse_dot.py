@@ -180,9 +180,12 @@ class SparseDotProduct(wiring.Component):
                        | Cat(*[(b.lvl[i] == k + 1) & ~fits(b.w[i], bw)
                                for k, bw in enumerate(widths)]).any()
                        for i in range(self._p["lanes"])])
-        with m.If(accept & misfit.any()):
+        # registered first, counted a cycle later: keeps the count off the input's path
+        misfit_r = Signal.like(misfit)
+        m.d.sync += misfit_r.eq(Mux(accept, misfit, 0))
+        with m.If(misfit_r.any()):
             m.d.sync += [self.level_error.eq(1),
-                         self.level_errors.eq(self.level_errors + popcount(misfit))]
+                         self.level_errors.eq(self.level_errors + popcount(misfit_r))]
 
     def _front_end(self, m, en, inp):
         """Holds one beat and issues ``slots`` pairs per cycle. Returns the step's values."""
