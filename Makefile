@@ -51,7 +51,7 @@ formal: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -q -m formal
 
 lint: $(STAMP)
-	$(BIN)/ruff check hw golden sim tests
+	$(BIN)/ruff check hw golden sim tests spec
 
 clean:
 	rm -rf build .pytest_cache .hypothesis .ruff_cache results.xml

@@ -34,8 +34,10 @@ from zero. All arithmetic is on int64 NumPy arrays, which the ranges below keep 
 
 import numpy as np
 
+import spec.params
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-MODES = ("tflite", "single", "prepost")
+MODES = spec.params.REQUANT_MODES
 SHIFT_MIN, SHIFT_MAX = -31, 30
 
 
@@ -59,14 +61,9 @@ def check_range(name, value, lo, hi):
     return arr
 
 
-def check_mode_params(*, mode="tflite", m_bits=16, x_bits=18):
+def check_mode_params(**params):
     """Validate the elaboration parameters shared by the golden model and the block."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    for name, v, lo, hi in (("m_bits", m_bits, 2, 31), ("x_bits", x_bits, 2, 32)):
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
-    return dict(mode=mode, m_bits=m_bits, x_bits=x_bits)
+    return spec.params.requant(**params)
 
 
 def round_shift(p, s):

@@ -26,37 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .requant import INT32_MAX, INT32_MIN, check_range
+import spec.params
 
-OUTPUTS = ("stream", "memory")
+from .requant import INT32_MAX, INT32_MIN, check_range
 
 
 class LevelError(ValueError):
     """A weight does not fit the precision level it is declared with."""
 
 
-def check_params(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
-                 level_widths=(2, 4, 8)):
+def check_params(**params):
     """Validate the elaboration parameters shared by the golden model and the block."""
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if not is_int(lanes) or not 1 <= lanes <= 64:
-        raise ValueError(f"lanes must be an integer in [1, 64], not {lanes!r}")
-    if not is_int(slots) or not 1 <= slots <= lanes:
-        raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
-    if not isinstance(skip, bool):
-        raise ValueError(f"skip must be True or False, not {skip!r}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
-    if not is_int(addr_width) or not 1 <= addr_width <= 32:
-        raise ValueError(f"addr_width must be an integer in [1, 32], not {addr_width!r}")
-    lw = tuple(level_widths)
-    if len(lw) != 3 or not all(is_int(b) and 1 <= b <= 8 for b in lw) or list(lw) != sorted(lw):
-        raise ValueError(f"level_widths must be three increasing widths in [1, 8], "
-                         f"not {level_widths!r}")
-    return dict(lanes=lanes, slots=slots, skip=skip, output=output, addr_width=addr_width,
-                level_widths=lw)
+    return spec.params.sparse_dot(**params)
 
 
 def level_fits(w, lvl, level_widths=(2, 4, 8)):

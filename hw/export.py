@@ -17,22 +17,14 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+import spec.configs
+
 from .requant import Requantizer
 from .sparse_dot import SparseDotProduct
 
-# name -> (component class, keyword parameters). Synthesis, co-simulation and the reports
-# all take their configurations from this table.
-CONFIGS = {
-    "requant_tflite": (Requantizer, dict(mode="tflite")),
-    "requant_single": (Requantizer, dict(mode="single")),
-    "requant_prepost": (Requantizer, dict(mode="prepost", m_bits=16, x_bits=18)),
-    "sparse_dot_N16_M4": (SparseDotProduct, dict(lanes=16, slots=4)),
-    "sparse_dot_N16_M4_dense": (SparseDotProduct, dict(lanes=16, slots=4, skip=False)),
-    "sparse_dot_N8_M8": (SparseDotProduct, dict(lanes=8, slots=8)),
-    "sparse_dot_N8_M8_dense": (SparseDotProduct, dict(lanes=8, slots=8, skip=False)),
-    "sparse_dot_N4_M1": (SparseDotProduct, dict(lanes=4, slots=1)),
-    "sparse_dot_N8_M3_mem": (SparseDotProduct, dict(lanes=8, slots=3, output="memory")),
-}
+BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct}
+# name -> (component class, keyword parameters), from spec.configs
+CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec.configs.CONFIGS.items()}
 
 
 def layout_fields(layout, prefix=""):

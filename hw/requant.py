@@ -7,9 +7,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+import spec.params
+
 from .pipeline import StallPipeline
 
-MODES = ("tflite", "single", "prepost")
 # f is saturated to this many bits before the zero point is added: every value outside the
 # range clamps to act_min/act_max either way, since |zp| <= 128 (see _tail).
 _SAT_BITS = 11
@@ -56,12 +57,7 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, mode="tflite", m_bits=16, x_bits=18):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        for name, v, lo, hi in (("m_bits", m_bits, 2, 31), ("x_bits", x_bits, 2, 32)):
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
-        self._p = dict(mode=mode, m_bits=m_bits, x_bits=x_bits)
+        self._p = spec.params.requant(mode=mode, m_bits=m_bits, x_bits=x_bits)
         super().__init__({
             "i": In(stream.Signature(input_layout(**self._p))),
             "o": Out(stream.Signature(signed(8))),

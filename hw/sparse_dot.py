@@ -7,9 +7,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import StallPipeline
+import spec.params
 
-OUTPUTS = ("stream", "memory")
+from .pipeline import StallPipeline
 
 
 def beat_layout(lanes):
@@ -20,27 +20,6 @@ def beat_layout(lanes):
         "lvl": data.ArrayLayout(unsigned(2), lanes),
         "last": unsigned(1),
     })
-
-
-def _check(lanes, slots, skip, output, addr_width, level_widths):
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if not is_int(lanes) or not 1 <= lanes <= 64:
-        raise ValueError(f"lanes must be an integer in [1, 64], not {lanes!r}")
-    if not is_int(slots) or not 1 <= slots <= lanes:
-        raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
-    if not isinstance(skip, bool):
-        raise ValueError(f"skip must be True or False, not {skip!r}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
-    if not is_int(addr_width) or not 1 <= addr_width <= 32:
-        raise ValueError(f"addr_width must be an integer in [1, 32], not {addr_width!r}")
-    lw = tuple(level_widths)
-    if len(lw) != 3 or not all(is_int(b) and 1 <= b <= 8 for b in lw) or list(lw) != sorted(lw):
-        raise ValueError(f"level_widths must be three increasing widths in [1, 8], "
-                         f"not {level_widths!r}")
-    return lw
 
 
 def popcount(bits):
@@ -108,9 +87,8 @@ class SparseDotProduct(wiring.Component):
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                  level_widths=(2, 4, 8)):
-        lw = _check(lanes, slots, skip, output, addr_width, level_widths)
-        self._p = dict(lanes=lanes, slots=slots, skip=skip, output=output,
-                       addr_width=addr_width, level_widths=lw)
+        self._p = spec.params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
+                                         addr_width=addr_width, level_widths=level_widths)
         ports = {
             "i": In(stream.Signature(beat_layout(lanes))),
             "x_zero_point": In(signed(8)),
@@ -161,13 +139,12 @@ class SparseDotProduct(wiring.Component):
         held = Signal()
         reg = Signal(beat_layout(n))
         nz_r = Signal(n)
-        nnz_r = Signal(range(n + 1))
         m.d.comb += self.i.ready.eq(en & (~held | take))
         nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
         with m.If(self.i.ready):
-            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz), nnz_r.eq(popcount(nz))]
+            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz)]
         self._level_check(m, self.i.valid & self.i.ready, b)
-        return dict(valid=held, take=take, beat=reg, nz=nz_r, nnz=nnz_r)
+        return dict(valid=held, take=take, beat=reg, nz=nz_r)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
@@ -209,7 +186,7 @@ class SparseDotProduct(wiring.Component):
             base = Signal(range(n + s + 1))
             cnt = prefix_counts(inp["nz"])
             with m.If(load):
-                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(inp["nnz"]), base.eq(0)]
+                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(popcount(inp["nz"])), base.eq(0)]
                 m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
             with m.Elif(have & en):
                 m.d.sync += base.eq(base + s)
@@ -218,7 +195,7 @@ class SparseDotProduct(wiring.Component):
                 hits = [nz[i] & (ranks[i] == base + j) for i in range(n)]
                 m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
                              ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
-            skipped = n - inp["nnz"]
+            skipped = n - nnz  # counted the cycle after the load, from the register
         else:
             steps = -(-n // s)
             k = Signal(range(steps))
@@ -242,10 +219,13 @@ class SparseDotProduct(wiring.Component):
         m.d.comb += [inp["take"].eq(en & (~have | done)), load.eq(inp["take"] & inp["valid"])]
         with m.If(inp["take"]):
             m.d.sync += have.eq(inp["valid"])
+        loaded = Signal()
+        m.d.sync += loaded.eq(load)
         with m.If(load):
             m.d.sync += [w.eq(beat.w), last.eq(beat.last),
-                         x.eq(Cat(*[(beat.x[i] - self.x_zero_point)[:9] for i in range(n)])),
-                         self.pairs.eq(self.pairs + n), self.skipped.eq(self.skipped + skipped)]
+                         x.eq(Cat(*[(beat.x[i] - self.x_zero_point)[:9] for i in range(n)]))]
+        with m.If(loaded):
+            m.d.sync += [self.pairs.eq(self.pairs + n), self.skipped.eq(self.skipped + skipped)]
         issue = have & en
         with m.If(issue):
             m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]

@@ -29,9 +29,9 @@ from golden.layers import fc_accumulators
 from golden.litert_model import quantize_input, read_dense_layers, run_reference
 from golden.qparams import derive_prepost, prepost_error_bound
 from golden.requant import requantize
-from hw.export import CONFIGS
 from sim.requant_stim import digits_vectors
 from sim.runner import BUILD, ROOT, default_simulator, run
+from spec.configs import CONFIGS
 
 FIXTURES = ROOT / "tests" / "fixtures"
 REPORTS = BUILD / "reports"

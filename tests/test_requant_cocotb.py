@@ -9,10 +9,10 @@ import pytest
 import hw.requant
 from golden.data import digits_split
 from hw.export import CONFIGS, write
-from hw.synth import cell_models, synthesize
 from sim.requant_stim import digits_vectors
-from sim.runner import BUILD, run
+from sim.runner import run
 from tests.conftest import SEED, sim_params
+from tests.gate_level import run_gate_level
 
 REQUANT = [n for n in CONFIGS if n.startswith("requant_")]
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -32,13 +32,7 @@ def test_requant_cocotb(name, sim, full):
 @pytest.mark.parametrize("name", ["requant_tflite", "requant_prepost"])
 def test_requant_gate_level_ice40(name):
     """The yosys synth_ice40 -dsp netlist, re-simulated with the same testbench."""
-    out = BUILD / "synth"
-    _, netlist, _ = synthesize(name, "ice40", out)
-    cells, defines = cell_models("ice40")
-    rep = run(name, "tb_requant", sim="icarus", vectors=3_000, seed=SEED,
-              sources=[netlist, cells], defines=defines, tag="gl-ice40",
-              meta=out / "verilog" / f"{name}.json")
-    print(f"{name} gate level: {rep}")
+    rep = run_gate_level(name, "tb_requant", vectors=3_000)
     assert rep["mismatches"] == 0 and rep["results_per_cycle"] == 1.0
 
 

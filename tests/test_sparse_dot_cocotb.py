@@ -10,10 +10,10 @@ import hw.sparse_dot
 from golden.data import digits_split
 from golden.sparse_dot import sparse_dot
 from hw.export import CONFIGS, write
-from hw.synth import cell_models, synthesize
-from sim.runner import BUILD, run
+from sim.runner import run
 from sim.sparse_stim import digits_beats
 from tests.conftest import SEED, sim_params
+from tests.gate_level import run_gate_level
 
 SPARSE = [n for n in CONFIGS if n.startswith("sparse_dot_")]
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "digits_mlp_fc.tflite"
@@ -54,14 +54,7 @@ def test_digits_beats_are_the_layer_accumulators():
 
 @pytest.mark.gate
 def test_sparse_dot_gate_level_ice40():
-    name = "sparse_dot_N8_M8"
-    out = BUILD / "synth"
-    _, netlist, _ = synthesize(name, "ice40", out)
-    cells, defines = cell_models("ice40")
-    rep = run(name, "tb_sparse_dot", sim="icarus", vectors=600, seed=SEED,
-              sources=[netlist, cells], defines=defines, tag="gl-ice40",
-              meta=out / "verilog" / f"{name}.json")
-    print(f"{name} gate level: {rep}")
+    rep = run_gate_level("sparse_dot_N8_M8", "tb_sparse_dot", vectors=600)
     assert rep["mismatches"] == 0 and rep["measured_cycles"] == rep["model_cycles"]
 
 

@@ -1,0 +1,17 @@
+"""Every block configuration the project ships: name -> (block class name, parameters).
+
+Synthesis, co-simulation, ``make sim`` and the benchmarks all take their configurations from
+this table (``hw.export.CONFIGS`` binds the class names to the Amaranth components).
+"""
+
+CONFIGS = {
+    "requant_tflite": ("Requantizer", dict(mode="tflite")),
+    "requant_single": ("Requantizer", dict(mode="single")),
+    "requant_prepost": ("Requantizer", dict(mode="prepost", m_bits=16, x_bits=18)),
+    "sparse_dot_N16_M4": ("SparseDotProduct", dict(lanes=16, slots=4)),
+    "sparse_dot_N16_M4_dense": ("SparseDotProduct", dict(lanes=16, slots=4, skip=False)),
+    "sparse_dot_N8_M8": ("SparseDotProduct", dict(lanes=8, slots=8)),
+    "sparse_dot_N8_M8_dense": ("SparseDotProduct", dict(lanes=8, slots=8, skip=False)),
+    "sparse_dot_N4_M1": ("SparseDotProduct", dict(lanes=4, slots=1)),
+    "sparse_dot_N8_M3_mem": ("SparseDotProduct", dict(lanes=8, slots=3, output="memory")),
+}

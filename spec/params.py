@@ -1,0 +1,46 @@
+"""Parameter checks shared by each block (hw/) and its golden twin (golden/).
+
+Each function takes the block's keyword parameters, raises ``ValueError`` naming the bad
+parameter and value, and returns the normalized parameter dict (the block's ``params``).
+"""
+
+REQUANT_MODES = ("tflite", "single", "prepost")
+DOT_OUTPUTS = ("stream", "memory")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def int_in(name, value, lo, hi):
+    """``value`` must be an int in [lo, hi]."""
+    if not _is_int(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+    return value
+
+
+def requant(*, mode="tflite", m_bits=16, x_bits=18):
+    """Requantizer: ``mode`` one of REQUANT_MODES; prepost widths ``m_bits``, ``x_bits``."""
+    if mode not in REQUANT_MODES:
+        raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
+    return dict(mode=mode, m_bits=int_in("m_bits", m_bits, 2, 31),
+                x_bits=int_in("x_bits", x_bits, 2, 32))
+
+
+def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
+               level_widths=(2, 4, 8)):
+    """SparseDotProduct: lanes N, multiplier slots M <= N, skipping, output kind, levels."""
+    int_in("lanes", lanes, 1, 64)
+    if not _is_int(slots) or not 1 <= slots <= lanes:
+        raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
+    if not isinstance(skip, bool):
+        raise ValueError(f"skip must be True or False, not {skip!r}")
+    if output not in DOT_OUTPUTS:
+        raise ValueError(f"output must be one of {DOT_OUTPUTS}, not {output!r}")
+    int_in("addr_width", addr_width, 1, 32)
+    lw = tuple(level_widths)
+    if len(lw) != 3 or not all(_is_int(b) and 1 <= b <= 8 for b in lw) or list(lw) != sorted(lw):
+        raise ValueError(f"level_widths must be three increasing widths in [1, 8], "
+                         f"not {level_widths!r}")
+    return dict(lanes=lanes, slots=slots, skip=skip, output=output, addr_width=addr_width,
+                level_widths=lw)
