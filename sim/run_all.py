@@ -55,6 +55,8 @@ def main(argv=None):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+    print("cycles: requant_* = cycles until the last result under random valid/ready; "
+          "sparse_dot_* = the engine's busy counter (checked equal to the cycle model)")
     out = BUILD / "reports" / "sim.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
