@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 
+from .arith import fits_signed
 from .pipeline import StallPipeline
 
 # f is saturated to this many bits before the zero point is added: every value outside the
@@ -147,12 +148,9 @@ def _carry(stage, names):
 
 
 def _saturate(v, bits):
-    """Saturate signed ``v`` to signed ``bits``: in range iff its high bits all equal the sign."""
-    width = len(v)
-    if width <= bits:
+    """Saturate signed ``v`` to signed ``bits``."""
+    if len(v) <= bits:
         return v
-    high = v[bits - 1:]
-    in_range = (high == 0) | (high == (1 << (width - bits + 1)) - 1)
     lim = Mux(v[-1], Const(-(1 << (bits - 1)), signed(bits)),
               Const((1 << (bits - 1)) - 1, signed(bits)))
-    return Mux(in_range, v[:bits].as_signed(), lim)
+    return Mux(fits_signed(v, bits), v[:bits].as_signed(), lim)

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 
+from .arith import fits_signed, popcount
 from .pipeline import StallPipeline
 
 
@@ -22,17 +23,6 @@ def beat_layout(lanes):
     })
 
 
-def popcount(bits):
-    """Sum of the bits of a value, as a balanced adder tree."""
-    terms = [bits[i] for i in range(len(bits))]
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
-                 for k in range(0, len(terms), 2)]
-    return terms[0]
-
-
 def prefix_counts(bits):
     """``[popcount(bits[:i]) for i in range(len(bits))]`` by a log-depth (Hillis-Steele) scan."""
     n = len(bits)
@@ -44,7 +34,7 @@ def prefix_counts(bits):
     return cnt
 
 
-def adder_tree(m, pipe, values, keep, levels_per_stage=2):
+def adder_tree(pipe, values, keep, levels_per_stage=2):
     """Sum ``values`` with a tree registered every ``levels_per_stage`` levels; ``keep`` are
     the values travelling beside it. Returns (sum, keep) from the last stage."""
     level = 0
@@ -125,13 +115,13 @@ class SparseDotProduct(wiring.Component):
         s2 = pipe.stage(**{f"p{j}": getattr(s1, f"w{j}") * getattr(s1, f"x{j}")
                            for j in range(s)}, **keep)
         keep = dict(v=s2.v, first=s2.first, last=s2.last)
-        total, keep = adder_tree(m, pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
+        total, keep = adder_tree(pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
         self._accumulate(m, en, total, keep)
         return m
 
     def _input_stage(self, m, en):
-        """A register stage before the front end: the beat, its zero mask, its ranks, and
-        the level check. Returns the registered values and the handshake to the front end."""
+        """A register stage before the front end: the beat and its zero mask (and the level
+        check beside it). Returns the registered values and the handshake to the front end."""
         p = self._p
         n = p["lanes"]
         b = self.i.payload
@@ -149,12 +139,8 @@ class SparseDotProduct(wiring.Component):
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
 
-        def fits(w, bits):  # signed w fits ``bits`` bits: its bits from bits-1 up all equal
-            high = w[bits - 1:]
-            return (high == 0) | (high == (1 << len(high)) - 1)
-
         misfit = Cat(*[((b.lvl[i] == 0) & (b.w[i] != 0))
-                       | Cat(*[(b.lvl[i] == k + 1) & ~fits(b.w[i], bw)
+                       | Cat(*[(b.lvl[i] == k + 1) & ~fits_signed(b.w[i], bw)
                                for k, bw in enumerate(widths)]).any()
                        for i in range(self._p["lanes"])])
         # registered first, counted a cycle later: keeps the count off the input's path
