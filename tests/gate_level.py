@@ -1,8 +1,15 @@
 """Re-simulate a configuration's synthesized iCE40 netlist with its own cocotb testbench."""
 
+import pytest
+
 from hw.synth import cell_models, synthesize
-from sim.runner import BUILD, run
+from sim.runner import BUILD, run, simulator_available
 from tests.conftest import SEED
+
+# yosys' iCE40 cell models use constructs the Verilator build here does not take; the
+# gate-level runs need Icarus (.ci/run installs it).
+needs_icarus = pytest.mark.skipif(not simulator_available("icarus"),
+                                  reason="gate-level simulation needs Icarus (iverilog)")
 
 
 def run_gate_level(name, tb_module, *, vectors):

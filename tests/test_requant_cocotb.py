@@ -12,7 +12,7 @@ from hw.export import CONFIGS, write
 from sim.requant_stim import digits_vectors
 from sim.runner import run
 from tests.conftest import SEED, sim_params
-from tests.gate_level import run_gate_level
+from tests.gate_level import needs_icarus, run_gate_level
 
 REQUANT = [n for n in CONFIGS if n.startswith("requant_")]
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -29,6 +29,7 @@ def test_requant_cocotb(name, sim, full):
 
 
 @pytest.mark.gate
+@needs_icarus
 @pytest.mark.parametrize("name", ["requant_tflite", "requant_prepost"])
 def test_requant_gate_level_ice40(name):
     """The yosys synth_ice40 -dsp netlist, re-simulated with the same testbench."""
@@ -43,7 +44,7 @@ def test_testbench_catches_a_broken_requantizer(monkeypatch, tmp_path):
     cls, params = CONFIGS["requant_tflite"]
     verilog = write("requant_tflite", tmp_path, cls, params)
     with pytest.raises(AssertionError, match="random_handshakes"):
-        run("requant_tflite", "tb_requant", sim="icarus", vectors=2_000, seed=SEED,
+        run("requant_tflite", "tb_requant", vectors=2_000, seed=SEED,
             tag="mutant", meta=verilog.with_suffix(".json"))
 
 
@@ -57,7 +58,7 @@ def test_requant_rtl_matches_litert_on_digits(name, fixture, tmp_path):
     vectors, litert = digits_vectors(FIXTURES / fixture, x_test, mode)
     vfile, ofile = tmp_path / "vectors.json", tmp_path / "outputs.npy"
     vfile.write_text(json.dumps(vectors))
-    rep = run(name, "tb_requant", sim="icarus", seed=SEED, tag="digits",
+    rep = run(name, "tb_requant", seed=SEED, tag="digits",
               extra=dict(vectors_file=str(vfile), outputs_file=str(ofile)))
     got = np.load(ofile)
     exact = int((got == litert).sum())

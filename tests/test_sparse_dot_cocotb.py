@@ -13,7 +13,7 @@ from hw.export import CONFIGS, write
 from sim.runner import run
 from sim.sparse_stim import digits_beats
 from tests.conftest import SEED, sim_params
-from tests.gate_level import run_gate_level
+from tests.gate_level import needs_icarus, run_gate_level
 
 SPARSE = [n for n in CONFIGS if n.startswith("sparse_dot_")]
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "digits_mlp_fc.tflite"
@@ -53,6 +53,7 @@ def test_digits_beats_are_the_layer_accumulators():
 
 
 @pytest.mark.gate
+@needs_icarus
 def test_sparse_dot_gate_level_ice40():
     rep = run_gate_level("sparse_dot_N8_M8", "tb_sparse_dot", vectors=600)
     assert rep["mismatches"] == 0 and rep["measured_cycles"] == rep["model_cycles"]
@@ -66,5 +67,5 @@ def test_testbench_catches_a_broken_engine(monkeypatch, tmp_path):
     cls, params = CONFIGS["sparse_dot_N16_M4"]
     verilog = write("sparse_dot_N16_M4", tmp_path, cls, params)
     with pytest.raises(AssertionError, match="random_handshakes"):
-        run("sparse_dot_N16_M4", "tb_sparse_dot", sim="icarus", vectors=500, seed=SEED,
+        run("sparse_dot_N16_M4", "tb_sparse_dot", vectors=500, seed=SEED,
             tag="mutant", meta=verilog.with_suffix(".json"))
