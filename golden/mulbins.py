@@ -17,6 +17,8 @@ Status: golden model only; the ``MultiplierBins`` block (issue 4) is not written
 
 import numpy as np
 
+import spec.params
+
 from .requant import check_range
 from .sparse_dot import level_fits, smallest_level
 
@@ -25,18 +27,7 @@ __all__ = ["bin_cycles", "check_bins", "smallest_level", "level_fits", "narrow_l
 
 def check_bins(bins, level_widths=(2, 4, 8)):
     """``bins`` maps a weight width to a multiplier count; every level must have a bin."""
-    if not isinstance(bins, dict) or not bins:
-        raise ValueError(f"bins must be a non-empty dict width -> count, not {bins!r}")
-    for width, count in bins.items():
-        if width not in level_widths:
-            raise ValueError(f"bin width {width!r} is not one of the level widths "
-                             f"{tuple(level_widths)}")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise ValueError(f"bin {width} must have a count >= 0, not {count!r}")
-    if bins.get(max(level_widths), 0) < 1:
-        raise ValueError(f"bins need at least one {max(level_widths)}-bit multiplier, "
-                         f"or the widest weights can never be multiplied: {bins!r}")
-    return dict(sorted(bins.items()))
+    return spec.params.multiplier_bins(bins, level_widths)
 
 
 def bin_cycles(lvl, nz, *, bins, level_widths=(2, 4, 8)):

@@ -13,9 +13,11 @@ of a beat are compacted onto the ``slots`` multipliers, so a beat costs
     max(1, ceil(nnz / slots)) cycles        (nnz = the beat's non-zero pairs)
 
 and with ``skip=False`` (the dense baseline: every lane multiplied in its fixed slot)
-``ceil(lanes / slots)`` cycles. These are cycles the block's front end is busy, which its
-``cycles`` counter counts; when the output never stalls and the input is always valid they
-are also the cycles between successive results.
+``ceil(lanes / slots)`` cycles. With ``bins={8: a, 4: b, 2: c}`` the slots are multipliers of
+those weight widths and a beat costs ``golden.mulbins.bin_cycles`` (each pair on a
+multiplier at least as wide as its weight's declared level). These are cycles the block's
+front end is busy, which its ``cycles`` counter counts; when the output never stalls and
+the input is always valid they are also the cycles between successive results.
 
 Precision levels: 0 = zero, then ``level_widths`` (default signed 2, 4, 8 bits). A weight
 that does not fit its declared level raises ``LevelError`` here (the block raises its sticky
@@ -84,7 +86,7 @@ class DotRun:
 
 
 def sparse_dot(w, x, lvl=None, last=None, *, x_zero_point=0, lanes=8, slots=4, skip=True,
-               output="stream", addr_width=8, level_widths=(2, 4, 8)):
+               output="stream", addr_width=8, level_widths=(2, 4, 8), bins=None):
     """Run beats through the engine's model.
 
     ``w``, ``x``: int8 arrays (beats, lanes), ``w`` in [-127, 127]; ``lvl``: levels 0..3
@@ -93,7 +95,7 @@ def sparse_dot(w, x, lvl=None, last=None, *, x_zero_point=0, lanes=8, slots=4, s
     ``stats`` are the block's counters: cycles busy, pairs seen, pairs skipped.
     """
     p = check_params(lanes=lanes, slots=slots, skip=skip, output=output,
-                     addr_width=addr_width, level_widths=level_widths)
+                     addr_width=addr_width, level_widths=level_widths, bins=bins)
     w = check_range("w", w, -127, 127)
     x = check_range("x", x, -128, 127)
     zp = int(check_range("x_zero_point", x_zero_point, -128, 127))
@@ -117,7 +119,11 @@ def sparse_dot(w, x, lvl=None, last=None, *, x_zero_point=0, lanes=8, slots=4, s
         raise ValueError("the final beat must be last: a vector is left unfinished")
     nz = (w != 0) & (x != zp)
     nnz = nz.sum(axis=1)
-    cyc = beat_cycles(nnz, lanes=lanes, slots=slots, skip=skip)
+    if p["bins"] is None:
+        cyc = beat_cycles(nnz, lanes=lanes, slots=slots, skip=skip)
+    else:  # the multiplier-bins schedule (golden.mulbins)
+        from .mulbins import bin_cycles
+        cyc = bin_cycles(lvl, nz, bins=p["bins"], level_widths=p["level_widths"])
     partial = np.cumsum(((x - zp) * w).sum(axis=1))
     ends = np.flatnonzero(last)
     starts = np.concatenate([[0], ends[:-1] + 1])

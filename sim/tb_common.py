@@ -20,6 +20,9 @@ def config():
     cfg = json.loads(os.environ["SPARQ_TB"])
     with open(cfg["meta"]) as f:
         cfg["block"] = json.load(f)
+    params = cfg["block"]["params"]
+    if params.get("bins"):  # JSON keys are strings; the widths are ints
+        params["bins"] = {int(k): v for k, v in params["bins"].items()}
     return cfg
 
 

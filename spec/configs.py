@@ -14,4 +14,6 @@ CONFIGS = {
     "sparse_dot_N8_M8_dense": ("SparseDotProduct", dict(lanes=8, slots=8, skip=False)),
     "sparse_dot_N4_M1": ("SparseDotProduct", dict(lanes=4, slots=1)),
     "sparse_dot_N8_M3_mem": ("SparseDotProduct", dict(lanes=8, slots=3, output="memory")),
+    "sparse_dot_N16_bins222": ("SparseDotProduct",
+                               dict(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2})),
 }

@@ -28,8 +28,9 @@ def requant(*, mode="tflite", m_bits=16, x_bits=18):
 
 
 def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
-               level_widths=(2, 4, 8)):
-    """SparseDotProduct: lanes N, multiplier slots M <= N, skipping, output kind, levels."""
+               level_widths=(2, 4, 8), bins=None):
+    """SparseDotProduct: lanes N, multiplier slots M <= N, skipping, output kind, levels, and
+    optionally multiplier bins ``{width: count}`` (then M is their total)."""
     int_in("lanes", lanes, 1, 64)
     if not _is_int(slots) or not 1 <= slots <= lanes:
         raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
@@ -42,5 +43,28 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
     if len(lw) != 3 or not all(_is_int(b) and 1 <= b <= 8 for b in lw) or list(lw) != sorted(lw):
         raise ValueError(f"level_widths must be three increasing widths in [1, 8], "
                          f"not {level_widths!r}")
+    if bins is not None:
+        bins = multiplier_bins(bins, lw)
+        if sum(bins.values()) != slots:
+            raise ValueError(f"slots must equal the bins' total {sum(bins.values())} "
+                             f"(bins={bins}), not {slots!r}")
+        if not skip:
+            raise ValueError("bins need skip=True (the dense baseline uses uniform slots)")
     return dict(lanes=lanes, slots=slots, skip=skip, output=output, addr_width=addr_width,
-                level_widths=lw)
+                level_widths=lw, bins=bins)
+
+
+def multiplier_bins(bins, level_widths=(2, 4, 8)):
+    """``bins`` maps a weight width to a multiplier count; the widest level needs one."""
+    if not isinstance(bins, dict) or not bins:
+        raise ValueError(f"bins must be a non-empty dict width -> count, not {bins!r}")
+    for width, count in bins.items():
+        if width not in level_widths:
+            raise ValueError(f"bin width {width!r} is not one of the level widths "
+                             f"{tuple(level_widths)}")
+        if not _is_int(count) or count < 0:
+            raise ValueError(f"bin {width} must have a count >= 0, not {count!r}")
+    if bins.get(max(level_widths), 0) < 1:
+        raise ValueError(f"bins need at least one {max(level_widths)}-bit multiplier, "
+                         f"or the widest weights can never be multiplied: {bins!r}")
+    return {w: bins.get(w, 0) for w in sorted(level_widths, reverse=True)}

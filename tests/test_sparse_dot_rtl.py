@@ -55,10 +55,18 @@ CONFIGS = ([dict(lanes=4, slots=m) for m in range(1, 5)]
            + [dict(lanes=8, slots=m) for m in (1, 3, 5, 8)]
            + [dict(lanes=16, slots=m) for m in (1, 4, 7, 16)]
            + [dict(lanes=16, slots=4, skip=False), dict(lanes=8, slots=3, skip=False),
-              dict(lanes=8, slots=4, output="memory")])
+              dict(lanes=8, slots=4, output="memory")]
+           # multiplier bins as the slot provider (issue 4)
+           + [dict(lanes=8, slots=4, bins={8: 1, 4: 1, 2: 2}),
+              dict(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2}),
+              dict(lanes=4, slots=1, bins={8: 1}), dict(lanes=8, slots=3, bins={8: 1, 2: 2})])
 
 
-@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: "-".join(map(str, p.values())))
+def _id(p):
+    return "-".join(f"{k}{v}" for k, v in p.items()).replace(" ", "")
+
+
+@pytest.mark.parametrize("params", CONFIGS, ids=_id)
 def test_sparse_dot_matches_golden(params):
     rng = np.random.default_rng(SEED)
     lanes = params["lanes"]
