@@ -147,10 +147,11 @@ class SparseDotProduct(wiring.Component):
         nz_r = Signal(n)
         m.d.comb += self.i.ready.eq(en & (~held | take))
         nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
+        misfit = self._level_check(m, self.i.valid & self.i.ready, b)
+        misfit_beat = Signal(n)  # kept with the beat: such a lane takes a full-width multiplier
         with m.If(self.i.ready):
-            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz)]
-        self._level_check(m, self.i.valid & self.i.ready, b)
-        return dict(valid=held, take=take, beat=reg, nz=nz_r)
+            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz), misfit_beat.eq(misfit)]
+        return dict(valid=held, take=take, beat=reg, nz=nz_r, misfit=misfit_beat)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
@@ -165,6 +166,7 @@ class SparseDotProduct(wiring.Component):
         with m.If(misfit_r.any()):
             m.d.sync += [self.level_error.eq(1),
                          self.level_errors.eq(self.level_errors + popcount(misfit_r))]
+        return misfit
 
     def _front_end(self, m, en, inp):
         """Holds one beat and issues ``slots`` pairs per cycle. Returns the step's values."""
@@ -246,13 +248,14 @@ class SparseDotProduct(wiring.Component):
         cap = {c: bins[lw[c - 1]] for c in (3, 2, 1)}  # multipliers per class width
         lvl = inp["beat"].lvl
         nz_in = inp["nz"]
-        # a lane's class is its declared level; a non-zero weight declared level 0 (a
+        # a lane's class is its declared level; a weight that does not fit its level (a
         # misfit, flagged) takes a full-width multiplier so its product stays exact
+        bad = inp["misfit"]
         masks = {c: Signal(n, name=f"mask{c}") for c in (3, 2, 1)}
         m.d.comb += [
-            masks[3].eq(Cat(*[nz_in[i] & ((lvl[i] == 3) | (lvl[i] == 0)) for i in range(n)])),
-            masks[2].eq(Cat(*[nz_in[i] & (lvl[i] == 2) for i in range(n)])),
-            masks[1].eq(Cat(*[nz_in[i] & (lvl[i] == 1) for i in range(n)]))]
+            masks[3].eq(Cat(*[nz_in[i] & ((lvl[i] == 3) | bad[i]) for i in range(n)])),
+            masks[2].eq(Cat(*[nz_in[i] & (lvl[i] == 2) & ~bad[i] for i in range(n)])),
+            masks[1].eq(Cat(*[nz_in[i] & (lvl[i] == 1) & ~bad[i] for i in range(n)]))]
         cls = [Signal(2, name=f"class{i}") for i in range(n)]
         rank = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
         cnt = {c: Signal(range(n + 1), name=f"n{c}") for c in (3, 2, 1)}

@@ -83,11 +83,16 @@ def test_sparse_dot_matches_golden(params):
     assert counters["level_error"] == 0 and counters["overflow"] == 0
 
 
-def test_level_misfit_is_flagged_and_product_stays_exact():
-    w = np.array([[5, 0, 0, 0], [0, 1, 0, 0]])
-    x = np.array([[1, 1, 1, 1], [1, 1, 1, 1]])
-    lvl = np.array([[1, 0, 0, 0], [0, 0, 0, 0]])  # 5 is not a 2-bit value; 1 is not level 0
-    b = dict(w=w, x=x, lvl=lvl, last=np.array([True, True]))
-    got, counters = run_engine(dict(lanes=4, slots=2), b)
-    assert got.tolist() == [5, 1]
-    assert counters["level_error"] == 1 and counters["level_errors"] == 2
+@pytest.mark.parametrize("params", [dict(lanes=4, slots=2),
+                                    dict(lanes=4, slots=3, bins={8: 1, 4: 1, 2: 1})],
+                         ids=_id)
+def test_level_misfit_is_flagged_and_product_stays_exact(params):
+    """Weights that do not fit their declared level: flagged and counted, and (with bins)
+    multiplied on a full-width multiplier, so the results stay exact."""
+    w = np.array([[5, 0, 0, 0], [0, 1, 0, 0], [100, -9, 3, 2]])
+    x = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [2, 3, 4, 5]])
+    lvl = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 2, 1, 1]])  # 5, 100, -9, 3, 2 misfit; 1 too
+    b = dict(w=w, x=x, lvl=lvl, last=np.array([True, True, True]))
+    got, counters = run_engine(params, b)
+    assert got.tolist() == [5, 1, 200 - 27 + 12 + 10]
+    assert counters["level_error"] == 1 and counters["level_errors"] == 6
