@@ -12,7 +12,8 @@ where ``n_t`` counts the beat's non-zero pairs needing a width of at least ``t``
 the multipliers at least ``t`` wide. The resources are nested (a wider multiplier serves every
 narrower weight), so this bound is reached by issuing, every cycle, the widest pending pairs
 to the widest free multipliers first; it is the minimum any dispatcher can reach.
-Status: golden model only; the ``MultiplierBins`` block (issue 4) is not written yet.
+The hardware twin is ``hw.sparse_dot.SparseDotProduct(bins=...)``, whose dispatcher meets
+this model cycle for cycle.
 """
 
 import numpy as np
