@@ -38,3 +38,8 @@ class StallPipeline:
                 self._m.d.sync += nxt.eq(v)
             v = nxt
         return v
+
+
+def carried(stage, names):
+    """The registered copies, in ``stage``, of the values named in ``names``."""
+    return {k: getattr(stage, k) for k in names}

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 import spec.params
 
 from .arith import fits_signed
-from .pipeline import StallPipeline
+from .pipeline import StallPipeline, carried
 
 # f is saturated to this many bits before the zero point is added: every value outside the
 # range clamps to act_min/act_max either way, since |zp| <= 128 (see _tail).
@@ -83,16 +83,17 @@ class Requantizer(wiring.Component):
             bad, prod, sm1, keep = self._q31_product(m, pipe, acc, p, keep)
         out = self._tail(pipe, prod, sm1, keep)
 
-        with m.If(self.i.valid & self.i.ready & bad):
+        with m.If(self.i.valid & self.i.ready & (bad | (p.act_min > p.act_max))):
             m.d.sync += self.param_error.eq(1)
         m.d.comb += [self.o.payload.eq(out), self.o.valid.eq(pipe.valid_chain(self.i.valid))]
         return m
 
     def _q31_product(self, m, pipe, acc, p, keep):
-        """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single."""
+        """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single; ``bad``
+        flags a shift out of range (and, in single mode, a negative multiplier)."""
         double = self._p["mode"] == "tflite"
         shift = p.shift
-        bad = (shift == -32) | (shift == 31) | (p.act_min > p.act_max)
+        bad = (shift == -32) | (shift == 31)
         if not double:
             bad |= p.multiplier < 0
         s_m1 = Signal(unsigned(6))  # S - 1 = 30 - shift, in [0, 61] for valid shifts
@@ -100,51 +101,47 @@ class Requantizer(wiring.Component):
         # The product is negative exactly when the operands are non-zero and differ in sign.
         neg = (acc != 0) & (p.multiplier != 0) & (acc[31] ^ p.multiplier[31])
         s1 = pipe.stage(a=acc, b=p.multiplier, sm1=s_m1, neg=neg, **keep)
-        keep = _carry(s1, keep)
+        keep = carried(s1, keep)
         ah, al = s1.a[16:].as_signed(), s1.a[:16]
         bh, bl = s1.b[16:].as_signed(), s1.b[:16]
         s2 = pipe.stage(hh=ah * bh, hl=ah * bl, lh=al * bh, ll=al * bl,
                         sm1=s1.sm1, neg=s1.neg, **keep)
         s3 = pipe.stage(hh=s2.hh, ll=s2.ll, mid=s2.hl + s2.lh, sm1=s2.sm1, neg=s2.neg,
-                        **_carry(s2, keep))
+                        **carried(s2, keep))
         # hh occupies bits [32, 64) and ll bits [0, 32): concatenate, then add the middle.
         prod = Cat(s3.ll, s3.hh).as_signed() + (s3.mid << 16)
-        s4 = pipe.stage(p=prod[:64].as_signed(), sm1=s3.sm1, neg=s3.neg, **_carry(s3, keep))
+        s4 = pipe.stage(p=prod[:64].as_signed(), sm1=s3.sm1, neg=s3.neg, **carried(s3, keep))
         if double:
             nudge = Mux(s4.sm1 > 30, Mux(s4.neg, Const(-(1 << 30), signed(32)), 1 << 30), 0)
             s4 = pipe.stage(p=(s4.p + nudge)[:64].as_signed(), sm1=s4.sm1,
-                            **_carry(s4, keep))
-        return bad, s4.p, s4.sm1, _carry(s4, keep)
+                            **carried(s4, keep))
+        return bad, s4.p, s4.sm1, carried(s4, keep)
 
     def _prepost_product(self, m, pipe, acc, p, keep):
-        """sat(acc >> pre) * M and the shift post-1, for prepost."""
+        """sat(acc >> pre) * M and the shift post-1, for prepost; ``bad`` flags a post out
+        of range."""
         xb, mb = self._p["x_bits"], self._p["m_bits"]
-        bad = (p.post == 0) | (p.post > xb + mb - 1) | (p.act_min > p.act_max)
+        bad = (p.post == 0) | (p.post > xb + mb - 1)
         s1 = pipe.stage(a=acc >> p.pre, m=p.multiplier, post=p.post, **keep)
-        keep = _carry(s1, keep)
+        keep = carried(s1, keep)
         xs = _saturate(s1.a, xb)
         s2 = pipe.stage(x=xs, m=s1.m, sm1=(s1.post - 1)[:len(s1.post)], **keep)
-        s3 = pipe.stage(p=s2.x * s2.m, sm1=s2.sm1, **_carry(s2, keep))
-        return bad, s3.p, s3.sm1, _carry(s3, keep)
+        s3 = pipe.stage(p=s2.x * s2.m, sm1=s2.sm1, **carried(s2, keep))
+        return bad, s3.p, s3.sm1, carried(s3, keep)
 
     def _tail(self, pipe, prod, sm1, keep):
         """Round-shift by sm1+1 (two stages), saturate, add the zero point, clamp."""
         coarse = Cat(Const(0, 3), sm1[3:])
         s1 = pipe.stage(t=prod >> coarse, sm1=sm1, **keep)
-        s2 = pipe.stage(r=s1.t >> s1.sm1[:3], **_carry(s1, keep))
+        s2 = pipe.stage(r=s1.t >> s1.sm1[:3], **carried(s1, keep))
         # (p + 2**(s-1)) >> s == (p >> s) + bit s-1 of p; with r = p >> (s-1):
         f, half = s2.r >> 1, s2.r[0]
         q = _saturate(f, _SAT_BITS) + half
-        s3 = pipe.stage(q=q, **_carry(s2, keep))
+        s3 = pipe.stage(q=q, **carried(s2, keep))
         v = s3.q + s3.zp
         out = Mux(v < s3.lo, s3.lo, Mux(v > s3.hi, s3.hi, v))
         s4 = pipe.stage(out=out[:8].as_signed())
         return s4.out
-
-
-def _carry(stage, names):
-    """The registered copies of the values named in ``names`` from ``stage``."""
-    return {k: getattr(stage, k) for k in names}
 
 
 def _saturate(v, bits):

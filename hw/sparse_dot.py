@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 import spec.params
 
 from .arith import fits_signed, popcount
-from .pipeline import StallPipeline
+from .pipeline import StallPipeline, carried
 
 
 def beat_layout(lanes):
@@ -52,7 +52,7 @@ def adder_tree(pipe, values, keep, levels_per_stage=2):
         if level % levels_per_stage == 0 and len(values) > 1:
             st = pipe.stage(**{f"t{k}": v for k, v in enumerate(values)}, **keep)
             values = [getattr(st, f"t{k}") for k in range(len(values))]
-            keep = {k: getattr(st, k) for k in keep}
+            keep = carried(st, keep)
     return values[0], keep
 
 
@@ -120,10 +120,10 @@ class SparseDotProduct(wiring.Component):
         s1 = pipe.stage(v=step["v"], first=step["first"], last=step["last"],
                         **{f"w{j}": step["w"][j][:widths[j]].as_signed() for j in range(s)},
                         **{f"x{j}": step["x"][j] for j in range(s)})
-        keep = dict(v=s1.v, first=s1.first, last=s1.last)
+        flags = ("v", "first", "last")
         s2 = pipe.stage(**{f"p{j}": getattr(s1, f"w{j}") * getattr(s1, f"x{j}")
-                           for j in range(s)}, **keep)
-        keep = dict(v=s2.v, first=s2.first, last=s2.last)
+                           for j in range(s)}, **carried(s1, flags))
+        keep = carried(s2, flags)
         total, keep = adder_tree(pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
         self._accumulate(m, en, total, keep)
         return m
@@ -184,8 +184,8 @@ class SparseDotProduct(wiring.Component):
         beat = inp["beat"]
 
         if p["bins"] is not None:
-            self._bins_steps(m, en, inp, load, have, done, ow, ox, w, x)
-            skipped = n - self._nnz
+            nnz = self._bins_steps(m, en, inp, load, have, done, ow, ox, w, x)
+            skipped = n - nnz
         elif p["skip"]:
             nz = Signal(n)
             ranks = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
@@ -199,9 +199,8 @@ class SparseDotProduct(wiring.Component):
                 m.d.sync += base.eq(base + s)
             m.d.comb += done.eq(base + s >= nnz)
             for j in range(s):
-                hits = [nz[i] & (ranks[i] == base + j) for i in range(n)]
-                m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
-                             ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
+                self._drive_slot(m, j, [nz[i] & (ranks[i] == base + j) for i in range(n)],
+                                 ow, ox, w, x)
             skipped = n - nnz  # counted the cycle after the load, from the register
         else:
             steps = -(-n // s)
@@ -241,7 +240,8 @@ class SparseDotProduct(wiring.Component):
     def _bins_steps(self, m, en, inp, load, have, done, ow, ox, w, x):
         """Multiplier bins: each step gives the widest pending pairs the widest multipliers
         first, a pair taking the narrowest free multiplier at least as wide as its level:
-        ``max(1, max_t ceil(n_t / m_t))`` cycles per beat (golden.mulbins.bin_cycles)."""
+        ``max(1, max_t ceil(n_t / m_t))`` cycles per beat (golden.mulbins.bin_cycles).
+        Returns the beat's non-zero count (every non-zero lane is in exactly one class)."""
         n = self._p["lanes"]
         lw = self._p["level_widths"]
         bins = self._p["bins"]
@@ -261,9 +261,7 @@ class SparseDotProduct(wiring.Component):
         cnt = {c: Signal(range(n + 1), name=f"n{c}") for c in (3, 2, 1)}
         base = {c: Signal(range(n + 1), name=f"base{c}") for c in (3, 2, 1)}
         scans = {c: prefix_counts(masks[c], m) for c in (3, 2, 1)}
-        nnz = Signal(range(n + 1))
         with m.If(load):
-            m.d.sync += nnz.eq(popcount(nz_in))
             for c in (3, 2, 1):
                 m.d.sync += [cnt[c].eq(popcount(masks[c])), base[c].eq(0)]
             for i in range(n):
@@ -271,7 +269,6 @@ class SparseDotProduct(wiring.Component):
                     cls[i].eq(Mux(masks[3][i], 3, Mux(masks[2][i], 2, Mux(masks[1][i], 1, 0)))),
                     rank[i].eq(Mux(masks[3][i], scans[3][i],
                                    Mux(masks[2][i], scans[2][i], scans[1][i])))]
-        self._nnz = nnz
 
         def sig(name, value):  # one named signal per intermediate: computed once, shared
             v = Signal(range(n + 1), name=name)
@@ -321,8 +318,10 @@ class SparseDotProduct(wiring.Component):
         for k in range(cap[1]):  # 2-bit bin: class 1
             self._drive_slot(m, slot, wants(1, k < u12, base[1] + k), ow, ox, w, x)
             slot += 1
+        return cnt[3] + cnt[2] + cnt[1]
 
     def _drive_slot(self, m, j, hits, ow, ox, w, x):
+        """Slot ``j`` takes the weight and activation of the lane whose hit bit is set."""
         n = self._p["lanes"]
         m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
                      ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
@@ -332,10 +331,9 @@ class SparseDotProduct(wiring.Component):
         acc = Signal(signed(32))
         nxt = Signal(signed(34))
         m.d.comb += nxt.eq(Mux(keep["first"], 0, acc) + total)
-        fits = (nxt[31:] == 0) | (nxt[31:] == 0b111)
         with m.If(en & keep["v"]):
             m.d.sync += acc.eq(nxt[:32])
-            with m.If(~fits):
+            with m.If(~fits_signed(nxt, 32)):
                 m.d.sync += self.overflow.eq(1)
         emit = keep["v"] & keep["last"]
         if self._p["output"] == "stream":
