@@ -17,9 +17,7 @@ Sections:
 import argparse
 import json
 import os
-import pathlib
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -30,7 +28,8 @@ from golden.litert_model import quantize_input, read_dense_layers, run_reference
 from golden.qparams import derive_prepost, prepost_error_bound
 from golden.requant import requantize
 from sim.requant_stim import digits_vectors
-from sim.runner import BUILD, ROOT, default_simulator, run
+from sim.runner import BUILD, ROOT, default_simulator, run, run_given
+from sim.sparse_stim import beats, beats_file_content, digits_beats
 from spec.configs import CONFIGS
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -46,12 +45,8 @@ def _log(msg):
 def _rtl_on_digits(name, fixture, x_test, sim):
     mode = CONFIGS[name][1]["mode"]
     vectors, litert = digits_vectors(FIXTURES / fixture, x_test, mode)
-    with tempfile.TemporaryDirectory() as tmp:
-        vfile, ofile = pathlib.Path(tmp) / "v.json", pathlib.Path(tmp) / "o.npy"
-        vfile.write_text(json.dumps(vectors))
-        run(name, "tb_requant", sim=sim, seed=SEED, tag="digits",
-            extra=dict(vectors_file=str(vfile), outputs_file=str(ofile)))
-        got = np.load(ofile)
+    _, got = run_given(name, "tb_requant", {"vectors_file": vectors}, outputs=True, sim=sim,
+                       seed=SEED, tag="digits")
     return int((got == litert).sum()), int(litert.size)
 
 
@@ -149,15 +144,24 @@ SPARSE_PAIRS = (("sparse_dot_N16_M4", "sparse_dot_N16_M4_dense"),
                 ("sparse_dot_N8_M8", "sparse_dot_N8_M8_dense"))
 
 
-def _rtl_beats(name, b, zp, sim, tmp):
+def _rtl_beats(name, b, zp, sim):
     """Run given beats through configuration ``name``; return the RTL's counters."""
-    path = pathlib.Path(tmp) / f"{name}.json"
-    path.write_text(json.dumps(dict(x_zero_point=int(zp),
-                                    beats={k: v.tolist() for k, v in b.items()})))
-    rep = run(name, "tb_sparse_dot", sim=sim, seed=SEED, testcase="given_beats",
-              extra=dict(beats_file=str(path)))
+    rep, _ = run_given(name, "tb_sparse_dot", {"beats_file": beats_file_content(b, zp)},
+                       sim=sim, seed=SEED, testcase="given_beats")
     assert rep["given_mismatches"] == 0 and rep["given_cycle_exact"], rep
     return rep
+
+
+def _against_dense(name, dense, b, zp, sim):
+    """The engine and its dense baseline on the same beats: cycles, speedup, ideal."""
+    lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
+    sp, dn = _rtl_beats(name, b, zp, sim), _rtl_beats(dense, b, zp, sim)
+    density = 1 - sp["given_skipped"] / sp["given_pairs"]
+    return dict(measured_density=round(density, 4), beats=sp["given_beats"],
+                vectors=sp["given_vectors"], rtl_cycles=sp["given_rtl_cycles"],
+                model_cycles=sp["given_model_cycles"], dense_cycles=dn["given_rtl_cycles"],
+                speedup=round(dn["given_rtl_cycles"] / sp["given_rtl_cycles"], 4),
+                ideal=round(_ideal(lanes, slots, density), 4))
 
 
 def _ideal(lanes, slots, density):
@@ -169,41 +173,25 @@ def _ideal(lanes, slots, density):
 def bench_sparse_dot():
     """Cycles of each engine against its dense baseline over joint densities (both operands
     at sqrt(density)) and on the real digits MLP; RTL counters checked against the model."""
-    from sim.sparse_stim import beats, digits_beats
-
     sim = default_simulator()
     rng = np.random.default_rng(SEED)
     _, x_test, _, _ = digits_split()
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, dense in SPARSE_PAIRS:
-            lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
-            rows = []
-            for d in JOINT_DENSITIES:
-                _log(f"sparse_dot: {name} at joint density {d}")
-                b = beats(rng, 600, lanes=lanes, w_density=d ** 0.5, x_density=d ** 0.5)
-                sp, dn = _rtl_beats(name, b, 0, sim, tmp), _rtl_beats(dense, b, 0, sim, tmp)
-                measured = 1 - sp["given_skipped"] / sp["given_pairs"]
-                rows.append(dict(
-                    joint_density=d, measured_density=round(measured, 4),
-                    beats=sp["given_beats"], vectors=sp["given_vectors"],
-                    rtl_cycles=sp["given_rtl_cycles"], model_cycles=sp["given_model_cycles"],
-                    dense_cycles=dn["given_rtl_cycles"],
-                    speedup=round(dn["given_rtl_cycles"] / sp["given_rtl_cycles"], 4),
-                    ideal=round(_ideal(lanes, slots, measured), 4)))
-            images = 40
-            _log(f"sparse_dot: {name} on {images} digits images")
-            b, zp, _ = digits_beats(FIXTURES / "digits_mlp_fc.tflite", x_test[:images],
-                                    lanes=lanes)
-            sp, dn = _rtl_beats(name, b, zp, sim, tmp), _rtl_beats(dense, b, zp, sim, tmp)
-            measured = 1 - sp["given_skipped"] / sp["given_pairs"]
-            digits = dict(images=images, beats=sp["given_beats"], vectors=sp["given_vectors"],
-                          joint_density=round(measured, 4), rtl_cycles=sp["given_rtl_cycles"],
-                          model_cycles=sp["given_model_cycles"],
-                          dense_cycles=dn["given_rtl_cycles"],
-                          speedup=round(dn["given_rtl_cycles"] / sp["given_rtl_cycles"], 4),
-                          ideal=round(_ideal(lanes, slots, measured), 4))
-            out[f"N{lanes}_M{slots}"] = dict(sweep=rows, digits=digits)
+    for name, dense in SPARSE_PAIRS:
+        lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
+
+        rows = []
+        for d in JOINT_DENSITIES:
+            _log(f"sparse_dot: {name} at joint density {d}")
+            b = beats(rng, 600, lanes=lanes, w_density=d ** 0.5, x_density=d ** 0.5)
+            rows.append(dict(joint_density=d, **_against_dense(name, dense, b, 0, sim)))
+        images = 40
+        _log(f"sparse_dot: {name} on {images} digits images")
+        b, zp, _ = digits_beats(FIXTURES / "digits_mlp_fc.tflite", x_test[:images],
+                                lanes=lanes)
+        digits = _against_dense(name, dense, b, zp, sim)
+        digits = dict(images=images, joint_density=digits.pop("measured_density"), **digits)
+        out[f"N{lanes}_M{slots}"] = dict(sweep=rows, digits=digits)
     img = REPORTS / "sparse_dot_speedup.png"
     _plot_sparse(out, img)
     shutil.copy(img, DOC_IMG / img.name)

@@ -116,6 +116,29 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
         return dict(json.load(f), simulator=sim)
 
 
+def run_given(name, tb_module, inputs, *, outputs=False, tag="rtl", sim=None, **kw):
+    """``run`` with given input files. ``inputs`` maps a testbench configuration key (such
+    as ``vectors_file`` or ``beats_file``) to JSON-able content, written into
+    ``build/given/<simulator>/<name>-<tag>/``. With ``outputs`` the testbench saves the DUT's
+    outputs (``outputs_file``), which are returned. Returns ``(report, outputs or None)``."""
+    import numpy as np
+
+    sim = sim or default_simulator()
+    folder = BUILD / "given" / sim / f"{name}-{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = dict(kw.pop("extra", None) or {})
+    for key, content in inputs.items():
+        path = folder / f"{key}.json"
+        path.write_text(json.dumps(content))
+        extra[key] = str(path)
+    out = folder / "outputs.npy"
+    out.unlink(missing_ok=True)
+    if outputs:
+        extra["outputs_file"] = str(out)
+    report = run(name, tb_module, sim=sim, tag=tag, extra=extra, **kw)
+    return report, (np.load(out) if outputs else None)
+
+
 def _libpython():
     return str(pathlib.Path(sysconfig.get_config_var("LIBDIR"))
                / sysconfig.get_config_var("LDLIBRARY"))

@@ -62,6 +62,11 @@ def concat(*parts):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def beats_file_content(b, x_zero_point):
+    """The JSON content of a testbench ``beats_file``: the zero point and the beat arrays."""
+    return dict(x_zero_point=int(x_zero_point), beats={k: v.tolist() for k, v in b.items()})
+
+
 def beat_payloads(b):
     """Beat dicts for the stream drivers: nested lists per field."""
     return [dict(w=[int(v) for v in b["w"][k]], x=[int(v) for v in b["x"][k]],

@@ -1,16 +1,14 @@
 """Requantizer Verilog under cocotb (Icarus and Verilator) and its gate-level netlist."""
 
-import json
 import pathlib
 
-import numpy as np
 import pytest
 
 import hw.requant
 from golden.data import digits_split
 from hw.export import CONFIGS, write
 from sim.requant_stim import digits_vectors
-from sim.runner import run
+from sim.runner import run, run_given
 from tests.conftest import SEED, sim_params
 from tests.gate_level import needs_icarus, run_gate_level
 
@@ -50,17 +48,14 @@ def test_testbench_catches_a_broken_requantizer(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name, fixture", [("requant_single", "digits_mlp_fc.tflite"),
                                            ("requant_tflite", "digits_mlp_conv1x1.tflite")])
-def test_requant_rtl_matches_litert_on_digits(name, fixture, tmp_path):
+def test_requant_rtl_matches_litert_on_digits(name, fixture):
     """Every accumulator of the digits MLP (360 test images, 3 layers) through the RTL:
     equal to LiteRT's reference kernel outputs, bit for bit."""
     _, x_test, _, _ = digits_split()
     mode = CONFIGS[name][1]["mode"]
     vectors, litert = digits_vectors(FIXTURES / fixture, x_test, mode)
-    vfile, ofile = tmp_path / "vectors.json", tmp_path / "outputs.npy"
-    vfile.write_text(json.dumps(vectors))
-    rep = run(name, "tb_requant", seed=SEED, tag="digits",
-              extra=dict(vectors_file=str(vfile), outputs_file=str(ofile)))
-    got = np.load(ofile)
+    rep, got = run_given(name, "tb_requant", {"vectors_file": vectors}, outputs=True,
+                         seed=SEED, tag="digits")
     exact = int((got == litert).sum())
     print(f"{name}: RTL equals LiteRT on {exact}/{litert.size} outputs")
     assert rep["mismatches"] == 0 and got.shape == litert.shape and exact == litert.size

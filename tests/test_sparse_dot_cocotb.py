@@ -1,6 +1,5 @@
 """SparseDotProduct Verilog under cocotb (Icarus, Verilator), real digits data, gate level."""
 
-import json
 import pathlib
 
 import numpy as np
@@ -10,8 +9,8 @@ import hw.sparse_dot
 from golden.data import digits_split
 from golden.sparse_dot import sparse_dot
 from hw.export import CONFIGS, write
-from sim.runner import run
-from sim.sparse_stim import digits_beats
+from sim.runner import run, run_given
+from sim.sparse_stim import beats_file_content, digits_beats
 from tests.conftest import SEED, sim_params
 from tests.gate_level import needs_icarus, run_gate_level
 
@@ -19,22 +18,20 @@ SPARSE = [n for n in CONFIGS if n.startswith("sparse_dot_")]
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "digits_mlp_fc.tflite"
 
 
-def digits_file(tmp_path, lanes, images):
+def digits_beats_file(lanes, images):
+    """Content of a ``beats_file`` with the digits MLP's beats for the first ``images``."""
     _, x_test, _, _ = digits_split()
     b, zp, _ = digits_beats(FIXTURE, x_test[:images], lanes=lanes)
-    path = tmp_path / "digits.json"
-    path.write_text(json.dumps(dict(x_zero_point=zp,
-                                    beats={k: v.tolist() for k, v in b.items()})))
-    return path
+    return beats_file_content(b, zp)
 
 
 @pytest.mark.parametrize("sim, full", sim_params())
 @pytest.mark.parametrize("name", SPARSE)
-def test_sparse_dot_cocotb(name, sim, full, tmp_path):
+def test_sparse_dot_cocotb(name, sim, full):
     vectors = 5_000 if full else 1_000
     lanes = CONFIGS[name][1]["lanes"]
-    extra = dict(beats_file=str(digits_file(tmp_path, lanes, 8 if full else 2)))
-    rep = run(name, "tb_sparse_dot", sim=sim, vectors=vectors, seed=SEED, extra=extra)
+    given = {"beats_file": digits_beats_file(lanes, 8 if full else 2)}
+    rep, _ = run_given(name, "tb_sparse_dot", given, sim=sim, vectors=vectors, seed=SEED)
     print(f"{name} on {sim}: {rep}")
     assert rep["vectors"] >= vectors and rep["mismatches"] == 0
     assert rep["measured_cycles"] == rep["model_cycles"]
