@@ -6,6 +6,7 @@ oracle). The reader uses the flatbuffer schema shipped with ``ai-edge-litert``; 
 interpreter needs it too, with ``OpResolverType.BUILTIN_REF`` (the reference kernels).
 """
 
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,3 +140,43 @@ def run_reference(path, x_int8):
         for k, lay in enumerate(layers):
             outs[k][n] = it.get_tensor(lay.output_tensor).reshape(-1)
     return outs
+
+
+def write_dense_model(template, layers, path):
+    """Write ``layers`` (``DenseLayer``s) into a copy of the .tflite ``template`` of the same
+    architecture: weights, biases and every scale and zero point are replaced, the graph is
+    kept. So a model trained or narrowed here runs on LiteRT's reference kernels, the
+    oracle of the int8 layers. Raises ValueError if the shapes or the layer count differ.
+    """
+    import flatbuffers
+
+    s = _schema()
+    buf = open(template, "rb").read()
+    model = s.ModelT.InitFromObj(s.Model.GetRootAs(buf, 0))
+    graph = model.subgraphs[0]
+    dense = [op for op in graph.operators
+             if model.operatorCodes[op.opcodeIndex].builtinCode in
+             (s.BuiltinOperator.FULLY_CONNECTED, s.BuiltinOperator.CONV_2D)]
+    if len(dense) != len(layers):
+        raise ValueError(f"{template} has {len(dense)} dense layers, the model {len(layers)}")
+    for op, lay in zip(dense, layers, strict=True):
+        ti, tw, tb, to = (graph.tensors[i] for i in (*op.inputs[:3], op.outputs[0]))
+        if int(np.prod(tw.shape)) != lay.w.size or tw.shape[0] != lay.w.shape[0]:
+            raise ValueError(f"layer writing tensor {op.outputs[0]}: template weights "
+                             f"{list(tw.shape)}, model {list(lay.w.shape)}")
+        model.buffers[tw.buffer].data = np.asarray(lay.w, np.int8).view(np.uint8).ravel()
+        model.buffers[tb.buffer].data = np.asarray(lay.bias, "<i4").view(np.uint8).ravel()
+        tw.quantization.scale = [float(v) for v in lay.weight_scales]
+        tw.quantization.zeroPoint = [0] * len(lay.weight_scales)
+        tb.quantization.scale = [float(lay.input_scale * v) for v in lay.weight_scales]
+        tb.quantization.zeroPoint = [0] * len(lay.weight_scales)
+        ti.quantization.scale, ti.quantization.zeroPoint = [lay.input_scale], \
+            [lay.input_zero_point]
+        to.quantization.scale, to.quantization.zeroPoint = [lay.output_scale], \
+            [lay.output_zero_point]
+    builder = flatbuffers.Builder(len(buf) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    tmp = pathlib.Path(path).with_name(pathlib.Path(path).name + ".tmp")
+    tmp.write_bytes(bytes(builder.Output()))
+    tmp.replace(path)
+    return path

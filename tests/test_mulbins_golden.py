@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.mulbins import bin_cycles, check_bins, narrow_levels, smallest_level
+from golden import digits_model, litert_model, mlp
+from golden.data import digits_split
+from golden.mulbins import (bin_cycles, check_bins, level_bounds, mixed_precision,
+                            smallest_level)
 
 WIDTHS = (2, 4, 8)
 
@@ -55,17 +58,49 @@ def test_bad_bins(bins, match):
         check_bins(bins)
 
 
-def test_narrow_levels_respects_the_budget():
-    """A toy accuracy: 100 minus the total absolute change of the weights, per 100."""
-    rng = np.random.default_rng(5)
-    w0 = [rng.integers(-127, 128, (8, 8)), rng.integers(-20, 21, (4, 8))]
+@pytest.fixture(scope="module")
+def digits_models():
+    base = digits_model.int8_model()
+    mixed, record = digits_model.mixed_model(base)
+    return base, mixed, record
 
-    def accuracy(ws):
-        return 100 - sum(np.abs(a - b).sum() for a, b in zip(ws, w0, strict=True)) / 100
 
-    ws, levels, acc = narrow_levels(w0, accuracy, budget=0.5)
-    assert acc >= 99.5 and acc == accuracy(ws)
-    before = np.concatenate([smallest_level(m).ravel() for m in w0])
-    after = np.concatenate([lv.ravel() for lv in levels])
-    assert after.mean() < before.mean()  # some weights moved to narrower levels
-    assert all(np.array_equal(lv, smallest_level(m)) for lv, m in zip(levels, ws, strict=True))
+def test_mixed_precision_on_digits(digits_models):
+    base, mixed, record = digits_models
+    # every weight inside its level's range, levels the smallest that hold the weights
+    for lay, lv in zip(mixed, record.levels, strict=True):
+        lo, hi = level_bounds(lv)
+        assert np.all(lay.w >= lo) and np.all(lay.w <= hi)
+        assert np.array_equal(lv, smallest_level(lay.w))
+    # within the budget on the validation part, and much narrower than int8
+    assert record.val_accuracy >= record.base_val_accuracy - 0.5
+    before, after = digits_model.level_shares(base), digits_model.level_shares(mixed)
+    print(f"level shares int8 {before.round(3)} mixed {after.round(3)}")
+    assert after[3] < 0.6 * before[3] and after[0] > 0.2
+    # scales, zero points and biases are untouched: only weights move
+    for a, b in zip(base, mixed, strict=True):
+        assert np.array_equal(a.bias, b.bias) and a.output_scale == b.output_scale
+
+
+def test_mixed_model_is_bit_exact_on_litert(digits_models, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    _, mixed, _ = digits_models
+    path = digits_model.write_tflite(mixed, tmp_path / "mixed.tflite")
+    back = litert_model.read_dense_layers(path)
+    assert all(np.array_equal(a.w, b.w) for a, b in zip(mixed, back, strict=True))
+    _, x_test, _, _ = digits_split()
+    xq = mlp.quantize_input(mixed, x_test)
+    ref = litert_model.run_reference(path, xq)
+    ours = mlp.run_int8(mixed, xq)
+    for k, (r, o) in enumerate(zip(ref, ours, strict=True)):
+        assert np.array_equal(r, o), f"layer {k}: {int((r != o).sum())} outputs differ"
+
+
+def test_mixed_precision_rejects_bad_targets(digits_models):
+    base, _, _ = digits_models
+    x = np.zeros((4, 64), np.float32)
+    y = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="targets has 1 entries for 3 layers"):
+        mixed_precision(base, x, y, x, y, targets=[(0, 0, 0)])
+    with pytest.raises(ValueError, match=r"\(0.5, 0.2, 0.9\) is not three cumulative"):
+        mixed_precision(base, x, y, x, y, targets=[(0.5, 0.2, 0.9)] * 3)

@@ -1,0 +1,65 @@
+"""The project's digits MLPs, made reproducibly in NumPy (no deep-learning framework).
+
+- ``fit_val_split()``: the training split of ``golden.data`` cut into a fitting part and a
+  held-out validation part (20%, stratified, ``random_state=0``); the test split is never
+  used to choose anything.
+- ``int8_model()``: a 64-32-16-10 ReLU MLP trained on the fitting part, quantized to int8
+  (``golden.mlp.quantize``, calibrated on the fitting part): the plain int8 model.
+- ``mixed_model()``: the plain int8 model narrowed to mixed precision levels
+  (``golden.mulbins.mixed_precision``, 0.5-point budget on the validation part).
+
+``write_tflite(layers, path)`` writes either into a copy of the committed LiteRT fixture, so
+LiteRT's reference kernels can check them. Each takes about a second.
+"""
+
+import pathlib
+
+import numpy as np
+
+from . import mlp, mulbins
+from .data import digits_split
+from .litert_model import write_dense_model
+
+WIDTHS = (32, 16, 10)
+SEED = 0
+TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / \
+    "digits_mlp_fc.tflite"
+
+
+def fit_val_split():
+    """``(x_fit, x_val, y_fit, y_val)`` from the training split."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, _, y_train, _ = digits_split()
+    return train_test_split(x_train, y_train, test_size=0.2, random_state=0, stratify=y_train)
+
+
+def int8_model(seed=SEED):
+    """The plain int8 digits MLP (a list of ``DenseLayer``)."""
+    x_fit, _, y_fit, _ = fit_val_split()
+    return mlp.quantize(mlp.train_float(x_fit, y_fit, WIDTHS, seed=seed), x_fit)
+
+
+def mixed_model(base=None, *, budget=0.5, log=None):
+    """``(layers, MixedModel)``: the int8 model with mixed-precision weights."""
+    base = int8_model() if base is None else base
+    x_fit, x_val, y_fit, y_val = fit_val_split()
+    mixed = mulbins.mixed_precision(base, x_fit, y_fit, x_val, y_val, budget=budget, log=log)
+    return mlp.with_weights(base, mixed.weights), mixed
+
+
+def test_accuracy(layers):
+    """Top-1 accuracy (percent) of an int8 model on the 360 test images."""
+    _, x_test, _, y_test = digits_split()
+    return mlp.accuracy(layers, mlp.quantize_input(layers, x_test), y_test)
+
+
+def write_tflite(layers, path):
+    """The model as a .tflite file (FULLY_CONNECTED ops) for LiteRT."""
+    return write_dense_model(TEMPLATE, layers, path)
+
+
+def level_shares(layers):
+    """Fraction of all weights at each precision level 0..3 (smallest level that holds it)."""
+    lv = np.concatenate([mulbins.smallest_level(lay.w).ravel() for lay in layers])
+    return np.bincount(lv, minlength=4) / lv.size
