@@ -147,4 +147,3 @@ def mixed_precision(layers, x_fit, y_fit, x_val, y_val, *, budget=0.5, targets=D
     # image is 0.35 points, and the step just before the collapse was seen to be past the
     # edge on the test split (2 points lost) while the validation split did not show it
     return kept[max(0, len(kept) - 2)]
-    return best

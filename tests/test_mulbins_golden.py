@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from golden import digits_model, litert_model, mlp
 from golden.data import digits_split
-from golden.mulbins import (bin_cycles, check_bins, level_bounds, mixed_precision,
-                            smallest_level)
+from golden.mulbins import bin_cycles, check_bins, level_bounds, mixed_precision, smallest_level
 
 WIDTHS = (2, 4, 8)
 
