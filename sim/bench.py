@@ -223,7 +223,124 @@ def _plot_sparse(out, path):
     plt.close(fig)
 
 
-SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot}
+BINS_NAME = "sparse_dot_N16_bins222"
+UNIFORM_SLOTS = (4, 6)  # uniform 8-bit engines synthesized to price a slot in LUTs
+
+
+def _lutmul_luts(name, cls_params=None):
+    """LUTs of an engine with multipliers in LUTs (ECP5, ``ecp5_lutmul``), from synth.json
+    when ``make synth`` recorded it, else synthesized now (about 2-5 minutes each)."""
+    from hw.export import BLOCKS
+    from hw.synth import merge_report, synthesize
+
+    path = REPORTS / "synth.json"
+    have = json.loads(path.read_text()) if path.exists() else {}
+    if "ecp5_lutmul" in have.get(name, {}):
+        return have[name]["ecp5_lutmul"]["luts"]
+    cls, params = (BLOCKS[CONFIGS[name][0]], CONFIGS[name][1]) if cls_params is None \
+        else cls_params
+    _log(f"mulbins: synthesizing {name} with LUT multipliers")
+    fig, _, _ = synthesize(name, "ecp5_lutmul", BUILD / "synth", cls, params)
+    merge_report({name: {"ecp5_lutmul": dict(fig, device="LFE5U-25F-6BG381C")}})
+    return fig["luts"]
+
+
+def _mix_beats(rng, mix, lanes, x_zp, n_beats=640):
+    """Beats whose weights follow level shares ``mix`` (levels 1..3) and dense activations."""
+    from golden.mulbins import level_bounds, smallest_level
+
+    lvl = rng.choice([1, 2, 3], size=(n_beats, lanes), p=mix)
+    lo, hi = level_bounds(lvl)
+    w = rng.integers(lo, hi + 1)
+    w = np.where(w == 0, hi, w)  # a non-zero weight of its level
+    x = rng.integers(-127, 128, (n_beats, lanes))
+    x = np.where(x == x_zp, x_zp + 1, x)
+    last = np.zeros(n_beats, bool)
+    last[lanes // 4 - 1::lanes // 4] = True  # 4-beat vectors (64 inputs)
+    return dict(w=w, x=x, lvl=smallest_level(w), last=last)
+
+
+def bench_mulbins():
+    """Multiplier bins against uniform 8-bit engines: cycles per vector and MACs per cycle
+    per 1,000 LUTs (dense-equivalent MACs: lanes x beats) for three weight mixes; the bins
+    engine's RTL cycles checked equal to the schedule model on the digits mixed model."""
+    from golden import digits_model
+    from golden.mulbins import bin_cycles
+    from golden.sparse_dot import beat_cycles
+    from hw.sparse_dot import SparseDotProduct
+
+    sim = default_simulator()
+    rng = np.random.default_rng(SEED)
+    params = CONFIGS[BINS_NAME][1]
+    lanes, bins = params["lanes"], params["bins"]
+    _, x_test, _, y_test = digits_split()
+    base = digits_model.int8_model()
+    mixed, record = digits_model.mixed_model(base, log=_log)
+    acc = dict(int8=digits_model.test_accuracy(base), mixed=digits_model.test_accuracy(mixed))
+    images = 40
+    mixes = {}
+    for key, layers in (("int8", base), ("digits_mixed", mixed)):
+        path = digits_model.write_tflite(layers, BUILD / f"digits_{key}.tflite")
+        b, zp, _ = digits_beats(path, x_test[:images], lanes=lanes)
+        mixes[key] = (b, zp, dict(images=images, level_shares=[
+            round(v, 4) for v in digits_model.level_shares(layers)],
+            test_accuracy=round(acc["int8" if key == "int8" else "mixed"], 2)))
+    b = _mix_beats(rng, (0.5, 0.3, 0.2), lanes, 0)
+    mixes["synthetic_2b50_4b30_8b20"] = (b, 0, dict(level_shares=[0, 0.5, 0.3, 0.2]))
+
+    luts = {"bins": _lutmul_luts(BINS_NAME)}
+    for m in UNIFORM_SLOTS:
+        luts[m] = _lutmul_luts(f"sparse_dot_N{lanes}_M{m}",
+                               (SparseDotProduct, dict(lanes=lanes, slots=m)))
+    # LUTs grow linearly with uniform slots; the equal-budget baseline has as many slots
+    # as the bins engine's LUTs buy (interpolated, at least the largest synthesized)
+    (m0, l0), (m1, l1) = [(m, luts[m]) for m in UNIFORM_SLOTS[:2]]
+    per_slot = (l1 - l0) / (m1 - m0)
+    m_eq = max(1, int(m0 + (luts["bins"] - l0) // per_slot))
+    luts_eq = round(l0 + (m_eq - m0) * per_slot)
+
+    out = dict(bins=dict(config=BINS_NAME, bins={str(k): v for k, v in bins.items()},
+                         luts_lutmul=luts["bins"]),
+               uniform_luts_lutmul={f"M{m}": luts[m] for m in UNIFORM_SLOTS},
+               equal_budget=dict(slots=m_eq, luts_lutmul=luts_eq,
+                                 note="uniform 8-bit slots affordable with the bins engine's "
+                                      "LUTs, by linear interpolation of the synthesized ones"),
+               mixed_model=dict(val_accuracy=record.val_accuracy,
+                                base_val_accuracy=record.base_val_accuracy,
+                                test_accuracy_int8=acc["int8"],
+                                test_accuracy_mixed=acc["mixed"]),
+               mixes={})
+    for key, (b, zp, info) in mixes.items():
+        nz = (b["w"] != 0) & (b["x"] != zp)
+        n_vec = int(b["last"].sum())
+        cyc_bins = int(bin_cycles(b["lvl"], nz, bins=bins).sum())
+        row = dict(info, vectors=n_vec, beats=len(b["w"]),
+                   joint_density=round(float(nz.mean()), 4))
+        macs = lanes * len(b["w"])
+        for label, cycles, lut in (
+                ("bins", cyc_bins, luts["bins"]),
+                ("uniform_M4", int(beat_cycles(nz.sum(1), lanes=lanes, slots=4).sum()),
+                 luts[4]),
+                (f"uniform_M{m_eq}_equal_luts",
+                 int(beat_cycles(nz.sum(1), lanes=lanes, slots=m_eq).sum()), luts_eq)):
+            row[label] = dict(cycles=cycles, cycles_per_vector=round(cycles / n_vec, 3),
+                              macs_per_cycle_per_kLUT=round(macs / cycles / (lut / 1000), 4))
+        row["bins_vs_equal_luts_macs_per_lut"] = round(
+            row["bins"]["macs_per_cycle_per_kLUT"]
+            / row[f"uniform_M{m_eq}_equal_luts"]["macs_per_cycle_per_kLUT"], 3)
+        out["mixes"][key] = row
+    # the RTL meets the schedule model on the real mixed model (value and cycles)
+    b, zp, _ = mixes["digits_mixed"]
+    part = {k: v[:len(v) // 4] for k, v in b.items()}
+    rep = _rtl_beats(BINS_NAME, part, zp, sim)
+    out["rtl_check"] = dict(beats=rep["given_beats"], vectors=rep["given_vectors"],
+                            rtl_cycles=rep["given_rtl_cycles"],
+                            model_cycles=rep["given_model_cycles"],
+                            mismatches=rep["given_mismatches"], simulator=sim)
+    return dict(out, seed=SEED)
+
+
+SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins}
 
 
 def main(argv=None):

@@ -16,4 +16,7 @@ CONFIGS = {
     "sparse_dot_N8_M3_mem": ("SparseDotProduct", dict(lanes=8, slots=3, output="memory")),
     "sparse_dot_N16_bins222": ("SparseDotProduct",
                                dict(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2})),
+    # small enough for a gate-level run of the bins dispatcher
+    "sparse_dot_N8_bins211": ("SparseDotProduct",
+                              dict(lanes=8, slots=4, bins={8: 2, 4: 1, 2: 1})),
 }

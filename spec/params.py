@@ -68,3 +68,22 @@ def multiplier_bins(bins, level_widths=(2, 4, 8)):
         raise ValueError(f"bins need at least one {max(level_widths)}-bit multiplier, "
                          f"or the widest weights can never be multiplied: {bins!r}")
     return {w: bins.get(w, 0) for w in sorted(level_widths, reverse=True)}
+
+
+def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
+            x_zero_point=-128, mode="single"):
+    """The sequencer's machine: block width ``lanes``, memory depths (activations, weights,
+    parameter channels, program words) within the instruction fields, the activation zero
+    point and the requantizer mode."""
+    int_in("lanes", lanes, 1, 64)
+    if lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two (block alignment), not {lanes}")
+    int_in("x_depth", x_depth, lanes, 1 << 10)
+    int_in("w_depth", w_depth, lanes, 1 << 14)
+    int_in("channels", channels, 1, 1 << 8)
+    int_in("prog_depth", prog_depth, 2, 1 << 12)
+    int_in("x_zero_point", x_zero_point, -128, 127)
+    if mode not in REQUANT_MODES:
+        raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
+    return dict(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
+                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)

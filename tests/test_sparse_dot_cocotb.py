@@ -51,8 +51,9 @@ def test_digits_beats_are_the_layer_accumulators():
 
 @pytest.mark.gate
 @needs_icarus
-def test_sparse_dot_gate_level_ice40():
-    rep = run_gate_level("sparse_dot_N8_M8", "tb_sparse_dot", vectors=600)
+@pytest.mark.parametrize("name", ["sparse_dot_N8_M8", "sparse_dot_N8_bins211"])
+def test_sparse_dot_gate_level_ice40(name):
+    rep = run_gate_level(name, "tb_sparse_dot", vectors=600)
     assert rep["mismatches"] == 0 and rep["measured_cycles"] == rep["model_cycles"]
 
 

@@ -1,0 +1,166 @@
+"""Stimulus and the datapath stand-in for the Sequencer's testbenches.
+
+- ``random_case``: a random machine (weights, biases, requantizer parameters, activations)
+  and a random program: every op, random predicates and polarities, loops with indexed
+  addresses, and a share of illegal words (bad opcodes, reserved bits, p0 writes, bad codes,
+  out-of-range or misaligned addresses, nested loops, running off the end).
+- ``Datapath``: what the core's datapath does with the Sequencer's ``uop`` and ``probe``
+  streams, computed by the golden ISA simulator's own functions, so the testbench's
+  architectural state (accumulators, activation memory) follows the RTL's issued ops.
+- ``expected``: the golden ISA simulator's final state for a case, or its error.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden import isa, isa_sim
+from golden.isa import IllegalInstruction, Instr
+
+UOP_OPS = ("CLR", "LDB", "DOT", "REQ")
+
+
+@dataclass
+class Case:
+    cfg: isa_sim.MachineConfig
+    params: isa_sim.Params
+    x_init: np.ndarray
+    program: list  # words, padded with zeros to prog_depth
+
+
+SMALL = dict(lanes=4, x_depth=64, w_depth=128, channels=8, prog_depth=64, x_zero_point=-3)
+
+
+def random_params(rng, cfg):
+    c = cfg.channels
+    return isa_sim.Params(
+        w=np.where(rng.random(cfg.w_depth) < 0.4, 0, rng.integers(-127, 128, cfg.w_depth)),
+        bias=rng.integers(-5000, 5000, c), multiplier=rng.integers(1 << 30, 1 << 31, c),
+        shift=rng.integers(-12, 1, c), out_zp=rng.integers(-10, 10, c),
+        act_min=np.full(c, -128), act_max=np.full(c, 127))
+
+
+def random_x(rng, cfg):
+    x = rng.integers(-128, 128, cfg.x_depth)
+    return np.where(rng.random(cfg.x_depth) < 0.5, cfg.x_zero_point, x)
+
+
+def _pred(rng):
+    if rng.random() < 0.5:
+        return 0, 0
+    return int(rng.integers(0, 8)), int(rng.integers(0, 2))
+
+
+def _block_addr(rng, cfg, depth, beats, bad):
+    n = beats * cfg.lanes
+    if bad:
+        return int(rng.integers(0, depth))  # likely misaligned or past the end
+    return int(rng.integers(0, (depth - n) // cfg.lanes + 1)) * cfg.lanes
+
+
+def random_instr(rng, cfg, *, in_body, bad_rate):
+    """One random instruction word (legal unless the dice say otherwise)."""
+    bad = rng.random() < bad_rate
+    pred, neg = _pred(rng)
+    kind = rng.choice(["CLR", "LDB", "DOT", "DOT", "DOT", "REQ", "REQ", "SETP", "SETP", "PAND",
+                       "POR", "PNOT", "HALT"] + ([] if in_body else ["LOOP"]),
+                      p=None)
+    if bad and rng.random() < 0.35:  # a word the decoder must refuse
+        choice = rng.integers(0, 4)
+        if choice == 0:
+            return int(rng.choice([0x0, 0xA, 0xB, 0xC, 0xD, 0xE])) << 44 | \
+                int(rng.integers(0, 1 << 40))
+        if choice == 1:
+            return isa.ins("CLR", pred, neg, acc=1) | 1 << int(rng.integers(0, 38))
+        if choice == 2:
+            return isa.ins("PNOT", pred, neg, pd=1, pa=2) & ~(7 << 37)  # writes p0
+        word = isa.ins("SETP", pred, neg, pd=1, cmp=0, src=0, addr=0, beats=1, imm=0)
+        return word | (int(rng.integers(6, 8)) << (34 if rng.random() < 0.5 else 31))
+    beats = int(rng.integers(1, 3))
+    if kind == "CLR":
+        return isa.ins(kind, pred, neg, acc=int(rng.integers(0, 4)))
+    if kind == "LDB":
+        ch = int(rng.integers(0, cfg.channels + (4 if bad else 0)))
+        return isa.ins(kind, pred, neg, acc=int(rng.integers(0, 4)), ch=min(ch, 255))
+    if kind == "DOT":
+        return isa.ins(kind, pred, neg, acc=int(rng.integers(0, 4)),
+                       xi=int(in_body and rng.random() < 0.6),
+                       xaddr=_block_addr(rng, cfg, cfg.x_depth // 2, beats, bad),
+                       waddr=_block_addr(rng, cfg, cfg.w_depth, beats, bad), beats=beats)
+    if kind == "REQ":
+        return isa.ins(kind, pred, neg, acc=int(rng.integers(0, 4)),
+                       ch=int(rng.integers(0, cfg.channels + (4 if bad else 0))),
+                       oi=int(in_body and rng.random() < 0.6),
+                       oaddr=int(rng.integers(cfg.x_depth // 2, cfg.x_depth + (8 if bad else -4))))
+    if kind == "SETP":
+        src = int(rng.integers(0, 6))
+        depth = cfg.w_depth if src in (0, 5) else cfg.x_depth // 2
+        addr = (int(rng.integers(0, depth)) if src in (0, 1)
+                else _block_addr(rng, cfg, depth, beats, bad))
+        imm = int(rng.choice([0, 1, 2, -1, int(rng.integers(-130, 130))]))
+        return isa.ins(kind, pred, neg, pd=int(rng.integers(1, 8)), cmp=int(rng.integers(0, 6)),
+                       src=src, ai=int(in_body and rng.random() < 0.5), addr=addr,
+                       beats=beats, imm=imm)
+    if kind in ("PAND", "POR"):
+        return isa.ins(kind, pred, neg, pd=int(rng.integers(1, 8)), pa=int(rng.integers(0, 8)),
+                       pb=int(rng.integers(0, 8)))
+    if kind == "PNOT":
+        return isa.ins(kind, pred, neg, pd=int(rng.integers(1, 8)), pa=int(rng.integers(0, 8)))
+    if kind == "HALT":
+        return isa.ins(kind, pred, 1 - neg if (pred, neg) == (0, 0) and rng.random() < 0.7
+                       else neg)
+    return isa.ins("LOOP", pred, neg, count=int(rng.integers(1, 5)),
+                   body=int(rng.integers(1, 5)),
+                   xstride=cfg.lanes * int(rng.integers(0, 3)), ostride=int(rng.integers(0, 3)))
+
+
+def random_program(rng, cfg, *, length=None, bad_rate=0.02):
+    """A random program of about ``length`` words ending in HALT, padded to prog_depth."""
+    length = length or int(rng.integers(4, cfg.prog_depth - 2))
+    words, body_left = [], 0
+    while len(words) < length - 1:
+        w = random_instr(rng, cfg, in_body=body_left > 0, bad_rate=bad_rate)
+        if bad_rate and body_left and rng.random() < bad_rate:  # a nested loop
+            w = isa.ins("LOOP", count=2, body=1)
+        words.append(w)
+        body_left = max(0, body_left - 1)
+        if w >> 44 == isa.OPS["LOOP"]:
+            body_left = (w >> 24) & 0xFF
+    if not (bad_rate and rng.random() < bad_rate):  # else it runs off the end
+        words.append(isa.ins("HALT"))
+    return words + [0] * (cfg.prog_depth - len(words))
+
+
+def random_case(rng, cfg=None, **kw):
+    cfg = cfg or isa_sim.MachineConfig(**SMALL)
+    return Case(cfg, random_params(rng, cfg), random_x(rng, cfg),
+                random_program(rng, cfg, **kw))
+
+
+def expected(case):
+    """``(state, error)``: the golden final state, and the error text or None."""
+    m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
+    try:
+        isa_sim.run(m, case.program)
+        return m.state(), None
+    except (IllegalInstruction, ArithmeticError) as e:
+        return m.state(), str(e)
+
+
+class Datapath:
+    """The architectural state outside the Sequencer, driven by its issued ops."""
+
+    def __init__(self, case):
+        self.m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
+        self.m.xstride = self.m.ostride = 0
+
+    def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr):
+        op = UOP_OPS[kind]
+        args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ch=ch),
+                    DOT=dict(acc=acc, xi=0, xaddr=xaddr, waddr=waddr, beats=beats),
+                    REQ=dict(acc=acc, ch=ch, oi=0, oaddr=oaddr))[op]
+        isa_sim.execute(self.m, Instr(op, 0, 0, args), 0)
+
+    def probe(self, src, addr, beats):
+        return isa_sim.representative(self.m, Instr("SETP", 0, 0, dict(
+            src=src, addr=addr, beats=beats, ai=0)), 0)

@@ -1,0 +1,29 @@
+"""The instruction encoding shared by the assembler (golden.isa) and the Sequencer (hw).
+
+Opcodes, the (field, lsb, width) layout of each instruction's operands, and the codes of
+SETP's comparisons and sources; golden.isa documents what they mean.
+"""
+
+OPS = {"CLR": 0x1, "LDB": 0x2, "DOT": 0x3, "REQ": 0x4, "SETP": 0x5, "PAND": 0x6, "POR": 0x7,
+       "PNOT": 0x8, "LOOP": 0x9, "HALT": 0xF}
+CMPS = ("EQ", "NE", "LT", "LE", "GT", "GE")
+SRCS = ("W", "X", "XMAXABS", "XZERO", "XNNZ", "WNNZ")
+WORD_BITS = 48
+
+# (field, lsb, width) per opcode; common fields are added to each
+FIELDS = {
+    "CLR": (("acc", 38, 2),),
+    "LDB": (("acc", 38, 2), ("ch", 30, 8)),
+    "DOT": (("acc", 38, 2), ("xi", 37, 1), ("xaddr", 27, 10), ("waddr", 13, 14),
+            ("beats", 9, 4)),
+    "REQ": (("acc", 38, 2), ("ch", 30, 8), ("oi", 29, 1), ("oaddr", 19, 10)),
+    "SETP": (("pd", 37, 3), ("cmp", 34, 3), ("src", 31, 3), ("ai", 30, 1), ("addr", 16, 14),
+             ("beats", 12, 4), ("imm", 0, 12)),
+    "PAND": (("pd", 37, 3), ("pa", 34, 3), ("pb", 31, 3)),
+    "POR": (("pd", 37, 3), ("pa", 34, 3), ("pb", 31, 3)),
+    "PNOT": (("pd", 37, 3), ("pa", 34, 3)),
+    "LOOP": (("count", 32, 8), ("body", 24, 8), ("xstride", 14, 10), ("ostride", 4, 10)),
+    "HALT": (),
+}
+COMMON = (("op", 44, 4), ("pred", 41, 3), ("neg", 40, 1))
+SIGNED = {"imm"}
