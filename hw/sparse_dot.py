@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 import spec.params
 
 from .arith import fits_signed, popcount
+from .mulbins import MultiplierBins
 from .pipeline import StallPipeline, carried
 
 
@@ -21,24 +22,6 @@ def beat_layout(lanes):
         "lvl": data.ArrayLayout(unsigned(2), lanes),
         "last": unsigned(1),
     })
-
-
-def prefix_counts(bits, m=None):
-    """``[popcount(bits[:i]) for i in range(len(bits))]`` by a log-depth (Hillis-Steele) scan.
-
-    With a module ``m`` every level is a named signal, so that a scan whose results are used
-    more than once is built once."""
-    n = len(bits)
-    cnt = [Const(0, 1)] + [bits[i] for i in range(n - 1)]
-    d = 1
-    while d < n:
-        cnt = [cnt[i] + cnt[i - d] if i >= d else cnt[i] for i in range(n)]
-        if m is not None:
-            sigs = [Signal(range(n + 1), name=f"scan{d}_{i}") for i in range(n)]
-            m.d.comb += [sg.eq(v) for sg, v in zip(sigs, cnt, strict=True)]
-            cnt = sigs
-        d *= 2
-    return cnt
 
 
 def adder_tree(pipe, values, keep, levels_per_stage=2):
@@ -98,6 +81,9 @@ class SparseDotProduct(wiring.Component):
         else:
             ports.update(wr_en=Out(1), wr_addr=Out(addr_width), wr_data=Out(signed(32)))
         super().__init__(ports)
+        # the slot provider: multiplier bins, uniform 8-bit ones unless bins are given
+        self._provider = MultiplierBins(self._p["bins"] or {8: slots}, level_widths) \
+            if skip else None
 
     @property
     def params(self):
@@ -130,10 +116,9 @@ class SparseDotProduct(wiring.Component):
 
     def _slot_widths(self):
         """The weight width of each multiplier slot: 8 bits, or the bins' widest first."""
-        bins = self._p["bins"]
-        if bins is None:
+        if not self._p["skip"]:
             return [8] * self._p["slots"]
-        return [w for w, count in bins.items() for _ in range(count)]
+        return self._provider.widths
 
     def _input_stage(self, m, en):
         """A register stage before the front end: the beat and its zero mask (and the level
@@ -183,25 +168,11 @@ class SparseDotProduct(wiring.Component):
         load = Signal()
         beat = inp["beat"]
 
-        if p["bins"] is not None:
-            nnz = self._bins_steps(m, en, inp, load, have, done, ow, ox, w, x)
-            skipped = n - nnz
-        elif p["skip"]:
-            nz = Signal(n)
-            ranks = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
-            nnz = Signal(range(n + 1))
-            base = Signal(range(n + s + 1))
-            cnt = prefix_counts(inp["nz"])
-            with m.If(load):
-                m.d.sync += [nz.eq(inp["nz"]), nnz.eq(popcount(inp["nz"])), base.eq(0)]
-                m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
-            with m.Elif(have & en):
-                m.d.sync += base.eq(base + s)
-            m.d.comb += done.eq(base + s >= nnz)
-            for j in range(s):
-                self._drive_slot(m, j, [nz[i] & (ranks[i] == base + j) for i in range(n)],
-                                 ow, ox, w, x)
-            skipped = n - nnz  # counted the cycle after the load, from the register
+        if p["skip"]:
+            drive = lambda j, hits: self._drive_slot(m, j, hits, ow, ox, w, x)  # noqa: E731
+            nnz = self._provider.dispatch(m, lanes=n, inp=inp, load=load,
+                                          advance=have & en, done=done, drive=drive)
+            skipped = n - nnz  # counted the cycle after the load, from the registers
         else:
             steps = -(-n // s)
             k = Signal(range(steps))
@@ -236,89 +207,6 @@ class SparseDotProduct(wiring.Component):
         with m.If(issue):
             m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]
         return dict(v=issue, first=first, last=done & last, w=ow, x=ox)
-
-    def _bins_steps(self, m, en, inp, load, have, done, ow, ox, w, x):
-        """Multiplier bins: each step gives the widest pending pairs the widest multipliers
-        first, a pair taking the narrowest free multiplier at least as wide as its level:
-        ``max(1, max_t ceil(n_t / m_t))`` cycles per beat (golden.mulbins.bin_cycles).
-        Returns the beat's non-zero count (every non-zero lane is in exactly one class)."""
-        n = self._p["lanes"]
-        lw = self._p["level_widths"]
-        bins = self._p["bins"]
-        cap = {c: bins[lw[c - 1]] for c in (3, 2, 1)}  # multipliers per class width
-        lvl = inp["beat"].lvl
-        nz_in = inp["nz"]
-        # a lane's class is its declared level; a weight that does not fit its level (a
-        # misfit, flagged) takes a full-width multiplier so its product stays exact
-        bad = inp["misfit"]
-        masks = {c: Signal(n, name=f"mask{c}") for c in (3, 2, 1)}
-        m.d.comb += [
-            masks[3].eq(Cat(*[nz_in[i] & ((lvl[i] == 3) | bad[i]) for i in range(n)])),
-            masks[2].eq(Cat(*[nz_in[i] & (lvl[i] == 2) & ~bad[i] for i in range(n)])),
-            masks[1].eq(Cat(*[nz_in[i] & (lvl[i] == 1) & ~bad[i] for i in range(n)]))]
-        cls = [Signal(2, name=f"class{i}") for i in range(n)]
-        rank = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
-        cnt = {c: Signal(range(n + 1), name=f"n{c}") for c in (3, 2, 1)}
-        base = {c: Signal(range(n + 1), name=f"base{c}") for c in (3, 2, 1)}
-        scans = {c: prefix_counts(masks[c], m) for c in (3, 2, 1)}
-        with m.If(load):
-            for c in (3, 2, 1):
-                m.d.sync += [cnt[c].eq(popcount(masks[c])), base[c].eq(0)]
-            for i in range(n):
-                m.d.sync += [
-                    cls[i].eq(Mux(masks[3][i], 3, Mux(masks[2][i], 2, Mux(masks[1][i], 1, 0)))),
-                    rank[i].eq(Mux(masks[3][i], scans[3][i],
-                                   Mux(masks[2][i], scans[2][i], scans[1][i])))]
-
-        def sig(name, value):  # one named signal per intermediate: computed once, shared
-            v = Signal(range(n + 1), name=name)
-            m.d.comb += v.eq(value)
-            return v
-
-        def vmin(name, a, b):
-            return sig(name, Mux(a < b, a, b))
-
-        r = {c: sig(f"left{c}", cnt[c] - base[c]) for c in (3, 2, 1)}
-        i3 = vmin("i3", r[3], cap[3])
-        f8 = sig("f8", cap[3] - i3)
-        u24 = vmin("u24", r[2], cap[2])
-        u28 = vmin("u28", r[2] - u24, f8)
-        f4, f8b = sig("f4", cap[2] - u24), sig("f8b", f8 - u28)
-        u12 = vmin("u12", r[1], cap[1])
-        rest = sig("rest", r[1] - u12)
-        u14 = vmin("u14", rest, f4)
-        u18 = vmin("u18", rest - u14, f8b)
-        take = {3: i3, 2: u24 + u28, 1: u12 + u14 + u18}
-        m.d.comb += done.eq((r[3] == take[3]) & (r[2] == take[2]) & (r[1] == take[1]))
-        with m.If(have & en & ~load):
-            for c in (3, 2, 1):
-                m.d.sync += base[c].eq(base[c] + take[c])
-
-        def wants(c, sel, target):  # lanes of class c with rank == target, when sel
-            t = Signal(range(2 * n + 1), name=f"target_c{c}")
-            v = Signal(name=f"sel_c{c}")
-            m.d.comb += [t.eq(target), v.eq(sel)]
-            return [v & (cls[i] == c) & (rank[i] == t) for i in range(n)]
-
-        slot = 0
-        for k in range(cap[3]):  # 8-bit bin: class 3, then class 2, then class 1 overflow
-            h3 = wants(3, k < i3, base[3] + k)
-            h2 = wants(2, (k >= i3) & (k < i3 + u28), base[2] + u24 + k - i3)
-            h1 = wants(1, (k >= i3 + u28) & (k < i3 + u28 + u18),
-                       base[1] + u12 + u14 + k - i3 - u28)
-            self._drive_slot(m, slot, [a | b | c for a, b, c in zip(h3, h2, h1, strict=True)],
-                             ow, ox, w, x)
-            slot += 1
-        for k in range(cap[2]):  # 4-bit bin: class 2, then class 1 overflow
-            h2 = wants(2, k < u24, base[2] + k)
-            h1 = wants(1, (k >= u24) & (k < u24 + u14), base[1] + u12 + k - u24)
-            self._drive_slot(m, slot, [a | b for a, b in zip(h2, h1, strict=True)],
-                             ow, ox, w, x)
-            slot += 1
-        for k in range(cap[1]):  # 2-bit bin: class 1
-            self._drive_slot(m, slot, wants(1, k < u12, base[1] + k), ow, ox, w, x)
-            slot += 1
-        return cnt[3] + cnt[2] + cnt[1]
 
     def _drive_slot(self, m, j, hits, ow, ox, w, x):
         """Slot ``j`` takes the weight and activation of the lane whose hit bit is set."""

@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-import hw.sparse_dot
+import hw.mulbins
 from golden.data import digits_split
 from golden.sparse_dot import sparse_dot
 from hw.export import CONFIGS, write
@@ -59,8 +59,8 @@ def test_sparse_dot_gate_level_ice40(name):
 
 def test_testbench_catches_a_broken_engine(monkeypatch, tmp_path):
     """A compaction that ranks zero lanes too (a plausible slip) must fail the testbench."""
-    real = hw.sparse_dot.prefix_counts
-    monkeypatch.setattr(hw.sparse_dot, "prefix_counts",
+    real = hw.mulbins.prefix_counts
+    monkeypatch.setattr(hw.mulbins, "prefix_counts",
                         lambda bits, m=None: real(bits, m)[:-1] + [real(bits, m)[-1] + 1])
     cls, params = CONFIGS["sparse_dot_N16_M4"]
     verilog = write("sparse_dot_N16_M4", tmp_path, cls, params)

@@ -96,3 +96,16 @@ def test_level_misfit_is_flagged_and_product_stays_exact(params):
     got, counters = run_engine(params, b)
     assert got.tolist() == [5, 1, 200 - 27 + 12 + 10]
     assert counters["level_error"] == 1 and counters["level_errors"] == 6
+
+
+def test_multiplier_bins_slot_provider():
+    from hw.mulbins import MultiplierBins
+
+    b = MultiplierBins({2: 3, 8: 1, 4: 2})
+    assert b.widths == [8, 4, 4, 2, 2, 2] and b.slots == 6 and not b.uniform
+    assert MultiplierBins({8: 4}).uniform
+    with pytest.raises(ValueError, match="8-bit"):
+        MultiplierBins({4: 2})
+    # the engine takes its slots' widths from its provider
+    assert SparseDotProduct(lanes=8, slots=6, bins={8: 1, 4: 2, 2: 3})._slot_widths() == \
+        b.widths
