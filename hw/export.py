@@ -20,9 +20,11 @@ from amaranth.lib import data
 import spec.configs
 
 from .requant import Requantizer
+from .sequencer import Sequencer
 from .sparse_dot import SparseDotProduct
 
-BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct}
+BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct,
+          "Sequencer": Sequencer}
 # name -> (component class, keyword parameters), from spec.configs
 CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec.configs.CONFIGS.items()}
 

@@ -120,8 +120,7 @@ class Sequencer(wiring.Component):
         illegal = self._illegal(m, f, on, pc, in_loop, xo, oo)
         legal = Signal()
         m.d.comb += legal.eq(~illegal)
-        commit = Signal()  # the one qualifier of every state write of the instruction
-        m.d.comb += commit.eq(self.busy & on & legal)
+        commit = self._commit(m, on, legal)
 
         # completion of the current instruction (it leaves this cycle)
         done = Signal()
@@ -221,6 +220,12 @@ class Sequencer(wiring.Component):
                          self.executed.eq(0), self.predicated_off.eq(0), self.stalls.eq(0)]
         m.d.comb += pf.clear.eq(~self.busy & self.start)
         return m
+
+    def _commit(self, m, on, legal):
+        """The one qualifier of every state write of the current instruction."""
+        commit = Signal()
+        m.d.comb += commit.eq(self.busy & on & legal)
+        return commit
 
     def _illegal(self, m, f, on, pc, in_loop, xo, oo):
         """Static illegality of the word, LOOP's structural checks, and when the instruction

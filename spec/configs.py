@@ -19,4 +19,9 @@ CONFIGS = {
     # small enough for a gate-level run of the bins dispatcher
     "sparse_dot_N8_bins211": ("SparseDotProduct",
                               dict(lanes=8, slots=4, bins={8: 2, 4: 1, 2: 1})),
+    # the sequencer: small memories for random programs, and the digits core's sizes
+    "sequencer_small": ("Sequencer", dict(lanes=4, x_depth=64, w_depth=128, channels=8,
+                                          prog_depth=64, x_zero_point=-3)),
+    "sequencer": ("Sequencer", dict(lanes=16, x_depth=256, w_depth=4096, channels=64,
+                                    prog_depth=512, x_zero_point=-128)),
 }
