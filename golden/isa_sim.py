@@ -9,8 +9,8 @@ accumulator leaving int32 raises).
 
 Cycle model of the sequencer (``Machine.cycles``), with the datapath always ready: every
 instruction fetched costs one cycle, executed or predicated off; an executed SETP one more
-(the representative value's round trip); the jump back of a loop costs nothing. The core
-(issue 7) adds the datapath's own cycles for DOT.
+(the representative value's round trip); the jump back of a loop costs nothing. With a
+``dot_cost`` (the core model), an executed DOT costs what the datapath takes instead of one.
 
 An illegal instruction raises ``IllegalInstruction`` before it changes anything; the state
 is then that of the previous instruction, which is what the hardware keeps when it halts
@@ -70,6 +70,9 @@ class Machine:
     predicated_off: int = 0
     halted: bool = False
     trace: list = field(default_factory=list)  # (pc, loop index, executed) per fetch
+    # cycles an executed DOT takes in the datapath, given (x - x_zero_point, w) of its block
+    # (None: one, the sequencer alone); the core model (golden.core_model) sets it
+    dot_cost: object = None
 
     def state(self):
         """The architectural state as plain Python values (for comparisons)."""
@@ -147,10 +150,13 @@ def execute(m, ins, i):
         xa = ins.xaddr + (i * m.xstride if ins.xi else 0)
         xs = _block(cfg, xa, ins.beats, cfg.x_depth, "DOT activation")
         ws = _block(cfg, ins.waddr, ins.beats, prm.w.size, "DOT weight")
-        v = m.acc[ins.acc] + int(((m.x[xs] - cfg.x_zero_point) * prm.w[ws]).sum())
+        xd = m.x[xs] - cfg.x_zero_point
+        v = m.acc[ins.acc] + int((xd * prm.w[ws]).sum())
         if not INT32_MIN <= v <= INT32_MAX:
             raise ArithmeticError(f"DOT at pc {m.pc}: accumulator {ins.acc} leaves int32 ({v})")
         m.acc[ins.acc] = v
+        if m.dot_cost is not None:
+            return int(m.dot_cost(xd, prm.w[ws])) - 1
     elif ins.op == "REQ":
         oa = ins.oaddr + (i * m.ostride if ins.oi else 0)
         if oa >= cfg.x_depth:
