@@ -164,3 +164,18 @@ class Datapath:
     def probe(self, src, addr, beats):
         return isa_sim.representative(self.m, Instr("SETP", 0, 0, dict(
             src=src, addr=addr, beats=beats, ai=0)), 0)
+
+
+def case_to_json(case):
+    """A case as JSON-able data (a testbench's ``program_file``)."""
+    prm = {k: [int(v) for v in np.asarray(getattr(case.params, k)).ravel()]
+           for k in ("w", "bias", "multiplier", "shift", "out_zp", "act_min", "act_max")}
+    return dict(cfg=vars(case.cfg), params=prm, x_init=[int(v) for v in case.x_init],
+                program=[int(w) for w in case.program])
+
+
+def case_from_json(d):
+    cfg = isa_sim.MachineConfig(**d["cfg"])
+    prm = isa_sim.Params(**{k: np.array(v, np.int64) for k, v in d["params"].items()})
+    program = list(d["program"]) + [0] * (cfg.prog_depth - len(d["program"]))
+    return Case(cfg, prm, np.array(d["x_init"], np.int64), program)

@@ -6,10 +6,15 @@ idle cycles, starts each, and plays the datapath on ``uop``/``probe``/``value`` 
 ready and random response delays. After each program the architectural state must equal the
 ISA simulator's: predicates, accumulators and activation memory (the datapath stand-in
 applies exactly the uops the RTL issued), executed and predicated-off counts, the error flag,
-and ``cycles - stalls`` equal to the cycle model.
+and ``cycles - stalls`` equal to the cycle model. ``given_program`` (with a ``program_file``:
+``sim.seq_stim.case_to_json``) runs one given case, a compiled digits MLP for example, the
+same way and saves the final activation memory as its outputs.
 """
 
+import json
+
 import cocotb
+import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from golden.isa_sim import MachineConfig
@@ -72,43 +77,71 @@ def _counters(dut):
         "cycles", "executed", "predicated_off", "stalls", "halted", "error", "preds")}
 
 
-@cocotb.test()
-async def random_programs(dut):
-    cfg = config()
+async def _setup(dut, cfg):
     block = cfg["block"]
-    p = block["params"]
-    mcfg = MachineConfig(**p)
     rng = rng_for(cfg)
     for port in ("pload__valid", "start", "value__valid", "uop__ready", "probe__ready"):
         getattr(dut, port).value = 0
     await start(dut)
     dp = Datapath(dut, block, rng, cfg["stall"])
     loader = StreamSource(dut, "pload", block["payloads"]["pload"], rng=rng, idle=cfg["idle"])
+    return rng, dp, loader
+
+
+async def _run_case(dut, case, dp, loader):
+    """Load, start and serve one case; returns (counters, golden state, golden error, ok)."""
+    await loader.send([dict(addr=a, word=w) for a, w in enumerate(case.program)])
+    await RisingEdge(dut.clk)
+    dp.model = seq_stim.Datapath(case)
+    dut.start.value = 1
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+    await dp.run_program()
+    c = _counters(dut)
+    want, err = seq_stim.expected(case)
+    got = dp.model.m.state()
+    preds = [bool(c["preds"] >> k & 1) for k in range(8)]
+    checks = dict(
+        error=bool(c["error"]) == (err is not None), preds=preds == want["p"],
+        acc=got["acc"] == want["acc"], x=got["x"] == want["x"],
+        executed=c["executed"] == want["executed"],
+        predicated_off=c["predicated_off"] == want["predicated_off"],
+        cycles=err is not None or c["cycles"] - c["stalls"] == want["cycles"])
+    failed = [k for k, v in checks.items() if not v]
+    return c, got, err, failed
+
+
+@cocotb.test()
+async def given_program(dut):
+    cfg = config()
+    if not cfg.get("program_file"):
+        report(cfg, given_programs=0)
+        return
+    _, dp, loader = await _setup(dut, cfg)
+    with open(cfg["program_file"]) as f:
+        case = seq_stim.case_from_json(json.load(f))
+    c, got, err, failed = await _run_case(dut, case, dp, loader)
+    if cfg.get("outputs_file"):
+        np.save(cfg["outputs_file"], np.array(got["x"], np.int64))
+    report(cfg, given_programs=1, given_failed=failed, given_error=err, given_cycles=c["cycles"],
+           given_stalls=c["stalls"], given_executed=c["executed"],
+           given_predicated_off=c["predicated_off"])
+    assert not failed and err is None, (failed, err)
+
+
+@cocotb.test()
+async def random_programs(dut):
+    cfg = config()
+    mcfg = MachineConfig(**cfg["block"]["params"])
+    rng, dp, loader = await _setup(dut, cfg)
     totals = dict(programs=0, errors=0, executed=0, predicated_off=0, cycles=0, stalls=0,
                   mismatches=0)
     for n in range(cfg["vectors"]):
         case = seq_stim.random_case(rng, mcfg, bad_rate=0.01)
-        await loader.send([dict(addr=a, word=w) for a, w in enumerate(case.program)])
-        await RisingEdge(dut.clk)
-        dp.model = seq_stim.Datapath(case)
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        await dp.run_program()
-        c = _counters(dut)
-        want, err = seq_stim.expected(case)
-        got = dp.model.m.state()
-        preds = [bool(c["preds"] >> k & 1) for k in range(8)]
-        checks = dict(
-            error=bool(c["error"]) == (err is not None), preds=preds == want["p"],
-            acc=got["acc"] == want["acc"], x=got["x"] == want["x"],
-            executed=c["executed"] == want["executed"],
-            predicated_off=c["predicated_off"] == want["predicated_off"],
-            cycles=err is not None or c["cycles"] - c["stalls"] == want["cycles"])
-        if not all(checks.values()):
+        c, _, err, failed = await _run_case(dut, case, dp, loader)
+        if failed:
             totals["mismatches"] += 1
-            cocotb.log.error("program %d: failed %s (golden error: %s)", n,
-                             [k for k, v in checks.items() if not v], err)
+            cocotb.log.error("program %d: failed %s (golden error: %s)", n, failed, err)
         totals["programs"] += 1
         totals["errors"] += err is not None
         for k in ("executed", "predicated_off", "cycles", "stalls"):

@@ -1,7 +1,9 @@
 """Sequencer Verilog under cocotb: random programs against the golden ISA simulator."""
 
+import numpy as np
 import pytest
 
+from hw.export import CONFIGS
 from sim.runner import run
 from tests.conftest import SEED, sim_params
 
@@ -19,7 +21,7 @@ def test_sequencer_random_programs(sim, full):
 
 def test_testbench_catches_ungated_ops(tmp_path):
     """A mutant whose predicated-off ops still write state must fail the testbench."""
-    from hw.export import CONFIGS, write
+    from hw.export import write
     from hw.sequencer import Sequencer
 
     class Ungated(Sequencer):
@@ -32,3 +34,33 @@ def test_testbench_catches_ungated_ops(tmp_path):
     with pytest.raises(AssertionError, match="random_programs"):
         run("sequencer_small", "tb_sequencer", vectors=50, seed=SEED, tag="mutant",
             meta=verilog.with_suffix(".json"))
+
+
+def test_sequencer_runs_the_compiled_digits_mlp():
+    """The compiled (predicated) digits MLP on the RTL Sequencer, the datapath played by the
+    testbench with random ready: the outputs are LiteRT's, the counters the model's."""
+    from golden import compiler, core_model, digits_model, mlp
+    from golden.data import digits_split
+    from golden.litert_model import read_dense_layers, run_reference
+    from sim import seq_stim
+    from sim.runner import run_given
+
+    layers = read_dense_layers(digits_model.TEMPLATE)
+    x_train, x_test, _, _ = digits_split()
+    xt = mlp.quantize_input(layers, x_train[:300])
+    c = compiler.compile_mlp(layers, calibration=xt, prog_depth=512)
+    assert vars(c.cfg) == {**CONFIGS["sequencer"][1], "mode": "single"}
+    xq = mlp.quantize_input(layers, x_test[:2])
+    ref = run_reference(digits_model.TEMPLATE, xq)
+    for n in range(2):
+        case = seq_stim.Case(c.cfg, c.params, c.x_image(xq[n]),
+                             c.program + [0] * (c.cfg.prog_depth - len(c.program)))
+        rep, x = run_given("sequencer", "tb_sequencer",
+                           {"program_file": seq_stim.case_to_json(case)}, outputs=True,
+                           testcase="given_program", seed=SEED + n, tag=f"digits{n}")
+        assert rep["given_programs"] == 1 and rep["given_failed"] == []
+        for k in range(3):
+            assert np.array_equal(c.layer_output(x, k), ref[k][n])
+        model = core_model.run_image(c, xq[n])
+        assert rep["given_predicated_off"] == model.predicated_off > 0
+        assert rep["given_cycles"] - rep["given_stalls"] == model.cycles
