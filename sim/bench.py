@@ -340,7 +340,66 @@ def bench_mulbins():
     return dict(out, seed=SEED)
 
 
-SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins}
+def bench_predicate():
+    """The digits MLP (mixed precision) compiled with and without block predication, run by
+    the core's cost model on the test images: cycles per image with the sparse engine
+    (N16 M4) and with the dense baseline, the share of ops predicated off; the compiled
+    program also checked on the RTL Sequencer for one image."""
+    from golden import compiler, core_model, digits_model, mlp
+    from sim import seq_stim
+
+    layers, _ = digits_model.mixed_model()
+    x_train, x_test, _, _ = digits_split()
+    xt = mlp.quantize_input(layers, x_train[:300])
+    xq = mlp.quantize_input(layers, x_test)
+    ref = mlp.run_int8(layers, xq)
+    engines = {"sparse_N16_M4": core_model.engine_cost(lanes=16, slots=4),
+               "dense_N16_M4": core_model.engine_cost(lanes=16, slots=4, skip=False)}
+    variants = {"no_predication": dict(predicate_blocks=False),
+                "blocks": dict(predicate_blocks=True),
+                "blocks_zero_first": dict(predicate_blocks=True, calibration=xt),
+                "blocks_zero_first_dead_channels": dict(predicate_blocks=True, calibration=xt,
+                                                        dead_channels=True)}
+    out = dict(images=len(xq), model="digits mixed precision (golden.digits_model)",
+               variants={})
+    for name, kw in variants.items():
+        c = compiler.compile_mlp(layers, prog_depth=512, **kw)
+        row = dict(program_words=len(c.program))
+        for eng, cost in engines.items():
+            cycles, off, ops = 0, 0, 0
+            for n in range(len(xq)):
+                m = core_model.run_image(c, xq[n], cost)
+                assert np.array_equal(c.layer_output(m.x, 2), ref[2][n]), (name, n)
+                cycles += m.cycles
+                off += m.predicated_off
+                ops += m.executed + m.predicated_off
+            row[eng] = dict(cycles_per_image=round(cycles / len(xq), 2))
+            row["ops_per_image"] = round(ops / len(xq), 2)
+            row["predicated_off_share"] = round(off / ops, 4)
+        out["variants"][name] = row
+        _log(f"predicate: {name}: {row}")
+    base = out["variants"]["no_predication"]
+    for row in out["variants"].values():
+        for eng in engines:
+            row[eng]["vs_no_predication"] = round(
+                base[eng]["cycles_per_image"] / row[eng]["cycles_per_image"], 4)
+    # the RTL sequencer on one image of the best-predicated program
+    c = compiler.compile_mlp(layers, prog_depth=512, calibration=xt)
+    case = seq_stim.Case(c.cfg, c.params, c.x_image(xq[0]),
+                         c.program + [0] * (c.cfg.prog_depth - len(c.program)))
+    rep, x = run_given("sequencer", "tb_sequencer", {"program_file": seq_stim.case_to_json(case)},
+                       outputs=True, testcase="given_program", seed=SEED, tag="bench")
+    m = core_model.run_image(c, xq[0])
+    out["rtl_check"] = dict(outputs_equal=bool(np.array_equal(c.layer_output(x, 2), ref[2][0])),
+                            predicated_off=rep["given_predicated_off"],
+                            model_predicated_off=m.predicated_off,
+                            cycles_minus_stalls=rep["given_cycles"] - rep["given_stalls"],
+                            model_cycles=m.cycles)
+    return dict(out, seed=SEED)
+
+
+SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins,
+            "predicate": bench_predicate}
 
 
 def main(argv=None):
