@@ -16,7 +16,8 @@ from sim.runner import BUILD, default_simulator, run
 from spec.configs import CONFIGS
 
 # configuration prefix -> (testbench module, vectors)
-TESTBENCHES = {"requant_": ("tb_requant", 20_000), "sparse_dot_": ("tb_sparse_dot", 5_000)}
+TESTBENCHES = {"requant_": ("tb_requant", 20_000), "sparse_dot_": ("tb_sparse_dot", 5_000),
+               "sequencer_small": ("tb_sequencer", 2_000)}
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 
 
@@ -56,7 +57,8 @@ def main(argv=None):
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print("cycles: requant_* = cycles until the last result under random valid/ready; "
-          "sparse_dot_* = the engine's busy counter (checked equal to the cycle model)")
+          "sparse_dot_* = the engine's busy counter (checked equal to the cycle model); "
+          "sequencer_* = busy cycles over all programs (vectors = random programs)")
     out = BUILD / "reports" / "sim.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -146,5 +146,5 @@ async def random_programs(dut):
         totals["errors"] += err is not None
         for k in ("executed", "predicated_off", "cycles", "stalls"):
             totals[k] += c[k]
-    report(cfg, **totals)
+    report(cfg, vectors=totals["programs"], **totals)
     assert totals["mismatches"] == 0, totals
