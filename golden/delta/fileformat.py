@@ -8,7 +8,9 @@
              whichever is smaller), the width of the differences and the differences
              bit-packed. Unchanged tensors are not listed: the base and target hashes pin
              the whole model.
-    sig      Ed25519 signature of header + payload (64 bytes), when flag bit 0 is set
+    check    the first 8 bytes of SHA-256(header + payload): any changed byte is noticed
+             even in an unsigned file
+    sig      Ed25519 signature of header + payload + check (64 bytes), when flag bit 0 is set
 
 Every reader check raises ``DeltaError`` with a message that names the problem.
 """
@@ -26,6 +28,7 @@ VERSION = 1
 FLAG_SIGNED = 1
 HEADER = struct.Struct("<4sBB32s32sQI")
 SIG_BYTES = 64
+CHECK_BYTES = 8
 DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.int32), 2: np.dtype(np.float32),
           3: np.dtype(np.int16)}
 CODES = {v: k for k, v in DTYPES.items()}
@@ -120,6 +123,7 @@ def make_delta(old, new, *, signing_key=None, level=19):
     flags = FLAG_SIGNED if signing_key is not None else 0
     head = HEADER.pack(MAGIC, VERSION, flags, sha256(old), sha256(new), nc, len(payload))
     data = head + payload
+    data += sha256(data)[:CHECK_BYTES]
     if signing_key is not None:
         data += signing_key.sign(data)
     return data
@@ -145,10 +149,13 @@ def parse_delta(data, *, public_key=None, require_signature=False):
     if flags & ~FLAG_SIGNED:
         raise DeltaError(f"unknown flags {flags:#04x}")
     signed = bool(flags & FLAG_SIGNED)
-    want = HEADER.size + plen + (SIG_BYTES if signed else 0)
+    want = HEADER.size + plen + CHECK_BYTES + (SIG_BYTES if signed else 0)
     if len(data) != want:
         raise DeltaError(f"{len(data)} bytes, the header promises {want} "
                          f"({'truncated' if len(data) < want else 'trailing data'})")
+    end = HEADER.size + plen
+    if sha256(data[:end])[:CHECK_BYTES] != data[end:end + CHECK_BYTES]:
+        raise DeltaError("the file's check bytes do not match its contents (corrupted)")
     if signed and public_key is not None:
         from cryptography.exceptions import InvalidSignature
         try:
@@ -185,29 +192,29 @@ def _parse_body(body):
         if last is not None and name <= last:
             raise codec.DecodeError(f"tensor {name!r} is out of order or repeated")
         last = name
-        code = r.u8(f"{name} dtype")
+        code = r.u8(f"{name!r} dtype")
         if code not in DTYPES:
-            raise codec.DecodeError(f"{name}: unknown dtype code {code}")
-        ndim = r.u8(f"{name} rank")
+            raise codec.DecodeError(f"{name!r}: unknown dtype code {code}")
+        ndim = r.u8(f"{name!r} rank")
         if ndim > 8:
-            raise codec.DecodeError(f"{name}: rank {ndim}")
-        shape = tuple(r.varint(f"{name} dimension", limit=1 << 31) for _ in range(ndim))
+            raise codec.DecodeError(f"{name!r}: rank {ndim}")
+        shape = tuple(r.varint(f"{name!r} dimension", limit=1 << 31) for _ in range(ndim))
         size = int(np.prod(shape, dtype=np.int64))
         if size > MAX_BODY:
-            raise codec.DecodeError(f"{name}: {size} elements")
-        count = r.varint(f"{name} change count", limit=size + 1)
+            raise codec.DecodeError(f"{name!r}: {size} elements")
+        count = r.varint(f"{name!r} change count", limit=size + 1)
         if count == 0:
-            raise codec.DecodeError(f"{name}: listed with no change")
+            raise codec.DecodeError(f"{name!r}: listed with no change")
         if DTYPES[code].kind == "f":
-            raise codec.DecodeError(f"{name}: changes to a float tensor")
-        idx = codec.decode_indices(r, count, size, name)
-        bits = r.u8(f"{name} difference width")
+            raise codec.DecodeError(f"{name!r}: changes to a float tensor")
+        idx = codec.decode_indices(r, count, size, repr(name))
+        bits = r.u8(f"{name!r} difference width")
         if not 1 <= bits <= 33:
-            raise codec.DecodeError(f"{name}: difference width {bits}")
-        diffs = codec.unpack_signed(r.take((count * bits + 7) // 8, f"{name} differences"),
-                                    count, bits, name)
+            raise codec.DecodeError(f"{name!r}: difference width {bits}")
+        diffs = codec.unpack_signed(r.take((count * bits + 7) // 8, f"{name!r} differences"),
+                                    count, bits, repr(name))
         if np.any(diffs == 0):
-            raise codec.DecodeError(f"{name}: a listed change of 0")
+            raise codec.DecodeError(f"{name!r}: a listed change of 0")
         tensors.append(TensorDelta(name, DTYPES[code], shape, idx, diffs))
     r.done()
     return tensors
@@ -227,7 +234,7 @@ def apply_to_bytes(base, delta):
     out = dict(tensors)
     for td in delta.tensors:
         if td.name not in tensors:
-            raise DeltaError(f"the delta patches tensor {td.name}, which the model lacks")
+            raise DeltaError(f"the delta patches tensor {td.name!r}, which the model lacks")
         a = tensors[td.name]
         if a.shape != td.shape or a.dtype != td.dtype:
             raise DeltaError(f"tensor {td.name}: the model has {a.dtype}{list(a.shape)}, the "
