@@ -398,8 +398,120 @@ def bench_predicate():
     return dict(out, seed=SEED)
 
 
+DELTA_K = (25, 50, 75, 100, 150, 200, 300)
+
+
+def _delta_bytes(old, base, weights, counter=2):
+    from golden import mlp
+    from golden.delta import fileformat, model_file
+
+    new = model_file.dump(model_file.layers_to_tensors(mlp.with_weights(base, weights)), counter)
+    return new, len(fileformat.make_delta(old, new))
+
+
+def bench_delta():
+    """Delta updates per scenario: the full int8 model, zstd of the new model, zstd
+    --patch-from and bsdiff of the unconstrained fine-tune, our delta of it, post-hoc top-k
+    of its change, and constrained updates at several budgets: bytes and test accuracy."""
+    import bsdiff4
+    import zstandard
+
+    from golden import mlp
+    from golden.delta import model_file, train
+
+    out = {}
+    for name in train.SCENARIOS:
+        sc = train.scenario(name)
+        base = sc.base
+        base_w = mlp.weights(base)
+        acc0 = sc.accuracy(base)
+        old = model_file.dump(model_file.layers_to_tensors(base), 1)
+        _log(f"delta: {name}: unconstrained fine-tune")
+        un = train.constrained_update(base, sc.x_train, sc.y_train)
+        acc_u = sc.accuracy(mlp.with_weights(base, un))
+        new_u, ours_u = _delta_bytes(old, base, un)
+        gain = acc_u - acc0
+        raw = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        patch_from = len(zstandard.ZstdCompressor(level=19, dict_data=raw).compress(new_u))
+        row = dict(
+            full_int8_model_bytes=len(old),
+            int8_weight_bytes=int(sum(w.size for w in base_w)),
+            zstd_new_model_bytes=len(zstandard.ZstdCompressor(level=19).compress(new_u)),
+            base_accuracy=round(acc0, 2),
+            unconstrained=dict(accuracy=round(acc_u, 2),
+                               changed=train.changed_count(un, base_w),
+                               zstd_patch_from_bytes=patch_from,
+                               bsdiff4_bytes=len(bsdiff4.diff(old, new_u)),
+                               sparq_delta_bytes=ours_u),
+            post_hoc_top_k=[], constrained=[])
+        for k in DELTA_K:
+            ph = train.post_hoc_top_k(base_w, un, k)
+            a = sc.accuracy(mlp.with_weights(base, ph))
+            row["post_hoc_top_k"].append(dict(k=k, accuracy=round(a, 2),
+                                              bytes=_delta_bytes(old, base, ph)[1],
+                                              gain_retained=round((a - acc0) / gain, 3)))
+            for bits in (None, 6):
+                _log(f"delta: {name}: constrained k={k} bits={bits}")
+                c = train.constrained_update(base, sc.x_train, sc.y_train, k=k, bits=bits)
+                a = sc.accuracy(mlp.with_weights(base, c))
+                nbytes = _delta_bytes(old, base, c)[1]
+                row["constrained"].append(dict(
+                    k=k, bits=bits, accuracy=round(a, 2), bytes=nbytes,
+                    changed=train.changed_count(c, base_w),
+                    gain_retained=round((a - acc0) / gain, 3),
+                    share_of_full=round(nbytes / len(old), 4),
+                    smaller_than_patch_from=round(patch_from / nbytes, 2)))
+        ok = [r for r in row["constrained"] if r["share_of_full"] <= 0.10
+              and r["gain_retained"] >= 0.90 and r["smaller_than_patch_from"] >= 6]
+        row["goal_met_by"] = [dict(k=r["k"], bits=r["bits"], bytes=r["bytes"]) for r in ok]
+        out[name] = row
+        _log(f"delta: {name}: base {acc0:.2f}%, unconstrained {acc_u:.2f}%, patch-from "
+             f"{patch_from} B, goal met by {row['goal_met_by']}")
+    img = REPORTS / "delta_bytes_accuracy.png"
+    _plot_delta(out, img)
+    shutil.copy(img, DOC_IMG / img.name)
+    return dict(out, seed=SEED)
+
+
+def _plot_delta(out, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - matplotlib.ticker.NullFormatter below
+
+    fig, axes = plt.subplots(1, len(out), figsize=(11, 4))
+    for ax, (name, r) in zip(axes, out.items(), strict=True):
+        for bits, style in ((None, "o-"), (6, "s--")):
+            pts = [c for c in r["constrained"] if c["bits"] == bits]
+            ax.plot([c["bytes"] for c in pts], [c["accuracy"] for c in pts], style,
+                    label=f"constrained top-k{'' if bits is None else f', |d| <= {2**bits - 1}'}")
+        ph = r["post_hoc_top_k"]
+        ax.plot([c["bytes"] for c in ph], [c["accuracy"] for c in ph], "^:",
+                label="post-hoc top-k of the unconstrained change")
+        u = r["unconstrained"]
+        for key, mark in (("sparq_delta_bytes", "D"), ("zstd_patch_from_bytes", "P"),
+                          ("bsdiff4_bytes", "X")):
+            ax.plot([u[key]], [u["accuracy"]], mark, ms=9,
+                    label=f"unconstrained: {key.replace('_bytes', '').replace('_', ' ')}")
+        ax.axhline(r["base_accuracy"], color="gray", lw=0.8, label="base model")
+        ax.axvline(0.1 * r["full_int8_model_bytes"], color="red", lw=0.8, ls=":",
+                   label="10% of the full int8 model")
+        ax.set_xscale("log")
+        ax.set_xticks([200, 500, 1000, 2000, 5000], ["200", "500", "1000", "2000", "5000"])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("update bytes")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"scenario {name}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins,
-            "predicate": bench_predicate}
+            "predicate": bench_predicate, "delta": bench_delta}
 
 
 def main(argv=None):

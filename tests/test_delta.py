@@ -325,3 +325,19 @@ def test_malformed_payloads_with_valid_check_bytes_are_refused(models, tmp_path)
         kinds[kind] = kinds.get(kind, 0) + 1
     assert path.read_bytes() == old
     print(f"2,000 forged payloads refused: {kinds}")
+
+
+def test_constraints_combine():
+    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    base_w = mlp.weights(sc.base)
+    new = train.constrained_update(sc.base, sc.x_train[:400], sc.y_train[:400], k=60, bits=3,
+                                   l1=0.05, epochs=4)
+    d = [n.astype(int) - b for n, b in zip(new, base_w, strict=True)]
+    assert 0 < train.changed_count(new, base_w) <= 60
+    assert max(int(abs(x).max()) for x in d) <= 7
+    with pytest.raises(ValueError, match="bits must be an integer in"):
+        train.constrained_update(sc.base, sc.x_train[:10], sc.y_train[:10], bits=9)
+    with pytest.raises(ValueError, match="k must be an integer in"):
+        train.constrained_update(sc.base, sc.x_train[:10], sc.y_train[:10], k=-1)
+    with pytest.raises(ValueError, match="unknown scenario 'rain'"):
+        train.scenario("rain")

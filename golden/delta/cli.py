@@ -80,7 +80,7 @@ def cmd_train(args):
     new_w = train.constrained_update(sc.base, sc.x_train, sc.y_train, k=args.k, bits=args.bits,
                                      l1=args.l1, epochs=args.epochs, seed=args.seed)
     new = mlp.with_weights(sc.base, new_w)
-    changed = sum(int((a != b.w).sum()) for a, b in zip(new_w, sc.base, strict=True))
+    changed = train.changed_count(new_w, mlp.weights(sc.base))
     save_model(sc.base, args.base_out, counter=args.counter)
     save_model(new, args.new_out, counter=args.counter + 1)
     print(f"base {args.base_out}: accuracy {base_acc:.2f}%, counter {args.counter}")

@@ -131,3 +131,8 @@ def post_hoc_top_k(base, tuned, k):
     mask = top_k_mask([np.abs(c) for c in change], k)
     return [np.where(m, t, b).astype(np.int8) for m, t, b in zip(mask, tuned, base,
                                                                    strict=True)]
+
+
+def changed_count(weights, base):
+    """How many weights differ between two lists of matrices."""
+    return int(sum(int((a != b).sum()) for a, b in zip(weights, base, strict=True)))
