@@ -179,3 +179,30 @@ def case_from_json(d):
     prm = isa_sim.Params(**{k: np.array(v, np.int64) for k, v in d["params"].items()})
     program = list(d["program"]) + [0] * (cfg.prog_depth - len(d["program"]))
     return Case(cfg, prm, np.array(d["x_init"], np.int64), program)
+
+
+class ValueReply:
+    """The datapath's answer to a SETP probe: the value, presented after a random delay
+    (with probability ``stall``, 1-3 cycles) and held until the Sequencer takes it."""
+
+    def __init__(self, rng, stall):
+        self.rng, self.stall, self.pending = rng, stall, None  # (value, cycles to wait)
+
+    def presented(self):
+        """The value to drive this cycle, or None (valid low)."""
+        return self.pending[0] if self.pending is not None and self.pending[1] == 0 else None
+
+    def clock(self, taken):
+        """After a clock edge; ``taken``: the Sequencer's value.ready in that cycle."""
+        if self.pending is None:
+            return
+        if self.pending[1] == 0:
+            if taken:
+                self.pending = None
+        else:
+            self.pending = (self.pending[0], self.pending[1] - 1)
+
+    def probe(self, value):
+        assert self.pending is None, "a second probe before the value was taken"
+        delay = 0 if self.rng.random() >= self.stall else int(self.rng.integers(1, 4))
+        self.pending = (value, delay)

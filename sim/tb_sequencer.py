@@ -34,16 +34,15 @@ class Datapath:
 
     async def run_program(self, max_cycles=20_000):
         dut, rng = self.dut, self.rng
-        pending = None  # (value, cycles to wait)
+        reply = seq_stim.ValueReply(rng, self.stall)
         for _ in range(max_cycles):
             ur, pr = int(rng.random() >= self.stall), int(rng.random() >= self.stall)
             dut.uop__ready.value = ur
             dut.probe__ready.value = pr
-            if pending is not None and pending[1] == 0:
-                dut.value__payload.value = pending[0] & 0xFFFF
-                dut.value__valid.value = 1
-            else:
-                dut.value__valid.value = 0
+            value = reply.presented()
+            dut.value__valid.value = int(value is not None)
+            if value is not None:
+                dut.value__payload.value = value & 0xFFFF
             await FallingEdge(dut.clk)
             uv, pv, vr = int(dut.uop__valid.value), int(dut.probe__valid.value), \
                 int(dut.value__ready.value)
@@ -52,16 +51,10 @@ class Datapath:
                 u = unpack(self.uop_fields, int(dut.uop__payload.value))
                 self.model.uop(u["kind"], u["acc"], u["ch"], u["xaddr"], u["waddr"],
                                u["beats"], u["oaddr"])
-            if pending is not None:
-                if pending[1] == 0 and vr:
-                    pending = None
-                elif pending[1] > 0:
-                    pending = (pending[0], pending[1] - 1)
+            reply.clock(vr)
             if pv and pr:
-                assert pending is None, "a second probe before the value was taken"
                 q = unpack(self.probe_fields, int(dut.probe__payload.value))
-                delay = 0 if rng.random() >= self.stall else int(rng.integers(1, 4))
-                pending = (self.model.probe(q["src"], q["addr"], q["beats"]), delay)
+                reply.probe(self.model.probe(q["src"], q["addr"], q["beats"]))
             await RisingEdge(dut.clk)
             if not busy:
                 break

@@ -38,31 +38,24 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            pending = None  # (value, cycles to wait)
+            reply = seq_stim.ValueReply(rng, stall)
             for _ in range(max_cycles):
                 uop_ready = int(rng.random() >= stall)
                 probe_ready = int(rng.random() >= stall)
                 ctx.set(dut.uop.ready, uop_ready)
                 ctx.set(dut.probe.ready, probe_ready)
-                if pending is not None and pending[1] == 0:
-                    ctx.set(dut.value.payload, pending[0])
-                    ctx.set(dut.value.valid, 1)
-                else:
-                    ctx.set(dut.value.valid, 0)
+                value = reply.presented()
+                ctx.set(dut.value.valid, int(value is not None))
+                if value is not None:
+                    ctx.set(dut.value.payload, value)
                 (_, _, uv, up, pv, pp, vr, busy) = await ctx.tick().sample(
                     dut.uop.valid, dut.uop.payload, dut.probe.valid, dut.probe.payload,
                     dut.value.ready, dut.busy)
                 if uv and uop_ready:
                     dp.uop(up.kind, up.acc, up.ch, up.xaddr, up.waddr, up.beats, up.oaddr)
-                if pending is not None:
-                    if pending[1] == 0 and vr:
-                        pending = None
-                    elif pending[1] > 0:
-                        pending = (pending[0], pending[1] - 1)
+                reply.clock(vr)
                 if pv and probe_ready:
-                    assert pending is None, "a second probe before the value was taken"
-                    delay = 0 if rng.random() >= stall else int(rng.integers(1, 4))
-                    pending = (dp.probe(pp.src, pp.addr, pp.beats), delay)
+                    reply.probe(dp.probe(pp.src, pp.addr, pp.beats))
                 if not busy:
                     break
             else:
