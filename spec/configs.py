@@ -24,4 +24,6 @@ CONFIGS = {
                                           prog_depth=64, x_zero_point=-3)),
     "sequencer": ("Sequencer", dict(lanes=16, x_depth=256, w_depth=4096, channels=64,
                                     prog_depth=512, x_zero_point=-128)),
+    # the core's weight memory with its delta port (two banks of the digits model's size)
+    "delta_apply_4k": ("DeltaApply", dict(depth=4096)),
 }

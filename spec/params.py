@@ -87,3 +87,8 @@ def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
     return dict(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
+
+
+def delta_port(*, depth=4096):
+    """DeltaApply / golden.delta_port: ``depth`` weights per bank (16-bit record addresses)."""
+    return dict(depth=int_in("depth", depth, 1, 1 << 16))
