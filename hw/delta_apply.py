@@ -1,7 +1,9 @@
 """DeltaApply: the core's weight memory with a shadow bank, updated by delta records.
 
 Golden twin: ``golden.delta_port.DeltaPort`` (records, checksum, status codes). Two banks of
-``depth`` int8 weights; ``rd_addr``/``rd_data`` read the active bank (one cycle latency).
+``depth`` int8 weights in words of ``lanes`` weights (the dot-product engine's beat);
+``rd_addr``/``rd_data`` read a word of the active bank (one cycle latency); records address
+single weights.
 The ``records`` stream carries ``op`` (0 DATA, 1 BEGIN, 2 COMMIT, 3 ABORT) and a 48-bit
 ``arg``. BEGIN copies the active bank into the shadow bank (``records.ready`` is low for
 ``depth + 1`` cycles); DATA writes the shadow bank and feeds a CRC-32 (zlib's, over the
@@ -11,7 +13,7 @@ is active is kept across resets (``reset_less``), so a reset in the middle of an
 drops it and leaves the active weights intact.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -47,30 +49,38 @@ def crc32_step_matrix(nbits=24):
 class DeltaApply(wiring.Component):
     """``depth`` int8 weights in two banks (see the module docstring); ``init`` fills both."""
 
-    def __init__(self, *, depth=4096, init=()):
-        self._depth = spec.params.delta_port(depth=depth)["depth"]
-        self._init = list(init)
-        if len(self._init) > depth:
-            raise ValueError(f"init has {len(self._init)} weights, depth is {depth}")
+    def __init__(self, *, depth=4096, lanes=1, init=()):
+        p = spec.params.delta_port(depth=depth, lanes=lanes)
+        self._depth, self._lanes = p["depth"], p["lanes"]
+        init = [int(v) for v in init]
+        if len(init) > depth:
+            raise ValueError(f"init has {len(init)} weights, depth is {depth}")
+        init += [0] * (depth - len(init))
+        self._init = [sum((init[w * lanes + k] & 0xFF) << (8 * k) for k in range(lanes))
+                      for w in range(depth // lanes)]
         super().__init__({
             "records": In(stream.Signature(record_layout())),
-            "rd_addr": In(range(depth)), "rd_data": Out(signed(8)),
+            "rd_addr": In(range(depth // lanes)),
+            "rd_data": Out(data.ArrayLayout(signed(8), lanes)),
             "active": Out(1), "open": Out(1), "copying": Out(1),
             "status": Out(3), "updates": Out(16),
         })
 
     @property
     def params(self):
-        return dict(depth=self._depth)
+        return dict(depth=self._depth, lanes=self._lanes)
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._depth
+        depth, lanes = self._depth, self._lanes
+        words = depth // lanes
+        low = (lanes - 1).bit_length()
         banks = []
         for k in range(2):
-            mem = Memory(shape=signed(8), depth=depth, init=self._init)
+            mem = Memory(shape=unsigned(8 * lanes), depth=words, init=self._init)
             m.submodules[f"bank{k}"] = mem
-            banks.append((mem.read_port(), mem.read_port(), mem.write_port()))
+            banks.append((mem.read_port(), mem.read_port(),
+                          mem.write_port(granularity=8) if lanes > 1 else mem.write_port()))
         # which bank is active: survives resets (a reset must not undo a committed update)
         active = Signal(reset_less=True)
         m.d.comb += self.active.eq(active)
@@ -80,7 +90,7 @@ class DeltaApply(wiring.Component):
         m.d.sync += sel.eq(active)
         for core_rd, _, _ in banks:
             m.d.comb += core_rd.addr.eq(self.rd_addr)
-        m.d.comb += self.rd_data.eq(Mux(sel, banks[1][0].data, banks[0][0].data))
+        m.d.comb += self.rd_data.as_value().eq(Mux(sel, banks[1][0].data, banks[0][0].data))
 
         rec = self.records.payload
         take = Signal()
@@ -88,22 +98,23 @@ class DeltaApply(wiring.Component):
                      take.eq(self.records.valid & self.records.ready)]
         crc = Signal(32)
         count = Signal(16)
-        # shadow writes: the copy, or a DATA record
-        wr_en, wr_addr, wr_data = Signal(), Signal(range(depth)), Signal(signed(8))
+        # shadow writes: the copy (whole words), or a DATA record (one lane)
+        wr_en = Signal(lanes)
+        wr_addr, wr_data = Signal(range(words)), Signal(8 * lanes)
         for k, (_, _, wr) in enumerate(banks):
             m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data),
-                         wr.en.eq(wr_en & (active != k))]  # never the active bank
+                         wr.en.eq(Mux(active != k, wr_en, 0))]  # never the active bank
 
         # BEGIN: copy the active bank into the shadow, one word per cycle
-        cp_addr = Signal(range(depth + 1))
+        cp_addr = Signal(range(words + 1))
         cp_valid = Signal()
-        cp_dst = Signal(range(depth))
+        cp_dst = Signal(range(words))
         for _, copy_rd, _ in banks:
             m.d.comb += copy_rd.addr.eq(cp_addr)
         cp_data = Mux(active, banks[1][1].data, banks[0][1].data)
         m.d.sync += [cp_valid.eq(0)]
         with m.If(self.copying):
-            with m.If(cp_addr < depth):
+            with m.If(cp_addr < words):
                 m.d.sync += [cp_addr.eq(cp_addr + 1), cp_valid.eq(1), cp_dst.eq(cp_addr)]
             with m.Elif(~cp_valid):
                 m.d.sync += [self.copying.eq(0), self.open.eq(1)]
@@ -111,9 +122,11 @@ class DeltaApply(wiring.Component):
         addr, value = rec.arg[:16], rec.arg[16:24].as_signed()
         nxt_crc = _crc32_24(m, crc, Cat(rec.arg[:16], rec.arg[16:24]))
         with m.If(cp_valid):
-            m.d.comb += [wr_en.eq(1), wr_addr.eq(cp_dst), wr_data.eq(cp_data)]
+            m.d.comb += [wr_en.eq(Const(-1, lanes)), wr_addr.eq(cp_dst), wr_data.eq(cp_data)]
         with m.Elif(take & (rec.op == DATA) & self.open & (addr < depth)):
-            m.d.comb += [wr_en.eq(1), wr_addr.eq(addr), wr_data.eq(value)]
+            lane = addr[:low] if low else Const(0, 1)
+            m.d.comb += [wr_en.eq(Const(1, lanes) << lane), wr_addr.eq(addr >> low),
+                         wr_data.eq(Cat(*[value] * lanes))]
 
         with m.If(take):
             with m.Switch(rec.op):

@@ -89,6 +89,11 @@ def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
 
 
-def delta_port(*, depth=4096):
-    """DeltaApply / golden.delta_port: ``depth`` weights per bank (16-bit record addresses)."""
-    return dict(depth=int_in("depth", depth, 1, 1 << 16))
+def delta_port(*, depth=4096, lanes=1):
+    """DeltaApply / golden.delta_port: ``depth`` weights per bank (16-bit record addresses),
+    read in words of ``lanes`` (a power of two dividing ``depth``)."""
+    int_in("depth", depth, 1, 1 << 16)
+    int_in("lanes", lanes, 1, 64)
+    if lanes & (lanes - 1) or depth % lanes:
+        raise ValueError(f"lanes must be a power of two dividing depth={depth}, not {lanes}")
+    return dict(depth=depth, lanes=lanes)

@@ -72,10 +72,11 @@ def random_session(rng, old):
     return recs, kind == "reset" or kind == "no_commit" and rng.random() < 0.5
 
 
-def test_delta_apply_against_golden():
-    rng = np.random.default_rng(SEED)
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_delta_apply_against_golden(lanes):
+    rng = np.random.default_rng(SEED + lanes)
     init = rng.integers(-128, 128, DEPTH)
-    dut = DeltaApply(depth=DEPTH, init=[int(v) for v in init])
+    dut = DeltaApply(depth=DEPTH, lanes=lanes, init=[int(v) for v in init])
     model = gp.DeltaPort(depth=DEPTH, init=init)
     top = WithReset(dut)
     sim = Simulator(top)
@@ -111,15 +112,15 @@ def test_delta_apply_against_golden():
             assert ctx.get(dut.open) == model.open
             seen[gp.STATUS[model.status]] = seen.get(gp.STATUS[model.status], 0) + 1
             got = []
-            for a in range(DEPTH):  # the core's view: the active bank
+            for a in range(DEPTH // lanes):  # the core's view: the active bank
                 ctx.set(dut.rd_addr, a)
                 await ctx.tick()
-                got.append(ctx.get(dut.rd_data))
+                got += [ctx.get(dut.rd_data[k]) for k in range(lanes)]
             assert got == [int(v) for v in model.weights]
 
     sim.add_testbench(bench)
     sim.run()
-    print(f"seed {SEED}: statuses {seen}")
+    print(f"seed {SEED + lanes}: statuses {seen}")
     assert {"committed", "bad checksum", "bad count", "protocol error", "aborted"} <= set(seen)
 
 
