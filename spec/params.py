@@ -97,3 +97,16 @@ def delta_port(*, depth=4096, lanes=1):
     if lanes & (lanes - 1) or depth % lanes:
         raise ValueError(f"lanes must be a power of two dividing depth={depth}, not {lanes}")
     return dict(depth=depth, lanes=lanes)
+
+
+def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
+         prog_depth=512, x_zero_point=-128, mode="single"):
+    """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
+    requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED)."""
+    m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
+                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
+    if mode != "single":
+        raise ValueError(f"the core requantizes in 'single' mode, not {mode!r}")
+    e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
+    delta_port(depth=w_depth, lanes=lanes)
+    return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"])

@@ -1,0 +1,323 @@
+"""Core: the sparq inference core (DESIGN.md, "The core").
+
+    program --pload--> Sequencer --uop/probe--> datapath --> SparseDotProduct (MultiplierBins)
+                                                    |    --> Requantizer --> activation memory
+    delta records --> DeltaApply (weights, two banks)
+    params --> parameter memory (bias, multiplier, shift, zero point, clamp per channel)
+
+The Sequencer issues what executes; the datapath owns the activation memory (words of
+``lanes`` int8), the four accumulators and the parameter memory, and reads the weights from
+DeltaApply's active bank. Golden twin: ``golden.core_model`` (bit-exact; cycle model).
+
+Datapath, one uop or probe at a time, in program order:
+
+- CLR / LDB (bias from the parameter memory) wait until the accumulator has no DOT in
+  flight; DOT waits until no REQ result is in flight (its inputs may be one), then streams
+  its ``beats`` beats (activation and weight words, levels from the weights) into the
+  engine, one per cycle when the engine takes them, and is done: its result is added to the
+  accumulator when the engine delivers it (a FIFO of accumulator numbers);
+- REQ waits until the accumulator has no DOT in flight, then sends it with the channel's
+  parameters into the Requantizer and is done; the int8 result is written to the activation
+  memory when it leaves (a FIFO of addresses);
+- SETP's probe reads the weight or activation words it needs (waiting for in-flight REQs for
+  activation sources) and answers with the representative value.
+
+``busy`` stays high until the program has halted and every DOT and REQ has landed. Host
+ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`` /
+``x_rd_data`` reads them (one cycle latency), ``param_wr`` writes a channel's parameters,
+``records`` go to DeltaApply.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+import spec.params
+
+from .delta_apply import DeltaApply, record_layout
+from .requant import Requantizer
+from .sequencer import WORD, Sequencer
+from .sparse_dot import SparseDotProduct
+
+N_ACC = 4
+IN_FLIGHT = 16  # DOT results and REQ results that may be pending at once
+
+
+def param_word_layout():
+    return data.StructLayout({"bias": signed(32), "multiplier": signed(32), "shift": signed(6),
+                              "output_zero_point": signed(8), "act_min": signed(8),
+                              "act_max": signed(8)})
+
+
+class Core(wiring.Component):
+    """The core; ``params`` as ``spec.params.core`` (the machine's and the engine's)."""
+
+    def __init__(self, **params):
+        self._p = p = spec.params.core(**params)
+        super().__init__({
+            "pload": In(stream.Signature(data.StructLayout(
+                {"addr": range(p["prog_depth"]), "word": WORD}))),
+            "records": In(stream.Signature(record_layout())),
+            "param_wr": In(stream.Signature(data.StructLayout(
+                {"ch": range(p["channels"]), "p": param_word_layout()}))),
+            "x_wr": In(stream.Signature(data.StructLayout(
+                {"addr": range(p["x_depth"]), "value": signed(8)}))),
+            "x_rd_addr": In(range(p["x_depth"])), "x_rd_data": Out(signed(8)),
+            "start": In(1), "busy": Out(1), "halted": Out(1), "error": Out(1),
+            "error_pc": Out(range(p["prog_depth"] + 256)),
+            "cycles": Out(32), "executed": Out(32), "predicated_off": Out(32),
+            "engine_cycles": Out(32), "pairs": Out(32), "skipped": Out(32),
+            "weights_active": Out(1), "delta_status": Out(3), "delta_updates": Out(16),
+        })
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        lanes = p["lanes"]
+        low = (lanes - 1).bit_length()
+        machine = {k: p[k] for k in ("lanes", "x_depth", "w_depth", "channels", "prog_depth",
+                                     "x_zero_point", "mode")}
+        m.submodules.seq = seq = Sequencer(**machine)
+        m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=lanes)
+        m.submodules.engine = eng = SparseDotProduct(
+            lanes=lanes, slots=p["slots"], bins=p["bins"], skip=p["skip"])
+        m.submodules.req = req = Requantizer(mode="single")
+        m.submodules.dot_fifo = dot_fifo = SyncFIFOBuffered(width=2, depth=IN_FLIGHT)
+        m.submodules.req_fifo = req_fifo = SyncFIFOBuffered(width=(p["x_depth"] - 1)
+                                                            .bit_length(), depth=IN_FLIGHT)
+        m.submodules.xmem = xmem = Memory(shape=unsigned(8 * lanes),
+                                          depth=p["x_depth"] // lanes, init=[])
+        x_rd = xmem.read_port()
+        x_wr = xmem.write_port(granularity=8) if lanes > 1 else xmem.write_port()
+        m.submodules.pmem = pmem = Memory(shape=param_word_layout(), depth=p["channels"],
+                                          init=[])
+        p_rd, p_wr = pmem.read_port(), pmem.write_port()
+
+        busy = Signal()
+        pending = Signal()
+        pend_dot = [Signal(range(IN_FLIGHT + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
+        pend_req = Signal(range(IN_FLIGHT + 1))
+        m.d.comb += pending.eq(Cat(*[c != 0 for c in pend_dot]).any() | (pend_req != 0))
+        m.d.comb += [busy.eq(seq.busy | pending), self.busy.eq(busy),
+                     self.halted.eq(seq.halted & ~pending), self.error.eq(seq.error),
+                     self.error_pc.eq(seq.error_pc), self.executed.eq(seq.executed),
+                     self.predicated_off.eq(seq.predicated_off),
+                     self.engine_cycles.eq(eng.cycles), self.pairs.eq(eng.pairs),
+                     self.skipped.eq(eng.skipped), self.weights_active.eq(wmem.active),
+                     self.delta_status.eq(wmem.status), self.delta_updates.eq(wmem.updates),
+                     eng.x_zero_point.eq(p["x_zero_point"])]
+        acc = [Signal(signed(32), name=f"acc{k}") for k in range(N_ACC)]
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.Elif(self.start):  # a program starts with cleared accumulators (golden.isa_sim)
+            m.d.sync += [self.cycles.eq(0)] + [a.eq(0) for a in acc]
+        m.d.comb += seq.start.eq(self.start & ~busy)
+
+        # host ports (while not busy)
+        wiring.connect(m, wiring.flipped(self.pload), seq.pload)
+        m.d.comb += [wmem.records.payload.eq(self.records.payload),
+                     wmem.records.valid.eq(self.records.valid & ~busy),
+                     self.records.ready.eq(wmem.records.ready & ~busy),
+                     p_wr.addr.eq(self.param_wr.payload.ch),
+                     p_wr.data.eq(self.param_wr.payload.p),
+                     p_wr.en.eq(self.param_wr.valid & ~busy),
+                     self.param_wr.ready.eq(~busy)]
+
+        u = seq.uop.payload
+        q = seq.probe.payload
+
+        # activation memory writes: requantized results, or the host
+        lane_of = lambda a: a[:low] if low else Const(0, 1)  # noqa: E731
+        m.d.comb += [req.o.ready.eq(1), req_fifo.r_en.eq(req.o.valid)]
+        with m.If(req.o.valid):
+            m.d.comb += [x_wr.addr.eq(req_fifo.r_data >> low),
+                         x_wr.data.eq(Cat(*[req.o.payload] * lanes)),
+                         x_wr.en.eq(Const(1, lanes) << lane_of(req_fifo.r_data))]
+        with m.Elif(self.x_wr.valid & ~busy):
+            m.d.comb += [x_wr.addr.eq(self.x_wr.payload.addr >> low),
+                         x_wr.data.eq(Cat(*[self.x_wr.payload.value] * lanes)),
+                         x_wr.en.eq(Const(1, lanes) << lane_of(self.x_wr.payload.addr))]
+        m.d.comb += self.x_wr.ready.eq(~busy & ~req.o.valid)
+        host_lane = Signal(range(lanes))
+        m.d.sync += host_lane.eq(lane_of(self.x_rd_addr))
+        m.d.comb += self.x_rd_data.eq(x_rd.data.word_select(host_lane, 8).as_signed())
+
+        # engine results land in their accumulators
+        m.d.comb += [eng.o.ready.eq(1), dot_fifo.r_en.eq(eng.o.valid)]
+        for k in range(N_ACC):
+            hit = eng.o.valid & (dot_fifo.r_data == k)
+            with m.If(hit):
+                m.d.sync += acc[k].eq(acc[k] + eng.o.payload)
+
+        self._datapath(m, seq, u, q, acc, pend_dot, pend_req, x_rd, wmem, p_rd, eng, req,
+                       dot_fifo, req_fifo, busy, low)
+        return m
+
+    def _datapath(self, m, seq, u, q, acc, pend_dot, pend_req, x_rd, wmem, p_rd, eng, req,
+                  dot_fifo, req_fifo, busy, low):
+        p = self._p
+        lanes = p["lanes"]
+        zp = p["x_zero_point"]
+        acc_sel = Signal(signed(32))
+        m.d.comb += acc_sel.eq(Cat(*acc).word_select(u.acc, 32).as_signed())
+        pend_sel = Signal(range(IN_FLIGHT + 1))
+        m.d.comb += pend_sel.eq(Cat(*pend_dot).word_select(u.acc, len(pend_dot[0])))
+
+        beat = Signal(4)  # the beat whose words the read ports show this cycle
+        value_reg = Signal(signed(16), name="probe_value")
+        count = Signal(range(16 * lanes + 1))  # SETP block accumulators
+        maxabs = Signal(9)
+        dot_push = Signal()  # a DOT's last beat enters the engine: one more in flight
+        req_push = Signal()
+        dot_pop = Signal()
+        m.d.comb += dot_pop.eq(eng.o.valid)
+
+        # in-flight bookkeeping
+        for k in range(N_ACC):
+            inc = dot_push & (u.acc == k)
+            dec = dot_pop & (dot_fifo.r_data == k)
+            m.d.sync += pend_dot[k].eq(pend_dot[k] + inc - dec)
+        m.d.sync += pend_req.eq(pend_req + req_push - req.o.valid)
+        m.d.comb += [dot_fifo.w_data.eq(u.acc), dot_fifo.w_en.eq(dot_push),
+                     req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
+
+        x_word = x_rd.data
+        w_word = wmem.rd_data
+        xs = [x_word[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
+        ws = [w_word[i] for i in range(lanes)]
+        m.d.comb += [p_rd.addr.eq(u.ch)]
+
+        with m.FSM(name="dp"):
+            with m.State("IDLE"):
+                # reads for the first beat of a DOT or a probe, or the host's read
+                with m.If(seq.uop.valid & (u.kind == 2)):
+                    m.d.comb += [x_rd.addr.eq(u.xaddr >> low), wmem.rd_addr.eq(u.waddr >> low)]
+                with m.Elif(seq.probe.valid):
+                    m.d.comb += [x_rd.addr.eq(q.addr >> low), wmem.rd_addr.eq(q.addr >> low)]
+                with m.Else():
+                    m.d.comb += x_rd.addr.eq(self.x_rd_addr >> low)
+                with m.If(seq.uop.valid):
+                    with m.Switch(u.kind):
+                        with m.Case(0):  # CLR
+                            with m.If(pend_sel == 0):
+                                m.d.comb += seq.uop.ready.eq(1)
+                                for k in range(N_ACC):
+                                    with m.If(u.acc == k):
+                                        m.d.sync += acc[k].eq(0)
+                        with m.Case(1, 3):  # LDB, REQ: the parameters first
+                            m.next = "PARAM"
+                        with m.Case(2):  # DOT
+                            with m.If((pend_req == 0) & dot_fifo.w_rdy):
+                                m.d.sync += beat.eq(0)
+                                m.next = "DOT"
+                with m.Elif(seq.probe.valid):
+                    with m.If((pend_req == 0) | (q.src == 0) | (q.src == 5)):
+                        m.d.comb += seq.probe.ready.eq(1)
+                        m.d.sync += [beat.eq(0), count.eq(0), maxabs.eq(0)]
+                        m.next = "PROBE"
+
+            with m.State("PARAM"):
+                with m.If(u.kind == 1):  # LDB
+                    with m.If(pend_sel == 0):
+                        m.d.comb += seq.uop.ready.eq(1)
+                        for k in range(N_ACC):
+                            with m.If(u.acc == k):
+                                m.d.sync += acc[k].eq(p_rd.data.bias)
+                        m.next = "IDLE"
+                with m.Else():  # REQ
+                    m.d.comb += [req.i.payload.acc.eq(acc_sel),
+                                 req.i.payload.p.multiplier.eq(p_rd.data.multiplier),
+                                 req.i.payload.p.shift.eq(p_rd.data.shift),
+                                 req.i.payload.p.output_zero_point.eq(
+                                     p_rd.data.output_zero_point),
+                                 req.i.payload.p.act_min.eq(p_rd.data.act_min),
+                                 req.i.payload.p.act_max.eq(p_rd.data.act_max)]
+                    with m.If((pend_sel == 0) & req_fifo.w_rdy):
+                        m.d.comb += req.i.valid.eq(1)
+                        with m.If(req.i.ready):
+                            m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
+                            m.next = "IDLE"
+
+            with m.State("DOT"):
+                last = beat == u.beats - 1
+                m.d.comb += [eng.i.valid.eq(1), eng.i.payload.last.eq(last)]
+                for i in range(lanes):
+                    m.d.comb += [eng.i.payload.w[i].eq(ws[i]), eng.i.payload.x[i].eq(xs[i]),
+                                 eng.i.payload.lvl[i].eq(_level(ws[i]))]
+                nxt = Mux(eng.i.ready, beat + 1, beat)
+                m.d.comb += [x_rd.addr.eq((u.xaddr >> low) + nxt),
+                             wmem.rd_addr.eq((u.waddr >> low) + nxt)]
+                with m.If(eng.i.ready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(last):
+                        m.d.comb += [seq.uop.ready.eq(1), dot_push.eq(1)]
+                        m.next = "IDLE"
+
+            with m.State("PROBE"):
+                # the read ports show beat `beat` of the block at q.addr
+                last = beat == q.beats - 1
+                m.d.comb += [x_rd.addr.eq((q.addr >> low) + beat + 1),
+                             wmem.rd_addr.eq((q.addr >> low) + beat + 1)]
+                lane = q.addr[:low] if low else Const(0, 1)
+                x_el = Cat(*[x_word[8 * i:8 * i + 8] for i in range(lanes)]) \
+                    .word_select(lane, 8).as_signed()
+                w_el = Cat(*[w_word[i] for i in range(lanes)]).word_select(lane, 8).as_signed()
+                diffs = [xv - zp for xv in xs]
+                nz_x = Cat(*[d != 0 for d in diffs])
+                nz_w = Cat(*[wv != 0 for wv in ws])
+                mx = Signal(9)
+                m.d.comb += mx.eq(_max_abs(m, diffs, maxabs))
+                cnt_x = count + _popcount(nz_x)
+                cnt_w = count + _popcount(nz_w)
+                value = Signal(signed(16))
+                with m.Switch(q.src):
+                    with m.Case(0):
+                        m.d.comb += value.eq(w_el)
+                    with m.Case(1):
+                        m.d.comb += value.eq(x_el)
+                    with m.Case(2):
+                        m.d.comb += value.eq(mx)
+                    with m.Case(3):
+                        m.d.comb += value.eq(cnt_x == 0)
+                    with m.Case(4):
+                        m.d.comb += value.eq(cnt_x)
+                    with m.Case(5):
+                        m.d.comb += value.eq(cnt_w)
+                single = (q.src == 0) | (q.src == 1)
+                with m.If(single | last):
+                    m.d.sync += value_reg.eq(value)
+                    m.next = "VALUE"
+                with m.Else():
+                    m.d.sync += [beat.eq(beat + 1), maxabs.eq(mx),
+                                 count.eq(Mux(q.src == 5, cnt_w, cnt_x))]
+
+            with m.State("VALUE"):
+                m.d.comb += [seq.value.valid.eq(1), seq.value.payload.eq(value_reg)]
+                with m.If(seq.value.ready):
+                    m.next = "IDLE"
+
+
+def _level(w):
+    """The smallest precision level that holds int8 weight ``w`` (default widths 2, 4, 8)."""
+    return Mux(w == 0, 0, Mux((w >= -2) & (w <= 1), 1, Mux((w >= -8) & (w <= 7), 2, 3)))
+
+
+def _popcount(bits):
+    total = Const(0, 1)
+    for i in range(len(bits)):
+        total = total + bits[i]
+    return total
+
+
+def _max_abs(m, diffs, start):
+    best = start
+    for d in diffs:
+        a = Mux(d < 0, -d, d)
+        best = Mux(a > best, a, best)
+    return best
