@@ -316,8 +316,11 @@ def _popcount(bits):
 
 
 def _max_abs(m, diffs, start):
+    """``max(start, |d| for d in diffs)``; every step a named signal (each is used twice)."""
     best = start
-    for d in diffs:
-        a = Mux(d < 0, -d, d)
-        best = Mux(a > best, a, best)
+    for i, d in enumerate(diffs):
+        a = Signal(9, name=f"absdiff{i}")
+        step = Signal(9, name=f"maxabs{i}")
+        m.d.comb += [a.eq(Mux(d < 0, -d, d)), step.eq(Mux(a > best, a, best))]
+        best = step
     return best

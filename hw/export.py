@@ -19,13 +19,14 @@ from amaranth.lib import data
 
 import spec.configs
 
+from .core import Core
 from .delta_apply import DeltaApply
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .sparse_dot import SparseDotProduct
 
 BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct,
-          "Sequencer": Sequencer, "DeltaApply": DeltaApply}
+          "Sequencer": Sequencer, "DeltaApply": DeltaApply, "Core": Core}
 # name -> (component class, keyword parameters), from spec.configs
 CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec.configs.CONFIGS.items()}
 

@@ -26,4 +26,10 @@ CONFIGS = {
                                     prog_depth=512, x_zero_point=-128)),
     # the core's weight memory with its delta port (two banks of the digits model's size)
     "delta_apply_4k": ("DeltaApply", dict(depth=4096)),
+    # the core: the digits MLP's sizes, N16 engine with four 8-bit multipliers, and its dense
+    # baseline (same multipliers, no skipping)
+    "core": ("Core", dict(lanes=16, slots=4, x_depth=256, w_depth=4096, channels=64,
+                          prog_depth=512, x_zero_point=-128)),
+    "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
+                                channels=64, prog_depth=512, x_zero_point=-128)),
 }

@@ -1,0 +1,57 @@
+"""Run a compiled network on the Core's RTL (cocotb ``tb_core``) and read the results back.
+
+``core_job`` turns a ``golden.compiler.Compiled`` and quantized input rows into the
+testbench's job (weights as delta records from an all-zero bank, parameters, program,
+activation-memory images, the addresses to read back); ``run_core`` runs it on a Core
+configuration and returns, per image, every layer's output (in the model's order) and the
+core's counters.
+"""
+
+import json
+
+import numpy as np
+
+from golden import delta_port
+from sim.runner import BUILD, run
+
+
+def weight_records(old, new):
+    return [dict(op=op, arg=arg) for op, arg in delta_port.records_for(old, new)]
+
+
+def core_job(compiled, xq_rows, *, updates=None):
+    c = compiled
+    w = np.zeros(c.cfg.w_depth, np.int64)
+    w[:c.params.w.size] = c.params.w
+    prm = c.params
+    params = [dict(ch=ch, p=dict(bias=int(prm.bias[ch]), multiplier=int(prm.multiplier[ch]),
+                                 shift=int(prm.shift[ch]), output_zero_point=int(prm.out_zp[ch]),
+                                 act_min=int(prm.act_min[ch]), act_max=int(prm.act_max[ch])))
+              for ch in range(len(prm.bias))]
+    first = c.outputs[0][0]
+    last = c.outputs[-1][0] + c.outputs[-1][1]
+    return dict(records=weight_records(np.zeros_like(w), w), params=params,
+                program=[dict(addr=a, word=int(v)) for a, v in enumerate(c.program)],
+                images=[[int(v) for v in c.x_image(row)] for row in xq_rows],
+                read=list(range(first, last)), updates=updates or {}), w
+
+
+def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=None, tag="run"):
+    """Run the images; returns (per-image list of dicts: ``layers`` (outputs per layer) and
+    the counters, the testbench report)."""
+    job, _ = core_job(compiled, xq_rows, updates=updates)
+    folder = BUILD / "given" / "core" / f"{name}-{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    job_file, out_file = folder / "job.json", folder / "results.json"
+    job_file.write_text(json.dumps(job))
+    out_file.unlink(missing_ok=True)
+    rep = run(name, "tb_core", sim=sim, vectors=len(xq_rows), seed=seed, idle=idle,
+              stall=0.0, tag=tag, extra=dict(core_file=str(job_file),
+                                             outputs_file=str(out_file)))
+    results = json.loads(out_file.read_text())
+    first = job["read"][0]
+    for r in results:
+        x = np.full(compiled.cfg.x_depth, compiled.cfg.x_zero_point, np.int64)
+        x[first:first + len(r["outputs"])] = r["outputs"]
+        r["layers"] = [compiled.layer_output(x, k) for k in range(len(compiled.outputs))]
+    return results, rep
