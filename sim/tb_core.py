@@ -37,7 +37,9 @@ async def _wait_idle(dut, max_cycles):
         if not int(dut.busy.value):
             return
         await RisingEdge(dut.clk)
-    raise AssertionError(f"the core was still busy after {max_cycles} cycles")
+    raise AssertionError(f"the core was still busy after {max_cycles} cycles: executed "
+                         f"{int(dut.executed.value)}, engine cycles "
+                         f"{int(dut.engine_cycles.value)}, datapath state {dut.dp_state.value}")
 
 
 @cocotb.test()

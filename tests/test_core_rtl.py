@@ -43,9 +43,9 @@ def case_loads(case, old_w):
     return weights, params, xs, prog
 
 
-def run_core_cases(cases, *, seed=SEED, max_cycles=50_000):
+def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True):
     cfg = cases[0].cfg
-    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=SMALL["slots"])
+    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=SMALL["slots"], skip=skip)
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -87,7 +87,8 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000):
     return results
 
 
-def test_core_random_programs():
+@pytest.mark.parametrize("skip", [True, False], ids=["sparse", "dense"])
+def test_core_random_programs(skip):
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     cases = []
@@ -96,7 +97,7 @@ def test_core_random_programs():
         _, err = seq_stim.expected(c)
         if err is None or "int32" not in err:
             cases.append(c)
-    for n, (case, got) in enumerate(zip(cases, run_core_cases(cases), strict=True)):
+    for n, (case, got) in enumerate(zip(cases, run_core_cases(cases, skip=skip), strict=True)):
         want, err = seq_stim.expected(case)
         assert got["error"] == (err is not None), (n, err)
         assert got["x"] == want["x"], n
