@@ -20,7 +20,7 @@ export AMARANTH_USE_YOSYS := builtin
 export SIM
 export WAVES
 
-.PHONY: all venv verilog sim test synth bench formal lint clean
+.PHONY: all venv verilog sim sim-blocks test synth bench formal lint clean
 
 all: test
 
@@ -36,6 +36,9 @@ verilog: $(STAMP)
 	$(BIN)/python -m hw.export --out build/verilog
 
 sim: $(STAMP)
+	$(BIN)/python -m sim.end_to_end
+
+sim-blocks: $(STAMP)
 	$(BIN)/python -m sim.run_all
 
 test: $(STAMP)

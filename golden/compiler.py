@@ -13,14 +13,16 @@ beats; output channels are numbered across layers in the parameter memory.
 Program, per layer (``predicate_blocks=True``):
 
     SETP p(1+j) = (activation block j is all zero)       one per block of ``lanes``
-    for each output channel o:
-        LDB acc0 = bias[o]
+    for each output channel o, with accumulator a = o % 2:
+        LDB acc_a = bias[o]
         [SETP p7 = (row o has no non-zero weight); @!p7 LOOP count=1 body=B]  (dead_channels)
-        @!p(1+j) DOT acc0 += x block j . w[o] block j     for each block j
-        REQ x[out + o] = requantize(acc0, params[o])
+        @!p(1+j) DOT acc_a += x block j . w[o] block j     for each block j
+        REQ x[out + o - 1] = requantize(acc_(1-a), params[o - 1])    the previous channel's
 
 so a DOT whose activation block is all zero, or every DOT of a channel whose weights are all
-zero, is predicated off. Without predication every DOT executes. ``order``: a permutation of
+zero, is predicated off. Without predication each channel has one DOT over its whole row.
+A channel's REQ is issued after the next channel's DOTs (two accumulators take turns), so
+the core's engine latency is hidden behind them. ``order``: a permutation of
 each hidden layer's units and of the inputs that puts often-zero units side by side (from
 calibration data), so that whole blocks are zero more often; the results are unchanged (the
 weights are permuted with them) and ``Compiled.unpermute`` restores the outputs' order.
@@ -87,8 +89,11 @@ def zero_first_order(acts, zero_point):
 
 
 def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
-                calibration=None, prog_depth=None, x_depth=256, w_depth=4096, channels=64):
-    """Compile ``layers``; ``calibration`` (quantized inputs) enables the zero-first order.
+                calibration=None, perms=None, prog_depth=None, x_depth=256, w_depth=4096,
+                channels=64):
+    """Compile ``layers``; ``calibration`` (quantized inputs) enables the zero-first order,
+    ``perms`` reuses another compilation's order (an updated model keeps its layout, so a
+    weight update is a delta of the weight image).
 
     Raises ValueError if the layers do not chain, their activation zero points differ, or
     the model does not fit the memories or the program memory.
@@ -102,8 +107,11 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
         if layers[k].w.shape[1] != layers[k - 1].w.shape[0]:
             raise ValueError(f"layer {k} takes {layers[k].w.shape[1]} inputs, layer {k - 1} "
                              f"gives {layers[k - 1].w.shape[0]}")
-    perms = [None] * (len(layers) + 1)
-    if calibration is not None:
+    if perms is not None:
+        perms = list(perms)
+    else:
+        perms = [None] * (len(layers) + 1)
+    if calibration is not None and not any(q is not None for q in perms):
         from .mlp import run_int8
         acts = [np.asarray(calibration)] + run_int8(layers, calibration)
         for k in range(len(layers)):  # inputs and hidden units; never the logits
@@ -176,18 +184,27 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels):
             prog.append(ins("SETP", pd=1 + j, cmp=isa.CMPS.index("EQ"),
                             src=isa.SRCS.index("XZERO"), addr=meta["in_addr"] + j * lanes,
                             beats=1, imm=1))
+    pending = None  # the previous channel's REQ, issued after this channel's DOTs
     for o in range(meta["n_out"]):
         row = meta["w_addr"] + o * meta["row"]
-        prog.append(ins("LDB", acc=0, ch=meta["ch0"] + o))
+        a = o % 2  # two accumulators take turns: a channel's REQ waits for its last DOT
+        prog.append(ins("LDB", acc=a, ch=meta["ch0"] + o))
         if dead_channels:  # a LOOP once over the DOTs, skipped when the row is all zero
+            n_dots = beats if predicate_blocks else 1
             prog += [ins("SETP", pd=7, cmp=isa.CMPS.index("EQ"), src=isa.SRCS.index("WNNZ"),
                          addr=row, beats=beats, imm=0),
-                     ins("LOOP", pred=7, neg=1, count=1, body=beats)]
-        for j in range(beats):
-            guard = dict(pred=1 + j, neg=1) if predicate_blocks else {}
-            prog.append(ins("DOT", acc=0, xaddr=meta["in_addr"] + j * lanes,
-                            waddr=row + j * lanes, beats=1, **guard))
-        prog.append(ins("REQ", acc=0, ch=meta["ch0"] + o, oaddr=meta["out_addr"] + o))
+                     ins("LOOP", pred=7, neg=1, count=1, body=n_dots)]
+        if predicate_blocks:
+            for j in range(beats):
+                prog.append(ins("DOT", pred=1 + j, neg=1, acc=a,
+                                xaddr=meta["in_addr"] + j * lanes, waddr=row + j * lanes,
+                                beats=1))
+        else:  # the whole row in one DOT
+            prog.append(ins("DOT", acc=a, xaddr=meta["in_addr"], waddr=row, beats=beats))
+        if pending is not None:
+            prog.append(pending)
+        pending = ins("REQ", acc=a, ch=meta["ch0"] + o, oaddr=meta["out_addr"] + o)
+    prog.append(pending)
     return prog
 
 

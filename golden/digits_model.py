@@ -34,10 +34,26 @@ def fit_val_split():
     return train_test_split(x_train, y_train, test_size=0.2, random_state=0, stratify=y_train)
 
 
+def float_model(seed=SEED):
+    """The float MLP the int8 model is quantized from: ``[(w, b), ...]``."""
+    x_fit, _, y_fit, _ = fit_val_split()
+    return mlp.train_float(x_fit, y_fit, WIDTHS, seed=seed)
+
+
+def float_accuracy(params, x, y):
+    """Top-1 accuracy (percent) of a float MLP."""
+    a = np.asarray(x, np.float64)
+    for k, (w, b) in enumerate(params):
+        a = a @ w.T + b
+        if k < len(params) - 1:
+            a = np.maximum(a, 0)
+    return 100.0 * float(np.mean(a.argmax(axis=1) == np.asarray(y)))
+
+
 def int8_model(seed=SEED):
     """The plain int8 digits MLP (a list of ``DenseLayer``)."""
-    x_fit, _, y_fit, _ = fit_val_split()
-    return mlp.quantize(mlp.train_float(x_fit, y_fit, WIDTHS, seed=seed), x_fit)
+    x_fit, _, _, _ = fit_val_split()
+    return mlp.quantize(float_model(seed), x_fit)
 
 
 def mixed_model(base=None, *, budget=0.5, log=None):

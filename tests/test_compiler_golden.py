@@ -60,8 +60,8 @@ def test_dead_channels_are_skipped(digits):
     for k in range(3):
         assert np.array_equal(c.layer_output(m.x, k), ref[k][0])
     assert m.predicated_off == len(dead)  # one LOOP (its whole DOT body) per dead channel
-    skipped_dots = len(dead) * 4
-    total_dots = sum(lay.w.shape[0] * -(-lay.w.shape[1] // 16) for lay in model)
+    skipped_dots = len(dead)  # one DOT per row without block predicates
+    total_dots = sum(lay.w.shape[0] for lay in model)
     dots = sum(1 for pc, _, on in m.trace if on and isa.decode(c.program[pc]).op == "DOT")
     assert dots == total_dots - skipped_dots
 
@@ -72,8 +72,9 @@ def test_engine_cost_model(digits):
     dense = core_model.run_image(c, xq[0], core_model.engine_cost(lanes=16, slots=4,
                                                                   skip=False))
     plain = core_model.run_image(c, xq[0])
-    n_dots = sum(lay.w.shape[0] * -(-lay.w.shape[1] // 16) for lay in layers)
-    assert dense.cycles == plain.cycles + n_dots * 3  # 4 cycles a dense beat instead of 1
+    # one DOT per row of b beats: 4 cycles a dense beat, against one for the whole DOT
+    extra = sum(lay.w.shape[0] * (4 * -(-lay.w.shape[1] // 16) - 1) for lay in layers)
+    assert dense.cycles == plain.cycles + extra
     sparse = core_model.run_image(c, xq[0], core_model.engine_cost(lanes=16, slots=4))
     assert plain.cycles <= sparse.cycles < dense.cycles
 

@@ -1,0 +1,207 @@
+"""``make sim``: the digits MLP end to end through the RTL core, then a delta update.
+
+1. the model: the digits MLP trained in NumPy, quantized to int8 and to mixed precision
+   (``golden.digits_model``); it is written into a .tflite file for LiteRT;
+2. compiled (``golden.compiler``: block predicates, zero-first unit order) and run on the
+   ``core`` configuration's RTL under cocotb (Verilator unless ``SIM`` says otherwise) for
+   every test image; every layer's output is compared with the golden model and with
+   LiteRT's reference kernels; accuracy (float, int8, mixed, RTL), cycles per image against
+   the dense baseline (``core_dense``, same multipliers, one DOT per row), pairs skipped and
+   ops predicated off;
+3. the sensor changes (``golden.delta.train.shift_images``); a constrained update (at most
+   ``K`` weights) is trained, its delta file made, and its weight records streamed through
+   the core's delta port between two runs over the shifted images: accuracy before and
+   after, the delta's bytes, the records.
+
+Writes build/reports/sim.md and sim.json. ``--images N`` runs fewer images (the CI test).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from golden import compiler, digits_model, mlp
+from golden.data import digits_split
+from golden.delta import fileformat, model_file, train
+from golden.litert_model import run_reference
+from sim.core_run import run_core, weight_records
+from sim.runner import BUILD
+
+K_UPDATE = 75
+SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
+
+
+class Progress:
+    def __init__(self, steps):
+        self.steps, self.k, self.t0 = steps, 0, time.time()
+
+    def __call__(self, msg):
+        self.k += 1
+        bar = "#" * self.k + "." * (self.steps - self.k)
+        print(f"[sim] [{bar}] {msg} ({time.time() - self.t0:.0f} s)", flush=True)
+
+
+def _layer_mismatches(results, ref):
+    """Images whose every layer equals the reference."""
+    return sum(all(np.array_equal(r["layers"][k], ref[k][n]) for k in range(len(ref)))
+               for n, r in enumerate(results))
+
+
+def _per_image(results, key):
+    """Per-image values of a counter that counts since reset (engine counters)."""
+    v = np.array([r[key] for r in results], np.int64)
+    return np.diff(np.r_[0, v])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=360, help="test images (default all 360)")
+    ap.add_argument("--sim", default=os.environ.get("SIM") or "verilator",
+                    choices=("verilator", "icarus"))
+    ap.add_argument("--report", default=str(BUILD / "reports" / "sim"),
+                    help="report path without suffix (.md and .json are written)")
+    args = ap.parse_args(argv)
+    step = Progress(7)
+    _, x_test, _, y_test = digits_split()
+    x_test, y_test = x_test[:args.images], y_test[:args.images]
+    x_train, _, y_train, _ = digits_split()
+
+    fl = digits_model.float_model()
+    base = digits_model.int8_model()
+    layers, mixed = digits_model.mixed_model(base)
+    tfl = digits_model.write_tflite(layers, BUILD / "digits_mixed.tflite")
+    xq = mlp.quantize_input(layers, x_test)
+    xt = mlp.quantize_input(layers, x_train[:300])
+    golden = mlp.run_int8(layers, xq)
+    litert = run_reference(tfl, xq)
+    acc = dict(float=digits_model.float_accuracy(fl, x_test, y_test),
+               int8=mlp.accuracy(base, mlp.quantize_input(base, x_test), y_test),
+               mixed=mlp.accuracy(layers, xq, y_test))
+    step(f"model ready: float {acc['float']:.2f}%, int8 {acc['int8']:.2f}%, mixed "
+         f"{acc['mixed']:.2f}% on {len(xq)} images; level shares "
+         f"{np.round(mixed.level_shares(), 3).tolist()}")
+
+    prog = compiler.compile_mlp(layers, calibration=xt, prog_depth=512)
+    res, _ = run_core("core", prog, xq, sim=args.sim, seed=SEED, tag="e2e")
+    rtl_pred = np.array([r["layers"][-1].argmax() for r in res])
+    acc["rtl"] = 100.0 * float(np.mean(rtl_pred == y_test))
+    exact_golden = _layer_mismatches(res, golden)
+    exact_litert = _layer_mismatches(res, litert)
+    cycles = np.array([r["cycles"] for r in res])
+    step(f"RTL core: {exact_golden}/{len(res)} images bit-exact with golden, "
+         f"{exact_litert}/{len(res)} with LiteRT; accuracy {acc['rtl']:.2f}%; "
+         f"{cycles.mean():.1f} cycles/image")
+
+    plain = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
+    n_dense = min(len(xq), 20)
+    dres, _ = run_core("core_dense", plain, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
+    dense_cycles = np.array([r["cycles"] for r in dres])
+    assert _layer_mismatches(dres, [g[:n_dense] for g in golden]) == n_dense
+    step(f"dense baseline: {dense_cycles.mean():.1f} cycles/image ({n_dense} images; "
+         "data-independent)")
+
+    pairs, skipped = _per_image(res, "pairs"), _per_image(res, "skipped")
+    off = np.array([r["predicated_off"] for r in res])
+    executed = np.array([r["executed"] for r in res])
+
+    # the sensor shift and a constrained update through the delta port
+    xs_train = train.shift_images(x_train, seed=1)
+    xs_test = train.shift_images(x_test, seed=2)
+    new_w = train.constrained_update(layers, xs_train, y_train, k=K_UPDATE, seed=0)
+    new_layers = mlp.with_weights(layers, new_w)
+    old_file = model_file.dump(model_file.layers_to_tensors(layers), 1)
+    new_file = model_file.dump(model_file.layers_to_tensors(new_layers), 2)
+    delta = fileformat.make_delta(old_file, new_file)
+    step(f"update trained: {train.changed_count(new_w, mlp.weights(layers))} weights "
+         f"changed, delta file {len(delta)} bytes (model file {len(old_file)} bytes)")
+
+    new_prog = compiler.compile_mlp(new_layers, perms=prog.perms, prog_depth=512)
+    assert new_prog.program == prog.program
+    w_old = np.zeros(prog.cfg.w_depth, np.int64)
+    w_old[:prog.params.w.size] = prog.params.w
+    w_new = np.zeros_like(w_old)
+    w_new[:new_prog.params.w.size] = new_prog.params.w
+    records = weight_records(w_old, w_new)
+    xsq = mlp.quantize_input(layers, xs_test)
+    both = np.concatenate([xsq, xsq])
+    ures, _ = run_core("core", prog, both, sim=args.sim, seed=SEED + 1, tag="e2e",
+                       updates={len(xsq) - 1: records})
+    before, after = ures[:len(xsq)], ures[len(xsq):]
+    acc_before = 100.0 * float(np.mean([r["layers"][-1].argmax() for r in before] == y_test))
+    acc_after = 100.0 * float(np.mean([r["layers"][-1].argmax() for r in after] == y_test))
+    want_after = mlp.run_int8(new_layers, xsq)
+    exact_after = _layer_mismatches(after, want_after)
+    assert after[0]["delta_updates"] == 2 and after[0]["weights_active"] != \
+        before[-1]["weights_active"], "the update did not commit"
+    acc_golden = mlp.accuracy(new_layers, xsq, y_test)
+    step(f"update through the delta port ({len(records)} records): shifted-image accuracy "
+         f"{acc_before:.2f}% -> {acc_after:.2f}% (golden {acc_golden:.2f}%), "
+         f"{exact_after}/{len(after)} images bit-exact")
+
+    report = dict(
+        images=len(res), simulator=args.sim, seed=SEED,
+        accuracy={k: round(v, 2) for k, v in acc.items()},
+        level_shares=[round(v, 4) for v in mixed.level_shares()],
+        bit_exact=dict(golden=f"{exact_golden}/{len(res)}", litert=f"{exact_litert}/{len(res)}"),
+        cycles_per_image=dict(core=round(float(cycles.mean()), 1),
+                              dense_baseline=round(float(dense_cycles.mean()), 1),
+                              speedup=round(float(dense_cycles.mean() / cycles.mean()), 3)),
+        pairs_per_image=round(float(pairs.mean()), 1),
+        pairs_skipped_share=round(float(skipped.sum() / pairs.sum()), 4),
+        ops_per_image=round(float((executed + off).mean()), 1),
+        ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
+        update=dict(k=K_UPDATE, delta_file_bytes=len(delta), model_file_bytes=len(old_file),
+                    records=len(records), shifted_accuracy_before=round(acc_before, 2),
+                    shifted_accuracy_after=round(acc_after, 2),
+                    bit_exact_after=f"{exact_after}/{len(after)}"))
+    ok = exact_golden == exact_litert == len(res) and exact_after == len(after)
+    report["pass"] = bool(ok)
+    _write(report, args.report)
+    step(f"report: {args.report}.md, .json")
+    print(_markdown(report))
+    return 0 if ok else 1
+
+
+def _markdown(r):
+    c, u = r["cycles_per_image"], r["update"]
+    rows = [
+        ("images (test split)", r["images"]),
+        ("bit-exact, every layer, vs golden", r["bit_exact"]["golden"]),
+        ("bit-exact, every layer, vs LiteRT", r["bit_exact"]["litert"]),
+        ("accuracy float / int8 / mixed / RTL",
+         " / ".join(f"{r['accuracy'][k]:.2f}%" for k in ("float", "int8", "mixed", "rtl"))),
+        ("weight levels 0 / 2-bit / 4-bit / 8-bit",
+         " / ".join(f"{100 * v:.1f}%" for v in r["level_shares"])),
+        ("cycles per image: core / dense baseline", f"{c['core']} / {c['dense_baseline']} "
+                                                    f"({c['speedup']}x)"),
+        ("pairs skipped", f"{100 * r['pairs_skipped_share']:.1f}% of {r['pairs_per_image']} "
+                          "per image"),
+        ("ops predicated off", f"{100 * r['ops_predicated_off_share']:.1f}% of "
+                               f"{r['ops_per_image']} per image"),
+        ("update: delta file / model file",
+         f"{u['delta_file_bytes']} / {u['model_file_bytes']} bytes, {u['records']} records"),
+        ("shifted images: accuracy before / after the update",
+         f"{u['shifted_accuracy_before']:.2f}% / {u['shifted_accuracy_after']:.2f}% "
+         f"(bit-exact {u['bit_exact_after']})"),
+    ]
+    lines = ["# sparq end-to-end run", "",
+             f"Simulator {r['simulator']}, seed {r['seed']}. "
+             f"{'PASS' if r['pass'] else 'FAIL'}.", "", "| | |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write(report, base):
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(_markdown(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
