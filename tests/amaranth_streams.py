@@ -1,4 +1,21 @@
-"""amaranth.sim stream producer and consumer testbenches with random idle and backpressure."""
+"""amaranth.sim stream producer and consumer testbenches with random idle and backpressure,
+and a wrapper whose reset the testbench drives."""
+
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+
+
+class WithReset(Elaboratable):
+    """The DUT in a ``sync`` domain whose reset the testbench drives (``rst``)."""
+
+    def __init__(self, dut):
+        self.dut, self.rst = dut, Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain()
+        m.d.comb += cd.rst.eq(self.rst)
+        m.submodules.dut = self.dut
+        return m
 
 
 async def stream_send(ctx, port, payloads, *, rng, idle=0.3):

@@ -10,6 +10,7 @@ from golden import delta_port as gp
 from golden import isa_sim
 from hw.core import Core
 from sim import seq_stim
+from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
 SMALL = dict(seq_stim.SMALL, slots=2)
@@ -112,3 +113,81 @@ def test_config_errors():
         Core(lanes=3)
     assert isa_sim.MachineConfig(**{k: v for k, v in Core(**SMALL).params.items()
                                     if k in seq_stim.SMALL})
+
+
+def test_bad_deltas_and_resets_keep_the_active_weights():
+    """A delta with a bad checksum, one without its commit, a reset in the middle of a delta
+    and a reset in the middle of a program: the active weights stay, the core stays usable
+    and computes the same results."""
+    rng = np.random.default_rng(SEED + 7)
+    while True:
+        case = seq_stim.random_case(rng, bad_rate=0.0, length=40)
+        want, err = seq_stim.expected(case)
+        if err is None and want["executed"] > 20:
+            break
+    cfg = case.cfg
+    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=SMALL["slots"])
+    top = WithReset(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    other = np.asarray(case.params.w, np.int64).copy()
+    other[:20] = -other[:20] + 1
+    other = np.clip(other, -127, 127)
+    seen = []
+
+    async def run_program(ctx, xs, prog, reset_after=None):
+        await send(ctx, dut.x_wr, xs, rng)
+        await send(ctx, dut.pload, prog, rng)
+        await ctx.tick()
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        for n in range(20_000):
+            await ctx.tick()
+            if reset_after is not None and n == reset_after:
+                ctx.set(top.rst, 1)
+                await ctx.tick()
+                ctx.set(top.rst, 0)
+                return None
+            if not ctx.get(dut.busy):
+                break
+        x = []
+        for a in range(cfg.x_depth):
+            ctx.set(dut.x_rd_addr, a)
+            await ctx.tick()
+            x.append(ctx.get(dut.x_rd_data))
+        return x
+
+    async def bench(ctx):
+        weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
+        await send(ctx, dut.records, weights, rng)
+        await send(ctx, dut.param_wr, params, rng)
+        active = None
+        bad = [dict(op=op, arg=arg) for op, arg in gp.records_for(case.params.w, other)]
+        corrupt = bad[:-1] + [dict(op=gp.COMMIT, arg=bad[-1]["arg"] ^ 1)]
+        for step in ("clean", "bad checksum", "no commit", "reset in a delta",
+                     "reset in a program", "clean again"):
+            if step == "bad checksum":
+                await send(ctx, dut.records, corrupt, rng)
+            elif step == "no commit":
+                await send(ctx, dut.records, bad[:-1], rng)
+            elif step == "reset in a delta":
+                await send(ctx, dut.records, bad[:len(bad) // 2], rng)
+                ctx.set(top.rst, 1)
+                await ctx.tick()
+                ctx.set(top.rst, 0)
+                await send(ctx, dut.records, bad[len(bad) // 2:], rng)  # a stray tail
+            elif step == "reset in a program":
+                assert await run_program(ctx, xs, prog, reset_after=15) is None
+            for _ in range(3):
+                await ctx.tick()
+            if active is None:
+                active = ctx.get(dut.weights_active)
+            assert ctx.get(dut.weights_active) == active, step
+            x = await run_program(ctx, xs, prog)
+            assert x == want["x"], step
+            seen.append(step)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 6

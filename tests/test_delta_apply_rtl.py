@@ -6,11 +6,11 @@ import zlib
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from golden import delta_port as gp
 from hw.delta_apply import DeltaApply, crc32_step_matrix
+from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
 DEPTH = 64
@@ -32,20 +32,6 @@ def test_crc_matrix_is_zlibs():
                 bit ^= dbits >> i & 1
             out |= bit << k
         assert out ^ 0xFFFFFFFF == zlib.crc32(data, prev)
-
-
-class WithReset(Elaboratable):
-    """The DUT in a ``sync`` domain whose reset the testbench drives (``rst``)."""
-
-    def __init__(self, dut):
-        self.dut, self.rst = dut, Signal()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = cd = ClockDomain()
-        m.d.comb += cd.rst.eq(self.rst)
-        m.submodules.dut = self.dut
-        return m
 
 
 def random_session(rng, old):
