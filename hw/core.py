@@ -104,7 +104,7 @@ class Core(wiring.Component):
         pend_dot = [Signal(range(IN_FLIGHT + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
         pend_req = Signal(range(IN_FLIGHT + 1))
         m.d.comb += pending.eq(Cat(*[c != 0 for c in pend_dot]).any() | (pend_req != 0))
-        m.d.comb += [busy.eq(seq.busy | pending), self.busy.eq(busy),
+        m.d.comb += [busy.eq(seq.busy | pending), self.busy.eq(busy | wmem.copying),
                      self.halted.eq(seq.halted & ~pending), self.error.eq(seq.error),
                      self.error_pc.eq(seq.error_pc), self.executed.eq(seq.executed),
                      self.predicated_off.eq(seq.predicated_off),
@@ -117,7 +117,7 @@ class Core(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.Elif(self.start):  # a program starts with cleared accumulators (golden.isa_sim)
             m.d.sync += [self.cycles.eq(0)] + [a.eq(0) for a in acc]
-        m.d.comb += seq.start.eq(self.start & ~busy)
+        m.d.comb += seq.start.eq(self.start & ~busy & ~wmem.copying)
 
         # host ports (while not busy)
         wiring.connect(m, wiring.flipped(self.pload), seq.pload)

