@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from golden import compiler, digits_model, mlp
+from golden import compiler, core_model, digits_model, mlp
 from golden.data import digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
@@ -92,14 +92,21 @@ def main(argv=None):
     exact_golden = _layer_mismatches(res, golden)
     exact_litert = _layer_mismatches(res, litert)
     cycles = np.array([r["cycles"] for r in res])
+    predicted = np.array([core_model.predict_cycles(prog, row, lanes=16, slots=4)[0]
+                          for row in xq])
+    exact_cycles = int((predicted == cycles).sum())
     step(f"RTL core: {exact_golden}/{len(res)} images bit-exact with golden, "
          f"{exact_litert}/{len(res)} with LiteRT; accuracy {acc['rtl']:.2f}%; "
-         f"{cycles.mean():.1f} cycles/image")
+         f"{cycles.mean():.1f} cycles/image, the core model predicts {exact_cycles}/{len(res)} "
+         "exactly")
 
     plain = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
     n_dense = min(len(xq), 20)
     dres, _ = run_core("core_dense", plain, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
     dense_cycles = np.array([r["cycles"] for r in dres])
+    dense_pred = np.array([core_model.predict_cycles(plain, row, lanes=16, slots=4,
+                                                     skip=False)[0] for row in xq[:n_dense]])
+    exact_cycles += int((dense_pred == dense_cycles).sum())
     assert _layer_mismatches(dres, [g[:n_dense] for g in golden]) == n_dense
     step(f"dense baseline: {dense_cycles.mean():.1f} cycles/image ({n_dense} images; "
          "data-independent)")
@@ -147,6 +154,7 @@ def main(argv=None):
         accuracy={k: round(v, 2) for k, v in acc.items()},
         level_shares=[round(v, 4) for v in mixed.level_shares()],
         bit_exact=dict(golden=f"{exact_golden}/{len(res)}", litert=f"{exact_litert}/{len(res)}"),
+        cycles_predicted_exactly=f"{exact_cycles}/{len(res) + n_dense}",
         cycles_per_image=dict(core=round(float(cycles.mean()), 1),
                               dense_baseline=round(float(dense_cycles.mean()), 1),
                               speedup=round(float(dense_cycles.mean() / cycles.mean()), 3)),
@@ -158,7 +166,8 @@ def main(argv=None):
                     records=len(records), shifted_accuracy_before=round(acc_before, 2),
                     shifted_accuracy_after=round(acc_after, 2),
                     bit_exact_after=f"{exact_after}/{len(after)}"))
-    ok = exact_golden == exact_litert == len(res) and exact_after == len(after)
+    ok = exact_golden == exact_litert == len(res) and exact_after == len(after) and \
+        exact_cycles == len(res) + n_dense
     report["pass"] = bool(ok)
     _write(report, args.report)
     step(f"report: {args.report}.md, .json")
@@ -178,6 +187,7 @@ def _markdown(r):
          " / ".join(f"{100 * v:.1f}%" for v in r["level_shares"])),
         ("cycles per image: core / dense baseline", f"{c['core']} / {c['dense_baseline']} "
                                                     f"({c['speedup']}x)"),
+        ("cycle counts the core model predicts exactly", r["cycles_predicted_exactly"]),
         ("pairs skipped", f"{100 * r['pairs_skipped_share']:.1f}% of {r['pairs_per_image']} "
                           "per image"),
         ("ops predicated off", f"{100 * r['ops_predicated_off_share']:.1f}% of "

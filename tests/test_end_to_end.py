@@ -18,6 +18,7 @@ def test_end_to_end_subset(tmp_path):
     r = json.loads((tmp_path / "sim.json").read_text())
     print(r)
     assert r["bit_exact"] == {"golden": "8/8", "litert": "8/8"}
+    assert r["cycles_predicted_exactly"] == "16/16"  # 8 sparse and 8 dense runs
     assert r["update"]["bit_exact_after"] == "8/8" and r["update"]["records"] > 0
     assert r["cycles_per_image"]["core"] < r["cycles_per_image"]["dense_baseline"]
     assert 0 < r["pairs_skipped_share"] < 1 and r["ops_predicated_off_share"] > 0
