@@ -1,6 +1,7 @@
 # sparq: every target bootstraps .venv (from pyproject.toml) when needed, then runs.
 #   make test      the test suite (golden, amaranth.sim, cocotb on Icarus and Verilator)
-#   make sim       the main job (until the core exists: every block's co-simulation)
+#   make sim       the main job: the digits MLP end to end through the RTL core
+#   make sim-blocks every block's co-simulation against its golden model
 #   make verilog   build/verilog/*.v and port metadata JSON per block configuration
 #   make synth     yosys + nextpnr for ECP5 and iCE40 -> build/reports/synth.json
 #   make bench     build/reports/bench.json and plots

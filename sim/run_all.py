@@ -1,8 +1,9 @@
-"""``make sim``: every block's co-simulation against its golden model, and a summary table.
+"""``make sim-blocks``: every block's co-simulation against its golden model, and a table.
 
-Until the core exists this is the project's main job. Each configuration of ``hw.export``
+Each configuration of ``hw.export``
 that has a testbench runs on the default simulator (``SIM`` overrides) with the full vector
-set; the table lists vectors checked, mismatches and cycles; build/reports/sim.json keeps it.
+set; the table lists vectors checked, mismatches and cycles; build/reports/blocks.json keeps
+it.
 Exits non-zero if any block mismatches or fails.
 """
 
@@ -59,7 +60,7 @@ def main(argv=None):
     print("cycles: requant_* = cycles until the last result under random valid/ready; "
           "sparse_dot_* = the engine's busy counter (checked equal to the cycle model); "
           "sequencer_* = busy cycles over all programs (vectors = random programs)")
-    out = BUILD / "reports" / "sim.json"
+    out = BUILD / "reports" / "blocks.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"[sim] wrote {out}")
