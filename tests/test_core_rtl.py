@@ -31,6 +31,35 @@ async def send(ctx, port, payloads, rng, idle=0.2):
     ctx.set(port.valid, 0)
 
 
+async def run_loaded(ctx, dut, top=None, *, max_cycles=20_000, reset_after=None):
+    """Start the loaded program and wait until the core is idle; with ``reset_after`` (and the
+    ``WithReset`` wrapper ``top``), reset it that many cycles in instead. Returns whether it
+    finished."""
+    await ctx.tick()
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+    for n in range(max_cycles):
+        await ctx.tick()
+        if reset_after is not None and n == reset_after:
+            ctx.set(top.rst, 1)
+            await ctx.tick()
+            ctx.set(top.rst, 0)
+            return False
+        if not ctx.get(dut.busy):
+            return True
+    raise AssertionError(f"the core did not finish in {max_cycles} cycles")
+
+
+async def read_x(ctx, dut, depth):
+    x = []
+    for a in range(depth):
+        ctx.set(dut.x_rd_addr, a)
+        await ctx.tick()
+        x.append(ctx.get(dut.x_rd_data))
+    return x
+
+
 def case_loads(case, old_w):
     """Payloads that load a case into the core: weights as a delta from ``old_w``."""
     prm = case.params
@@ -64,21 +93,8 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True):
             await send(ctx, dut.param_wr, params, rng)
             await send(ctx, dut.x_wr, xs, rng)
             await send(ctx, dut.pload, prog, rng)
-            await ctx.tick()
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            for _ in range(max_cycles):
-                await ctx.tick()
-                if not ctx.get(dut.busy):
-                    break
-            else:
-                raise AssertionError("the core did not finish")
-            x = []
-            for a in range(cfg.x_depth):
-                ctx.set(dut.x_rd_addr, a)
-                await ctx.tick()
-                x.append(ctx.get(dut.x_rd_data))
+            await run_loaded(ctx, dut, max_cycles=max_cycles)
+            x = await read_x(ctx, dut, cfg.x_depth)
             results.append(dict(x=x, error=ctx.get(dut.error), executed=ctx.get(dut.executed),
                                 predicated_off=ctx.get(dut.predicated_off),
                                 cycles=ctx.get(dut.cycles)))
@@ -138,25 +154,9 @@ def test_bad_deltas_and_resets_keep_the_active_weights():
     async def run_program(ctx, xs, prog, reset_after=None):
         await send(ctx, dut.x_wr, xs, rng)
         await send(ctx, dut.pload, prog, rng)
-        await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        for n in range(20_000):
-            await ctx.tick()
-            if reset_after is not None and n == reset_after:
-                ctx.set(top.rst, 1)
-                await ctx.tick()
-                ctx.set(top.rst, 0)
-                return None
-            if not ctx.get(dut.busy):
-                break
-        x = []
-        for a in range(cfg.x_depth):
-            ctx.set(dut.x_rd_addr, a)
-            await ctx.tick()
-            x.append(ctx.get(dut.x_rd_data))
-        return x
+        if not await run_loaded(ctx, dut, top, reset_after=reset_after):
+            return None
+        return await read_x(ctx, dut, cfg.x_depth)
 
     async def bench(ctx):
         weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
