@@ -32,7 +32,8 @@ def run_image(compiled, xq_row, dot_cost=None):
     return run(m, compiled.program)
 
 
-# The core's timing (hw.core), for predict_cycles. The datapath takes one uop at a time; a
+# The core's timing (hw.core), for predict_cycles. The datapath takes one uop at a time
+# (CLR, LDB and REQ one cycle each once their accumulator is ready); a
 # DOT streams its beats into the engine's input register, and the engine's front end takes
 # each beat from there the cycle after, when free, for the beat's cycles (the engine's cycle
 # model); the DOT is done when its last beat is in the input register, so the engine keeps
@@ -85,9 +86,9 @@ def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
         elif ins.op == "CLR":
             t = max(t, acc_ready[ins.acc]) + 1
         elif ins.op == "LDB":
-            t = max(t + 1, acc_ready[ins.acc]) + 1
+            t = max(t, acc_ready[ins.acc]) + 1
         elif ins.op == "REQ":
-            t = max(t + 1, acc_ready[ins.acc]) + 1
+            t = max(t, acc_ready[ins.acc]) + 1
             req_done = t + REQ_LATENCY
         elif ins.op == "DOT":
             a = max(t, req_done) + 1  # the dispatch cycle, then the first beat

@@ -11,14 +11,15 @@ DeltaApply's active bank. Golden twin: ``golden.core_model`` (bit-exact; cycle m
 
 Datapath, one uop or probe at a time, in program order:
 
-- CLR / LDB (bias from the parameter memory) wait until the accumulator has no DOT in
-  flight; DOT waits until no REQ result is in flight (its inputs may be one), then streams
-  its ``beats`` beats (activation and weight words, levels from the weights) into the
-  engine, one per cycle when the engine takes them, and is done: its result is added to the
+- CLR and LDB (the bias, from the parameter memory, read asynchronously) wait until the
+  accumulator has no DOT in flight, then take one cycle;
+- DOT waits until no REQ result is in flight (its inputs may be one), then streams its
+  ``beats`` beats (activation and weight words, levels from the weights) into the engine,
+  one per cycle when the engine takes them, and is done: its result is added to the
   accumulator when the engine delivers it (a FIFO of accumulator numbers);
 - REQ waits until the accumulator has no DOT in flight, then sends it with the channel's
-  parameters into the Requantizer and is done; the int8 result is written to the activation
-  memory when it leaves (a FIFO of addresses);
+  parameters into the Requantizer and is done (one cycle); the int8 result is written to the
+  activation memory when it leaves (a FIFO of addresses);
 - SETP's probe reads the weight or activation words it needs (waiting for in-flight REQs for
   activation sources) and answers with the representative value.
 
@@ -97,7 +98,8 @@ class Core(wiring.Component):
         x_wr = xmem.write_port(granularity=8) if lanes > 1 else xmem.write_port()
         m.submodules.pmem = pmem = Memory(shape=param_word_layout(), depth=p["channels"],
                                           init=[])
-        p_rd, p_wr = pmem.read_port(), pmem.write_port()
+        # asynchronous reads (distributed RAM): LDB and REQ take their parameters in one cycle
+        p_rd, p_wr = pmem.read_port(domain="comb"), pmem.write_port()
 
         busy = Signal()
         pending = Signal()
@@ -210,8 +212,24 @@ class Core(wiring.Component):
                                 for k in range(N_ACC):
                                     with m.If(u.acc == k):
                                         m.d.sync += acc[k].eq(0)
-                        with m.Case(1, 3):  # LDB, REQ: the parameters first
-                            m.next = "PARAM"
+                        with m.Case(1):  # LDB
+                            with m.If(pend_sel == 0):
+                                m.d.comb += seq.uop.ready.eq(1)
+                                for k in range(N_ACC):
+                                    with m.If(u.acc == k):
+                                        m.d.sync += acc[k].eq(p_rd.data.bias)
+                        with m.Case(3):  # REQ
+                            m.d.comb += [req.i.payload.acc.eq(acc_sel),
+                                         req.i.payload.p.multiplier.eq(p_rd.data.multiplier),
+                                         req.i.payload.p.shift.eq(p_rd.data.shift),
+                                         req.i.payload.p.output_zero_point.eq(
+                                             p_rd.data.output_zero_point),
+                                         req.i.payload.p.act_min.eq(p_rd.data.act_min),
+                                         req.i.payload.p.act_max.eq(p_rd.data.act_max)]
+                            with m.If((pend_sel == 0) & req_fifo.w_rdy):
+                                m.d.comb += req.i.valid.eq(1)
+                                with m.If(req.i.ready):
+                                    m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
                         with m.Case(2):  # DOT
                             with m.If((pend_req == 0) & dot_fifo.w_rdy):
                                 m.d.sync += beat.eq(0)
@@ -221,28 +239,6 @@ class Core(wiring.Component):
                         m.d.comb += seq.probe.ready.eq(1)
                         m.d.sync += [beat.eq(0), count.eq(0), maxabs.eq(0)]
                         m.next = "PROBE"
-
-            with m.State("PARAM"):
-                with m.If(u.kind == 1):  # LDB
-                    with m.If(pend_sel == 0):
-                        m.d.comb += seq.uop.ready.eq(1)
-                        for k in range(N_ACC):
-                            with m.If(u.acc == k):
-                                m.d.sync += acc[k].eq(p_rd.data.bias)
-                        m.next = "IDLE"
-                with m.Else():  # REQ
-                    m.d.comb += [req.i.payload.acc.eq(acc_sel),
-                                 req.i.payload.p.multiplier.eq(p_rd.data.multiplier),
-                                 req.i.payload.p.shift.eq(p_rd.data.shift),
-                                 req.i.payload.p.output_zero_point.eq(
-                                     p_rd.data.output_zero_point),
-                                 req.i.payload.p.act_min.eq(p_rd.data.act_min),
-                                 req.i.payload.p.act_max.eq(p_rd.data.act_max)]
-                    with m.If((pend_sel == 0) & req_fifo.w_rdy):
-                        m.d.comb += req.i.valid.eq(1)
-                        with m.If(req.i.ready):
-                            m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
-                            m.next = "IDLE"
 
             with m.State("DOT"):
                 last = beat == u.beats - 1
