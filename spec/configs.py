@@ -32,4 +32,7 @@ CONFIGS = {
                           prog_depth=512, x_zero_point=-128)),
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
                                 channels=64, prog_depth=512, x_zero_point=-128)),
+    # a smaller core for the iCE40 UP5K (5,280 LUTs): eight lanes, two multipliers
+    "core_small": ("Core", dict(lanes=8, slots=2, x_depth=256, w_depth=4096, channels=64,
+                                prog_depth=512, x_zero_point=-128)),
 }
