@@ -16,6 +16,7 @@ The figures are merged into ``build/reports/synth.json`` as
 
 import argparse
 import json
+import re
 import os
 import pathlib
 import subprocess
@@ -163,9 +164,23 @@ def fmax_mhz(name, family, out_dir, meta):
 
 
 def synth_one(name, family, out_dir):
+    """Figures of one configuration on one family; a design that does not fit the device
+    is recorded (``fits: false``, the placer's utilization line) instead of failing."""
     figures, _, meta = synthesize(name, family, out_dir)
-    figures["fmax_mhz"] = fmax_mhz(name, family, out_dir, meta)
     figures["device"] = FAMILIES[family]["device"]
+    try:
+        figures["fmax_mhz"] = fmax_mhz(name, family, out_dir, meta)
+        figures["fits"] = True
+    except RuntimeError as e:
+        log = (out_dir / f"{name}_{family}").with_suffix(".pnr.log")
+        text = log.read_text() if log.exists() else ""
+        if "Unable to place" not in text:
+            raise
+        use = re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text)
+        over = [f"{kind} {used}/{avail}" for kind, used, avail, pct in use if int(pct) > 100]
+        figures.update(fmax_mhz=None, fits=False, overused=over)
+        print(f"[synth] {name} does not fit {figures['device']}: {over}", flush=True)
+        del e
     return figures
 
 
@@ -201,8 +216,9 @@ def main(argv=None):
             print(f"[synth] {name} on {family} ...", flush=True)
             fig = synth_one(name, family, out_dir)
             print(f"[synth] {name} {family}: {fig['luts']} LUTs, {fig['ffs']} FFs, "
-                  f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, {fig['fmax_mhz']} MHz "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+                  f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, {fig['fmax_mhz']} MHz"
+                  f"{'' if fig['fits'] else ' (does not fit)'} ({time.time() - t0:.0f} s)",
+                  flush=True)
             results.setdefault(name, {})[family] = fig
     print(f"wrote {merge_report(results)}")
 
