@@ -16,9 +16,9 @@ The figures are merged into ``build/reports/synth.json`` as
 
 import argparse
 import json
-import re
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
