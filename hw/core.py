@@ -37,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 
+from .arith import popcount
 from .delta_apply import DeltaApply, record_layout
 from .requant import Requantizer
 from .sequencer import WORD, Sequencer
@@ -269,8 +270,8 @@ class Core(wiring.Component):
                 nz_w = Cat(*[wv != 0 for wv in ws])
                 mx = Signal(9)
                 m.d.comb += mx.eq(_max_abs(m, diffs, maxabs))
-                cnt_x = count + _popcount(nz_x)
-                cnt_w = count + _popcount(nz_w)
+                cnt_x = count + popcount(nz_x)
+                cnt_w = count + popcount(nz_w)
                 value = Signal(signed(16))
                 with m.Switch(q.src):
                     with m.Case(0):
@@ -304,19 +305,22 @@ def _level(w):
     return Mux(w == 0, 0, Mux((w >= -2) & (w <= 1), 1, Mux((w >= -8) & (w <= 7), 2, 3)))
 
 
-def _popcount(bits):
-    total = Const(0, 1)
-    for i in range(len(bits)):
-        total = total + bits[i]
-    return total
-
-
 def _max_abs(m, diffs, start):
-    """``max(start, |d| for d in diffs)``; every step a named signal (each is used twice)."""
-    best = start
+    """``max(start, |d| for d in diffs)`` as a balanced tree of named signals."""
+    terms = [start]
     for i, d in enumerate(diffs):
         a = Signal(9, name=f"absdiff{i}")
-        step = Signal(9, name=f"maxabs{i}")
-        m.d.comb += [a.eq(Mux(d < 0, -d, d)), step.eq(Mux(a > best, a, best))]
-        best = step
-    return best
+        m.d.comb += a.eq(Mux(d < 0, -d, d))
+        terms.append(a)
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for k in range(0, len(terms), 2):
+            if k + 1 == len(terms):
+                nxt.append(terms[k])
+                continue
+            s = Signal(9, name=f"maxabs{level}_{k // 2}")
+            m.d.comb += s.eq(Mux(terms[k] > terms[k + 1], terms[k], terms[k + 1]))
+            nxt.append(s)
+        terms, level = nxt, level + 1
+    return terms[0]
