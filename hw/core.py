@@ -262,9 +262,8 @@ class Core(wiring.Component):
                 m.d.comb += [x_rd.addr.eq((q.addr >> low) + beat + 1),
                              wmem.rd_addr.eq((q.addr >> low) + beat + 1)]
                 lane = q.addr[:low] if low else Const(0, 1)
-                x_el = Cat(*[x_word[8 * i:8 * i + 8] for i in range(lanes)]) \
-                    .word_select(lane, 8).as_signed()
-                w_el = Cat(*[w_word[i] for i in range(lanes)]).word_select(lane, 8).as_signed()
+                x_el = x_word.word_select(lane, 8).as_signed()
+                w_el = w_word.as_value().word_select(lane, 8).as_signed()
                 diffs = [xv - zp for xv in xs]
                 nz_x = Cat(*[d != 0 for d in diffs])
                 nz_w = Cat(*[wv != 0 for wv in ws])

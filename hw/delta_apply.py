@@ -82,8 +82,7 @@ class DeltaApply(wiring.Component):
             m.submodules[f"bank{k}"] = mem
             # one read port (the core's, or the copy's while copying) and one write port:
             # a simple dual-port block RAM
-            rd = mem.read_port()
-            banks.append((rd, rd,
+            banks.append((mem.read_port(),
                           mem.write_port(granularity=8) if lanes > 1 else mem.write_port()))
         # which bank is active: survives resets (a reset must not undo a committed update)
         active = Signal(reset_less=True)
@@ -93,9 +92,11 @@ class DeltaApply(wiring.Component):
         sel = Signal()
         m.d.sync += sel.eq(active)
         cp_addr = Signal(range(words + 1))
-        for core_rd, _, _ in banks:
-            m.d.comb += core_rd.addr.eq(Mux(self.copying, cp_addr, self.rd_addr))
-        m.d.comb += self.rd_data.as_value().eq(Mux(sel, banks[1][0].data, banks[0][0].data))
+        for rd, _ in banks:
+            m.d.comb += rd.addr.eq(Mux(self.copying, cp_addr, self.rd_addr))
+        word = Signal(8 * lanes)  # the active bank's word (the copy's source while copying)
+        m.d.comb += [word.eq(Mux(sel, banks[1][0].data, banks[0][0].data)),
+                     self.rd_data.as_value().eq(word)]
 
         rec = self.records.payload
         take = Signal()
@@ -106,7 +107,7 @@ class DeltaApply(wiring.Component):
         # shadow writes: the copy (whole words), or a DATA record (one lane)
         wr_en = Signal(lanes)
         wr_addr, wr_data = Signal(range(words)), Signal(8 * lanes)
-        for k, (_, _, wr) in enumerate(banks):
+        for k, (_, wr) in enumerate(banks):
             m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data),
                          wr.en.eq(Mux(active != k, wr_en, 0))]  # never the active bank
 
@@ -114,7 +115,6 @@ class DeltaApply(wiring.Component):
         # valid meanwhile: the core does not run while ``copying``)
         cp_valid = Signal()
         cp_dst = Signal(range(words))
-        cp_data = Mux(active, banks[1][1].data, banks[0][1].data)
         m.d.sync += [cp_valid.eq(0)]
         with m.If(self.copying):
             with m.If(cp_addr < words):
@@ -125,7 +125,7 @@ class DeltaApply(wiring.Component):
         addr, value = rec.arg[:16], rec.arg[16:24].as_signed()
         nxt_crc = _crc32_24(m, crc, Cat(rec.arg[:16], rec.arg[16:24]))
         with m.If(cp_valid):
-            m.d.comb += [wr_en.eq(Const(-1, lanes)), wr_addr.eq(cp_dst), wr_data.eq(cp_data)]
+            m.d.comb += [wr_en.eq(Const(-1, lanes)), wr_addr.eq(cp_dst), wr_data.eq(word)]
         with m.Elif(take & (rec.op == DATA) & self.open & (addr < depth)):
             lane = addr[:low] if low else Const(0, 1)
             m.d.comb += [wr_en.eq(Const(1, lanes) << lane), wr_addr.eq(addr >> low),
