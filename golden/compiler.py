@@ -90,7 +90,7 @@ def zero_first_order(acts, zero_point):
 
 def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
                 calibration=None, perms=None, prog_depth=None, x_depth=256, w_depth=4096,
-                channels=64):
+                channels=64, accs=4):
     """Compile ``layers``; ``calibration`` (quantized inputs) enables the zero-first order,
     ``perms`` reuses another compilation's order (an updated model keeps its layout, so a
     weight update is a delta of the weight image).
@@ -159,7 +159,7 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
 
     prog = []
     for meta in layer_meta:
-        prog += _layer_program(meta, lanes, predicate_blocks, dead_channels)
+        prog += _layer_program(meta, lanes, predicate_blocks, dead_channels, accs)
     prog.append(ins("HALT"))
     depth = prog_depth or max(64, 1 << (len(prog) - 1).bit_length())
     if len(prog) > depth:
@@ -173,7 +173,7 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
     return Compiled(cfg, params, prog, inputs, addrs, perms)
 
 
-def _layer_program(meta, lanes, predicate_blocks, dead_channels):
+def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
     beats = meta["beats"]
     if predicate_blocks and beats > MAX_BLOCK_PREDICATES:
         raise ValueError(f"a layer of {beats} input blocks needs more than the "
@@ -184,10 +184,10 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels):
             prog.append(ins("SETP", pd=1 + j, cmp=isa.CMPS.index("EQ"),
                             src=isa.SRCS.index("XZERO"), addr=meta["in_addr"] + j * lanes,
                             beats=1, imm=1))
-    pending = None  # the previous channel's REQ, issued after this channel's DOTs
+    pending = []  # REQs of earlier channels, each issued ``accs - 1`` channels later
     for o in range(meta["n_out"]):
         row = meta["w_addr"] + o * meta["row"]
-        a = o % 2  # two accumulators take turns: a channel's REQ waits for its last DOT
+        a = o % accs  # accumulators take turns: a REQ waits for its channel's last DOT
         prog.append(ins("LDB", acc=a, ch=meta["ch0"] + o))
         if dead_channels:  # a LOOP once over the DOTs, skipped when the row is all zero
             n_dots = beats if predicate_blocks else 1
@@ -201,10 +201,10 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels):
                                 beats=1))
         else:  # the whole row in one DOT
             prog.append(ins("DOT", acc=a, xaddr=meta["in_addr"], waddr=row, beats=beats))
-        if pending is not None:
-            prog.append(pending)
-        pending = ins("REQ", acc=a, ch=meta["ch0"] + o, oaddr=meta["out_addr"] + o)
-    prog.append(pending)
+        pending.append(ins("REQ", acc=a, ch=meta["ch0"] + o, oaddr=meta["out_addr"] + o))
+        if len(pending) == accs:
+            prog.append(pending.pop(0))
+    prog += pending
     return prog
 
 

@@ -32,15 +32,20 @@ def run_image(compiled, xq_row, dot_cost=None):
     return run(m, compiled.program)
 
 
-# The core's timing (hw.core), for predict_cycles. The datapath takes one uop at a time
-# (CLR, LDB and REQ one cycle each once their accumulator is ready); a
-# DOT streams its beats into the engine's input register, and the engine's front end takes
-# each beat from there the cycle after, when free, for the beat's cycles (the engine's cycle
-# model); the DOT is done when its last beat is in the input register, so the engine keeps
-# working while the next uops are handled. A DOT result lands DOT_LATENCY cycles after its
-# last beat leaves the front end; a REQ result REQ_LATENCY cycles after the REQ. The two
-# latencies are the RTL's (fitted once; tests/test_core_model.py and the end-to-end run
-# compare the prediction with the RTL's counter).
+# The core's timing (hw.core), for predict_cycles. The Sequencer issues one instruction a
+# cycle; the datapath takes CLR, LDB and REQ in one cycle once their accumulator has no DOT
+# in flight, and a DOT in one cycle into the feeder's queue of two (while the queue has
+# room). The feeder addresses one beat a cycle (the queue's head; a DOT's first beat only
+# when no REQ result in flight writes a word it reads), the beat's words reach the engine's
+# input register the cycle after and wait there until the engine takes them; the engine's
+# front end takes each beat the cycle after it was handed over, when free, for the beat's
+# cycles (the engine's cycle model). A REQ waits while a queued DOT, or the beat in the
+# engine's input, reads the word it writes. A DOT result is in its accumulator DOT_LATENCY
+# cycles after its last beat leaves the front end; a REQ result is written REQ_LATENCY
+# cycles after the REQ. A probe (SETP) starts when the feeder is empty (and, for an
+# activation source, every REQ result has been written). The two latencies are the RTL's,
+# fitted once; tests/test_core_rtl.py and the end-to-end run compare the prediction with
+# the RTL's cycle counter.
 DOT_LATENCY = 4
 REQ_LATENCY = 8
 
@@ -48,6 +53,13 @@ REQ_LATENCY = 8
 def beat_costs(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
     """The machine after running one row, and the engine cycles of each executed DOT's beats
     (a list of lists, in execution order)."""
+    return program_beat_costs(compiled.cfg, compiled.params, compiled.program,
+                              compiled.x_image(xq_row), lanes=lanes, slots=slots, skip=skip,
+                              bins=bins)
+
+
+def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
+    """``beat_costs`` for any program and initial activation memory."""
     per_beat = []
 
     def cost(xd, w):
@@ -60,48 +72,77 @@ def beat_costs(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
         per_beat.append([int(v) for v in c])
         return 1
 
-    m = new_machine(compiled.cfg, compiled.params, compiled.x_image(xq_row))
+    m = new_machine(cfg, params, x_init)
     m.dot_cost = cost
-    run(m, compiled.program)
+    run(m, program)
     return m, per_beat
 
 
 def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
     """``(cycles, machine)``: the core's cycle count for one input row, predicted from the
     ISA simulator's trace with the engine's cycle model and the datapath's timing."""
+    return predict_program_cycles(compiled.cfg, compiled.params, compiled.program,
+                                  compiled.x_image(xq_row), lanes=lanes, slots=slots,
+                                  skip=skip, bins=bins)
+
+
+def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=True,
+                           bins=None, timeline=None):
+    """``predict_cycles`` for any program that runs without an error; ``timeline``, a list,
+    receives ``(pc, cycle after the instruction was taken)`` for each executed step."""
     from .isa import decode
 
-    m, per_beat = beat_costs(compiled, xq_row, lanes=lanes, slots=slots, skip=skip,
-                             bins=bins)
+    m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes, slots=slots,
+                                     skip=skip, bins=bins)
     dots = iter(per_beat)
-    t = 0  # the cycle the current instruction starts in
-    acc_ready = [0] * 4  # the cycle each accumulator's last DOT result has landed by
-    req_done = 0  # the cycle the last REQ result has been written by
-    in_free = 0  # the cycle the engine's input register is free from
-    fe_free = 0  # the cycle the engine's front end is free from
-    for pc, _, on in m.trace:
-        ins = decode(compiled.program[pc])
+    t = 0  # the cycle the current instruction is offered in
+    acc_ready = [0] * 4  # from when each accumulator has no DOT in flight
+    word_clear = {}  # activation word -> from when no REQ result in flight writes it
+    word_free = {}  # activation word -> from when no queued DOT reads it
+    req_done = 0  # from when every REQ result has been written
+    pops = [-1, -1]  # the cycles the last two DOTs left the queue
+    addr = hs = -1  # the last beat's address cycle and hand-over cycle
+    in_free = fe_free = 0  # from when the engine's input register / front end is free
+    xstride = ostride = 0  # the strides of the last LOOP taken
+    for pc, i, on in m.trace:
+        ins = decode(program[pc])
         if not on or ins.op == "HALT":
             t += 1
-        elif ins.op == "CLR":
-            t = max(t, acc_ready[ins.acc]) + 1
-        elif ins.op == "LDB":
+        elif ins.op == "LOOP":
+            xstride, ostride = ins.xstride, ins.ostride
+            t += 1
+        elif ins.op in ("CLR", "LDB"):
             t = max(t, acc_ready[ins.acc]) + 1
         elif ins.op == "REQ":
-            t = max(t, acc_ready[ins.acc]) + 1
-            req_done = t + REQ_LATENCY
+            w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes
+            c = max(t, acc_ready[ins.acc], word_free.get(w, 0))
+            t = c + 1
+            word_clear[w] = req_done = max(req_done, c + 1 + REQ_LATENCY)
         elif ins.op == "DOT":
-            a = max(t, req_done) + 1  # the dispatch cycle, then the first beat
-            for c in next(dots):
-                a = max(a, in_free)  # the beat enters the input register in cycle a
-                s = max(a + 1, fe_free)  # and the front end in cycle s
-                in_free, fe_free = s, s + c
-                a += 1
-            t = a
+            c = max(t, pops[-2] + 1)  # taken into the queue
+            t = c + 1
+            first = (ins.xaddr + (i * xstride if ins.xi else 0)) // lanes
+            words = range(first, first + ins.beats)
+            a = max(c + 1, addr + 1, hs, *(word_clear.get(w, 0) for w in words))
+            for k, cost in enumerate(next(dots)):
+                if k:
+                    a = max(addr + 1, hs)
+                h = max(a + 1, in_free)  # handed to the engine's input register
+                s = max(h + 1, fe_free)  # taken by the front end
+                in_free, fe_free = s, s + cost
+                addr, hs = a, h
+            pops = [pops[-1], addr]
+            for w in words:
+                word_free[w] = max(word_free.get(w, 0), addr + 1)
+            word_free[words[-1]] = max(word_free[words[-1]], hs + 1)
             acc_ready[ins.acc] = fe_free + DOT_LATENCY
         elif ins.op == "SETP":
-            start = t if ins.src in (0, 5) else max(t, req_done)
+            start = max(t, hs + 1)
+            if ins.src not in (0, 5):
+                start = max(start, req_done)
             t = start + (3 if ins.src in (0, 1) else 2 + ins.beats)
         else:
             t += 1
+        if timeline is not None:
+            timeline.append((pc, t))
     return max(t, req_done, max(acc_ready)), m

@@ -7,6 +7,9 @@
   (``golden.mlp.quantize``, calibrated on the fitting part): the plain int8 model.
 - ``mixed_model()``: the plain int8 model narrowed to mixed precision levels
   (``golden.mulbins.mixed_precision``, 0.5-point budget on the validation part).
+- ``sparse_model()``: the same MLP trained with block-structured pruning (at most 4, 4 and
+  8 non-zero weights in every block of 16 inputs of layers 1, 2 and 3;
+  ``golden.block_prune``), the core's model: level 0 for about three quarters of the weights.
 
 ``write_tflite(layers, path)`` writes either into a copy of the committed LiteRT fixture, so
 LiteRT's reference kernels can check them. Each takes about a second.
@@ -62,6 +65,14 @@ def mixed_model(base=None, *, budget=0.5, log=None):
     x_fit, x_val, y_fit, y_val = fit_val_split()
     mixed = mulbins.mixed_precision(base, x_fit, y_fit, x_val, y_val, budget=budget, log=log)
     return mlp.with_weights(base, mixed.weights), mixed
+
+
+def sparse_model(*, keeps=(4, 4, 8), log=None):
+    """``SparseModel`` (``golden.block_prune``): ``.layers`` is the block-pruned int8 MLP."""
+    from .block_prune import sparse_int8
+
+    x_fit, x_val, y_fit, y_val = fit_val_split()
+    return sparse_int8(x_fit, y_fit, x_val, y_val, widths=WIDTHS, keeps=keeps, log=log)
 
 
 def test_accuracy(layers):

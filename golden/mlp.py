@@ -30,9 +30,12 @@ def _relu_mask(k, n_layers):
 
 
 def train_float(x, y, widths=(32, 16, 10), *, epochs=120, lr=3e-3, batch=32, seed=0,
-                log=None):
+                log=None, prune=None):
     """Train a float ReLU MLP with Adam on softmax cross-entropy.
 
+    ``prune``: optional ``prune(epoch, params, x)`` called before each epoch; it returns a
+    list of boolean weight masks (or None to keep the current ones), and the weights outside
+    them are held at zero from then on (pruning during training, ``golden.block_prune``).
     Returns a list of ``(w (out, in), b (out,))`` float64 pairs. Deterministic for a seed.
     """
     rng = np.random.default_rng(seed)
@@ -43,12 +46,18 @@ def train_float(x, y, widths=(32, 16, 10), *, epochs=120, lr=3e-3, batch=32, see
         lim = np.sqrt(6.0 / (n_in + n_out))  # Glorot uniform, as Keras
         params.append([rng.uniform(-lim, lim, (n_out, n_in)), np.zeros(n_out)])
     opt = _Adam([p for pair in params for p in pair], lr)
+    masks = None
     for epoch in range(epochs):
+        if prune is not None:
+            masks = prune(epoch, params, x) or masks
         order = rng.permutation(len(x))
         for s in range(0, len(x), batch):
             idx = order[s:s + batch]
             grads = _float_grads(params, x[idx], y[idx])
             opt.step([g for pair in grads for g in pair])
+            if masks is not None:
+                for (w, _), keep in zip(params, masks, strict=True):
+                    w[~keep] = 0.0
         if log and (epoch + 1) % max(1, epochs // 4) == 0:
             log(f"  float epoch {epoch + 1}/{epochs}")
     return [(w.copy(), b.copy()) for w, b in params]

@@ -172,23 +172,18 @@ class Core(wiring.Component):
         pend_sel = Signal(range(IN_FLIGHT + 1))
         m.d.comb += pend_sel.eq(Cat(*pend_dot).word_select(u.acc, len(pend_dot[0])))
 
-        beat = Signal(4)  # the beat whose words the read ports show this cycle
-        value_reg = Signal(signed(16), name="probe_value")
-        count = Signal(range(16 * lanes + 1))  # SETP block accumulators
-        maxabs = Signal(9)
-        dot_push = Signal()  # a DOT's last beat enters the engine: one more in flight
+        take_dot = Signal()  # the DOT uop enters the feeder's queue
         req_push = Signal()
-        dot_pop = Signal()
-        m.d.comb += dot_pop.eq(eng.o.valid)
+        feeder = self._feeder(m, u, take_dot, x_rd, wmem, eng, dot_fifo, req, req_fifo,
+                              req_push, low)
 
-        # in-flight bookkeeping
+        # in-flight bookkeeping: a DOT counts from its uop until the engine delivers it
         for k in range(N_ACC):
-            inc = dot_push & (u.acc == k)
-            dec = dot_pop & (dot_fifo.r_data == k)
+            inc = take_dot & (u.acc == k)
+            dec = eng.o.valid & (dot_fifo.r_data == k)
             m.d.sync += pend_dot[k].eq(pend_dot[k] + inc - dec)
         m.d.sync += pend_req.eq(pend_req + req_push - req.o.valid)
-        m.d.comb += [dot_fifo.w_data.eq(u.acc), dot_fifo.w_en.eq(dot_push),
-                     req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
+        m.d.comb += [req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
 
         x_word = x_rd.data
         w_word = wmem.rd_data
@@ -196,15 +191,21 @@ class Core(wiring.Component):
         ws = [w_word[i] for i in range(lanes)]
         m.d.comb += [p_rd.addr.eq(u.ch)]
 
+        beat = Signal(4)  # the probe's beat whose words the read ports show this cycle
+        value_reg = Signal(signed(16), name="probe_value")
+        count = Signal(range(16 * lanes + 1))  # SETP block accumulators
+        maxabs = Signal(9)
+
         with m.FSM(name="dp"):
             with m.State("IDLE"):
-                # reads for the first beat of a DOT or a probe, or the host's read
-                with m.If(seq.uop.valid & (u.kind == 2)):
-                    m.d.comb += [x_rd.addr.eq(u.xaddr >> low), wmem.rd_addr.eq(u.waddr >> low)]
-                with m.Elif(seq.probe.valid):
-                    m.d.comb += [x_rd.addr.eq(q.addr >> low), wmem.rd_addr.eq(q.addr >> low)]
-                with m.Else():
-                    m.d.comb += x_rd.addr.eq(self.x_rd_addr >> low)
+                # the feeder owns the read ports while it has a DOT; else a probe's first
+                # beat, or the host's read
+                with m.If(~feeder["busy"]):
+                    with m.If(seq.probe.valid):
+                        m.d.comb += [x_rd.addr.eq(q.addr >> low),
+                                     wmem.rd_addr.eq(q.addr >> low)]
+                    with m.Else():
+                        m.d.comb += x_rd.addr.eq(self.x_rd_addr >> low)
                 with m.If(seq.uop.valid):
                     with m.Switch(u.kind):
                         with m.Case(0):  # CLR
@@ -227,34 +228,18 @@ class Core(wiring.Component):
                                              p_rd.data.output_zero_point),
                                          req.i.payload.p.act_min.eq(p_rd.data.act_min),
                                          req.i.payload.p.act_max.eq(p_rd.data.act_max)]
-                            with m.If((pend_sel == 0) & req_fifo.w_rdy):
+                            with m.If((pend_sel == 0) & req_fifo.w_rdy & ~feeder["reads_out"]):
                                 m.d.comb += req.i.valid.eq(1)
                                 with m.If(req.i.ready):
                                     m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
                         with m.Case(2):  # DOT
-                            with m.If((pend_req == 0) & dot_fifo.w_rdy):
-                                m.d.sync += beat.eq(0)
-                                m.next = "DOT"
+                            with m.If(feeder["room"] & dot_fifo.w_rdy):
+                                m.d.comb += [seq.uop.ready.eq(1), take_dot.eq(1)]
                 with m.Elif(seq.probe.valid):
-                    with m.If((pend_req == 0) | (q.src == 0) | (q.src == 5)):
+                    with m.If(~feeder["busy"] & ((pend_req == 0) | (q.src == 0) | (q.src == 5))):
                         m.d.comb += seq.probe.ready.eq(1)
                         m.d.sync += [beat.eq(0), count.eq(0), maxabs.eq(0)]
                         m.next = "PROBE"
-
-            with m.State("DOT"):
-                last = beat == u.beats - 1
-                m.d.comb += [eng.i.valid.eq(1), eng.i.payload.last.eq(last)]
-                for i in range(lanes):
-                    m.d.comb += [eng.i.payload.w[i].eq(ws[i]), eng.i.payload.x[i].eq(xs[i]),
-                                 eng.i.payload.lvl[i].eq(_level(ws[i]))]
-                nxt = Mux(eng.i.ready, beat + 1, beat)
-                m.d.comb += [x_rd.addr.eq((u.xaddr >> low) + nxt),
-                             wmem.rd_addr.eq((u.waddr >> low) + nxt)]
-                with m.If(eng.i.ready):
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(last):
-                        m.d.comb += [seq.uop.ready.eq(1), dot_push.eq(1)]
-                        m.next = "IDLE"
 
             with m.State("PROBE"):
                 # the read ports show beat `beat` of the block at q.addr
@@ -297,6 +282,90 @@ class Core(wiring.Component):
                 m.d.comb += [seq.value.valid.eq(1), seq.value.payload.eq(value_reg)]
                 with m.If(seq.value.ready):
                     m.next = "IDLE"
+
+    def _feeder(self, m, u, take_dot, x_rd, wmem, eng, dot_fifo, req, req_fifo, req_push,
+                low):
+        """The DOT feeder: a queue of two DOTs taken from the uop stream in one cycle each,
+        whose beats it streams into the engine (address stage, then the read data in the
+        engine's input), so that the Sequencer goes on with other uops meanwhile.
+
+        Hazards, by activation word (``lanes`` activations): a DOT's first beat waits until
+        no REQ result in flight will write a word it reads (a counter of pending REQ
+        results per word); a REQ waits while a queued DOT, or the beat in the engine's
+        input, reads the word it writes. Returns ``busy`` (a DOT queued or a beat in the
+        input), ``room`` (a DOT can be taken) and ``reads_out`` (the current REQ must wait).
+        """
+        p = self._p
+        lanes = p["lanes"]
+        words = p["x_depth"] // lanes
+        desc = data.StructLayout({"xw": range(words), "ww": range(p["w_depth"] // lanes),
+                                  "beats": 4, "acc": range(N_ACC)})
+        qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
+        qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
+        j = Signal(4)  # the next beat of dotq0 to address
+        b_valid, b_last = Signal(), Signal()
+        b_acc = Signal(range(N_ACC))
+        b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
+        pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_word{k}") for k in range(words)]
+
+        # per-word pending REQ results
+        ow = u.oaddr >> low
+        lw = req_fifo.r_data >> low
+        for k in range(words):
+            m.d.sync += pend_w[k].eq(pend_w[k] + (req_push & (ow == k))
+                                     - (req.o.valid & (lw == k)))
+
+        def reads(d, k):
+            return (d.xw <= k) & (k < d.xw + d.beats)
+
+        raw = Signal()  # a word dotq0 reads has a REQ result in flight
+        m.d.comb += raw.eq(Cat(*[reads(qd[0], k) & (pend_w[k] != 0)
+                                 for k in range(words)]).any())
+        reads_out = Signal()
+        m.d.comb += reads_out.eq((qv[0] & reads(qd[0], ow)) | (qv[1] & reads(qd[1], ow))
+                                 | (b_valid & (b_xw == ow)))
+
+        advance = Signal()  # the engine's input register is empty or hands its beat over
+        issue = Signal()
+        last = Signal()
+        pop = Signal()
+        m.d.comb += [advance.eq(~b_valid | eng.i.ready),
+                     issue.eq(qv[0] & advance & ((j != 0) | ~raw)),
+                     last.eq(j == qd[0].beats - 1), pop.eq(issue & last)]
+        xw, ww = qd[0].xw + j, qd[0].ww + j
+        with m.If(issue):
+            m.d.comb += [x_rd.addr.eq(xw), wmem.rd_addr.eq(ww)]
+            m.d.sync += [b_valid.eq(1), b_last.eq(last), b_acc.eq(qd[0].acc), b_xw.eq(xw),
+                         b_ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
+        with m.Elif(advance):
+            m.d.sync += b_valid.eq(0)
+        with m.Else():  # the input register holds its beat: read its words again
+            m.d.comb += [x_rd.addr.eq(b_xw), wmem.rd_addr.eq(b_ww)]
+
+        # the queue: push when dotq1 is free; pop when dotq0's last beat is addressed
+        new = Signal(desc)
+        m.d.comb += [new.xw.eq(u.xaddr >> low), new.ww.eq(u.waddr >> low),
+                     new.beats.eq(u.beats), new.acc.eq(u.acc)]
+        with m.If(pop):  # (take_dot needs dotq1 free)
+            m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),
+                         qv[1].eq(0)]
+        with m.Elif(take_dot):
+            with m.If(qv[0]):
+                m.d.sync += [qd[1].eq(new), qv[1].eq(1)]
+            with m.Else():
+                m.d.sync += [qd[0].eq(new), qv[0].eq(1)]
+
+        # the engine's input: the beat read in the cycle before
+        x_word, w_word = x_rd.data, wmem.rd_data
+        m.d.comb += [eng.i.valid.eq(b_valid), eng.i.payload.last.eq(b_last)]
+        for i in range(lanes):
+            w = w_word[i]
+            m.d.comb += [eng.i.payload.w[i].eq(w),
+                         eng.i.payload.x[i].eq(x_word[8 * i:8 * i + 8].as_signed()),
+                         eng.i.payload.lvl[i].eq(_level(w))]
+        m.d.comb += [dot_fifo.w_data.eq(b_acc),
+                     dot_fifo.w_en.eq(b_valid & b_last & eng.i.ready)]
+        return dict(busy=qv[0] | b_valid, room=~qv[1], reads_out=reads_out)
 
 
 def _level(w):

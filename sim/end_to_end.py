@@ -1,13 +1,16 @@
 """``make sim``: the digits MLP end to end through the RTL core, then a delta update.
 
-1. the model: the digits MLP trained in NumPy, quantized to int8 and to mixed precision
-   (``golden.digits_model``); it is written into a .tflite file for LiteRT;
-2. compiled (``golden.compiler``: block predicates, zero-first unit order) and run on the
+1. the models: the digits MLP trained in NumPy, quantized to int8 and to mixed precision
+   (``golden.digits_model``), and the core's model: the same MLP trained with block-structured
+   pruning (``sparse_model``: at most 4, 4 and 8 non-zero weights per 16 inputs); it is
+   written into a .tflite file for LiteRT;
+2. compiled (``golden.compiler``: one DOT per row, four accumulators in turn) and run on the
    ``core`` configuration's RTL under cocotb (Verilator unless ``SIM`` says otherwise) for
    every test image; every layer's output is compared with the golden model and with
-   LiteRT's reference kernels; accuracy (float, int8, mixed, RTL), cycles per image against
-   the dense baseline (``core_dense``, same multipliers, one DOT per row), pairs skipped and
-   ops predicated off;
+   LiteRT's reference kernels; accuracy (float, int8, mixed, sparse, RTL), cycles per image
+   against the dense baseline (``core_dense``: the same program, same multipliers, no
+   skipping), pairs skipped; the block-predicated program's cycles and ops predicated off
+   (core model);
 3. the sensor changes (``golden.delta.train.shift_images``); a constrained update (at most
    ``K`` weights) is trained, its delta file made, and its weight records streamed through
    the core's delta port between two runs over the shifted images: accuracy before and
@@ -65,27 +68,30 @@ def main(argv=None):
     ap.add_argument("--report", default=str(BUILD / "reports" / "sim"),
                     help="report path without suffix (.md and .json are written)")
     args = ap.parse_args(argv)
-    step = Progress(6)
+    step = Progress(7)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
     x_train, _, y_train, _ = digits_split()
 
     fl = digits_model.float_model()
     base = digits_model.int8_model()
-    layers, mixed = digits_model.mixed_model(base)
-    tfl = digits_model.write_tflite(layers, BUILD / "digits_mixed.tflite")
+    mixed_layers, mixed = digits_model.mixed_model(base)
+    sparse = digits_model.sparse_model()
+    layers = sparse.layers
+    tfl = digits_model.write_tflite(layers, BUILD / "digits_core.tflite")
     xq = mlp.quantize_input(layers, x_test)
-    xt = mlp.quantize_input(layers, x_train[:300])
     golden = mlp.run_int8(layers, xq)
     litert = run_reference(tfl, xq)
     acc = dict(float=digits_model.float_accuracy(fl, x_test, y_test),
                int8=mlp.accuracy(base, mlp.quantize_input(base, x_test), y_test),
-               mixed=mlp.accuracy(layers, xq, y_test))
-    step(f"model ready: float {acc['float']:.2f}%, int8 {acc['int8']:.2f}%, mixed "
-         f"{acc['mixed']:.2f}% on {len(xq)} images; level shares "
-         f"{np.round(mixed.level_shares(), 3).tolist()}")
+               mixed=mlp.accuracy(mixed_layers, mlp.quantize_input(mixed_layers, x_test), y_test),
+               sparse=mlp.accuracy(layers, xq, y_test))
+    shares = digits_model.level_shares(layers)
+    step(f"models ready: float {acc['float']:.2f}%, int8 {acc['int8']:.2f}%, mixed "
+         f"{acc['mixed']:.2f}%, block-pruned {acc['sparse']:.2f}% on {len(xq)} images; "
+         f"the core's model: level shares {np.round(shares, 3).tolist()}")
 
-    prog = compiler.compile_mlp(layers, calibration=xt, prog_depth=512)
+    prog = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
     res, _ = run_core("core", prog, xq, sim=args.sim, seed=SEED, tag="e2e")
     rtl_pred = np.array([r["layers"][-1].argmax() for r in res])
     acc["rtl"] = 100.0 * float(np.mean(rtl_pred == y_test))
@@ -100,7 +106,7 @@ def main(argv=None):
          f"{cycles.mean():.1f} cycles/image, the core model predicts {exact_cycles}/{len(res)} "
          "exactly")
 
-    plain = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
+    plain = prog
     n_dense = min(len(xq), 20)
     dense_pred = np.array([core_model.predict_cycles(plain, row, lanes=16, slots=4,
                                                      skip=False)[0] for row in xq[:n_dense]])
@@ -118,13 +124,23 @@ def main(argv=None):
          "data-independent)")
 
     pairs, skipped = _per_image(res, "pairs"), _per_image(res, "skipped")
+    # the same model with block predicates (all-zero activation blocks skipped), core model
+    pb = compiler.compile_mlp(layers, prog_depth=512)
+    pb_runs = [core_model.predict_cycles(pb, row, lanes=16, slots=4) for row in xq]
+    pb_off = sum(m.predicated_off for _, m in pb_runs)
+    pb_ops = sum(m.predicated_off + m.executed for _, m in pb_runs)
+    predicated = dict(cycles=round(float(np.mean([c for c, _ in pb_runs])), 1),
+                      ops_predicated_off_share=round(pb_off / pb_ops, 4))
+    step(f"block-predicated program (core model): {predicated['cycles']} cycles/image, "
+         f"{100 * predicated['ops_predicated_off_share']:.1f}% of ops predicated off")
     off = np.array([r["predicated_off"] for r in res])
     executed = np.array([r["executed"] for r in res])
 
     # the sensor shift and a constrained update through the delta port
     xs_train = train.shift_images(x_train, seed=1)
     xs_test = train.shift_images(x_test, seed=2)
-    new_w = train.constrained_update(layers, xs_train, y_train, k=K_UPDATE, seed=0)
+    new_w = train.constrained_update(layers, xs_train, y_train, k=K_UPDATE, seed=0,
+                                     keep_zeros=True)
     new_layers = mlp.with_weights(layers, new_w)
     old_file = model_file.dump(model_file.layers_to_tensors(layers), 1)
     new_file = model_file.dump(model_file.layers_to_tensors(new_layers), 2)
@@ -132,7 +148,7 @@ def main(argv=None):
     step(f"update trained: {train.changed_count(new_w, mlp.weights(layers))} weights "
          f"changed, delta file {len(delta)} bytes (model file {len(old_file)} bytes)")
 
-    new_prog = compiler.compile_mlp(new_layers, perms=prog.perms, prog_depth=512)
+    new_prog = compiler.compile_mlp(new_layers, predicate_blocks=False, prog_depth=512)
     assert new_prog.program == prog.program
     w_old = np.zeros(prog.cfg.w_depth, np.int64)
     w_old[:prog.params.w.size] = prog.params.w
@@ -158,7 +174,7 @@ def main(argv=None):
     report = dict(
         images=len(res), simulator=args.sim, seed=SEED,
         accuracy={k: round(v, 2) for k, v in acc.items()},
-        level_shares=[round(v, 4) for v in mixed.level_shares()],
+        level_shares=[round(float(v), 4) for v in shares],
         bit_exact=dict(golden=f"{exact_golden}/{len(res)}", litert=f"{exact_litert}/{len(res)}"),
         cycles_predicted_exactly=f"{exact_cycles}/{len(res) + n_dense}",
         cycles_per_image=dict(core=round(float(cycles.mean()), 1),
@@ -168,6 +184,7 @@ def main(argv=None):
         pairs_skipped_share=round(float(skipped.sum() / pairs.sum()), 4),
         ops_per_image=round(float((executed + off).mean()), 1),
         ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
+        predicated_program=predicated,
         update=dict(k=K_UPDATE, delta_file_bytes=len(delta), model_file_bytes=len(old_file),
                     records=len(records), shifted_accuracy_before=round(acc_before, 2),
                     shifted_accuracy_after=round(acc_after, 2),
@@ -187,9 +204,10 @@ def _markdown(r):
         ("images (test split)", r["images"]),
         ("bit-exact, every layer, vs golden", r["bit_exact"]["golden"]),
         ("bit-exact, every layer, vs LiteRT", r["bit_exact"]["litert"]),
-        ("accuracy float / int8 / mixed / RTL",
-         " / ".join(f"{r['accuracy'][k]:.2f}%" for k in ("float", "int8", "mixed", "rtl"))),
-        ("weight levels 0 / 2-bit / 4-bit / 8-bit",
+        ("accuracy float / int8 / mixed / block-pruned / RTL",
+         " / ".join(f"{r['accuracy'][k]:.2f}%" for k in ("float", "int8", "mixed", "sparse",
+                                                        "rtl"))),
+        ("core's model: weight levels 0 / 2-bit / 4-bit / 8-bit",
          " / ".join(f"{100 * v:.1f}%" for v in r["level_shares"])),
         ("cycles per image: core / dense baseline", f"{c['core']} / {c['dense_baseline']} "
                                                     f"({c['speedup']}x)"),
@@ -198,6 +216,9 @@ def _markdown(r):
                           "per image"),
         ("ops predicated off", f"{100 * r['ops_predicated_off_share']:.1f}% of "
                                f"{r['ops_per_image']} per image"),
+        ("block-predicated program (core model): cycles, ops off",
+         f"{r['predicated_program']['cycles']}, "
+         f"{100 * r['predicated_program']['ops_predicated_off_share']:.1f}%"),
         ("update: delta file / model file",
          f"{u['delta_file_bytes']} / {u['model_file_bytes']} bytes, {u['records']} records"),
         ("shifted images: accuracy before / after the update",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from golden import core_model
 from golden import delta_port as gp
 from golden import isa_sim
 from hw.core import Core
@@ -120,6 +121,11 @@ def test_core_random_programs(skip):
         assert got["x"] == want["x"], n
         assert got["executed"] == want["executed"] and \
             got["predicated_off"] == want["predicated_off"], n
+        if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
+            cycles, _ = core_model.predict_program_cycles(
+                case.cfg, case.params, case.program, case.x_init, lanes=case.cfg.lanes,
+                slots=SMALL["slots"], skip=skip)
+            assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
 def test_config_errors():

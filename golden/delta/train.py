@@ -96,8 +96,10 @@ def top_k_mask(scores, k):
 
 
 def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, score="change", epochs=30,
-                       lr=1.0, seed=0):
-    """The fine-tuned int8 weights under the given constraints (see the docstring)."""
+                       lr=1.0, seed=0, keep_zeros=False):
+    """The fine-tuned int8 weights under the given constraints (see the docstring);
+    ``keep_zeros``: pruned (zero) weights stay zero, so a block-pruned model keeps its
+    structure (``golden.block_prune``)."""
     base = mlp.weights(layers)
     if bits is not None:
         if not (isinstance(bits, int) and 1 <= bits <= 8):
@@ -107,6 +109,9 @@ def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, score="change
     else:
         lo = [np.full(w.shape, -127) for w in base]
         hi = [np.full(w.shape, 127) for w in base]
+    if keep_zeros:
+        lo = [np.where(w == 0, 0, v) for w, v in zip(base, lo, strict=True)]
+        hi = [np.where(w == 0, 0, v) for w, v in zip(base, hi, strict=True)]
     mask = None
     if k is not None:
         total = sum(w.size for w in base)
@@ -120,6 +125,8 @@ def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, score="change
             scores = saliency(layers, x, y)
         else:
             raise ValueError(f"score must be 'change' or 'gradient', not {score!r}")
+        if keep_zeros:
+            scores = [np.where(w == 0, 0, s) for w, s in zip(base, scores, strict=True)]
         mask = top_k_mask(scores, k)
     return mlp.fine_tune(layers, x, y, lo=lo, hi=hi, trainable=mask, l1=l1, epochs=epochs,
                          lr=lr, seed=seed)
