@@ -8,7 +8,8 @@ consecutive weights of a row (the engine's beat), so that a beat never needs mor
 - ``schedule(keeps, lanes, ...)``: a ``golden.mlp.train_float`` pruning hook that tightens the
   blocks from ``lanes`` to ``keeps[layer]`` non-zeros in steps (gradual magnitude pruning), the
   activity measured as each layer's input RMS on the training data.
-- ``sparse_int8(x_fit, y_fit, x_val, y_val, ...)``: float training with that schedule,
+- ``sparse_int8(x_fit, y_fit, x_val, y_val, ...)``: float training with that schedule (from
+  1/8 to 1/2 of the epochs),
   TFLite-style int8 quantization (``golden.mlp.quantize``), quantization-aware fine-tuning with
   the pruned weights held at zero, over a few seeds; the model with the best accuracy on the
   held-out ``(x_val, y_val)`` is kept (the test split chooses nothing).
@@ -39,10 +40,10 @@ def block_mask(w, keep, lanes, activity=None):
 
 def schedule(keeps, lanes, *, start=20, stop=80, every=5):
     """A ``train_float`` pruning hook: from epoch ``start`` to ``stop``, every ``every``
-    epochs, each layer's blocks are cut to ``round(lanes - (lanes - keep) * f)`` weights,
+    epochs and at ``stop``, each layer's blocks are cut to ``round(lanes - (lanes - keep) * f)`` weights,
     ``f`` growing linearly from 0 to 1."""
     def prune(epoch, params, x):
-        if epoch < start or epoch > stop or (epoch - start) % every:
+        if epoch < start or epoch > stop or ((epoch - start) % every and epoch != stop):
             return None
         f = (epoch - start) / max(1, stop - start)
         a, masks = np.asarray(x, np.float64), []
@@ -72,8 +73,9 @@ def sparse_int8(x_fit, y_fit, x_val, y_val, *, widths=(32, 16, 10), keeps=(4, 4,
         raise ValueError(f"keeps has {len(keeps)} entries for {len(widths)} layers")
     best, history = None, []
     for seed in seeds:
-        params = mlp.train_float(x_fit, y_fit, widths, epochs=epochs, seed=seed,
-                                 prune=schedule(keeps, lanes))
+        prune = schedule(keeps, lanes, start=epochs // 8, stop=epochs // 2,
+                         every=max(1, epochs // 32))
+        params = mlp.train_float(x_fit, y_fit, widths, epochs=epochs, seed=seed, prune=prune)
         layers = mlp.quantize(params, x_fit)
         ws = mlp.weights(layers)
         lo = [np.where(w != 0, -127, 0) for w in ws]

@@ -13,16 +13,16 @@ beats; output channels are numbered across layers in the parameter memory.
 Program, per layer (``predicate_blocks=True``):
 
     SETP p(1+j) = (activation block j is all zero)       one per block of ``lanes``
-    for each output channel o, with accumulator a = o % 2:
+    for each output channel o, with accumulator a = o % accs (accs=4 by default):
         LDB acc_a = bias[o]
         [SETP p7 = (row o has no non-zero weight); @!p7 LOOP count=1 body=B]  (dead_channels)
         @!p(1+j) DOT acc_a += x block j . w[o] block j     for each block j
-        REQ x[out + o - 1] = requantize(acc_(1-a), params[o - 1])    the previous channel's
+        REQ x[out + o - accs + 1] = requantize(...)    the REQ of channel o - (accs - 1)
 
 so a DOT whose activation block is all zero, or every DOT of a channel whose weights are all
 zero, is predicated off. Without predication each channel has one DOT over its whole row.
-A channel's REQ is issued after the next channel's DOTs (two accumulators take turns), so
-the core's engine latency is hidden behind them. ``order``: a permutation of
+A channel's REQ is issued after the next ``accs - 1`` channels' DOTs (the accumulators take
+turns), so the core's engine latency is hidden behind them. ``order``: a permutation of
 each hidden layer's units and of the inputs that puts often-zero units side by side (from
 calibration data), so that whole blocks are zero more often; the results are unchanged (the
 weights are permuted with them) and ``Compiled.unpermute`` restores the outputs' order.
@@ -91,13 +91,18 @@ def zero_first_order(acts, zero_point):
 def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
                 calibration=None, perms=None, prog_depth=None, x_depth=256, w_depth=4096,
                 channels=64, accs=4):
-    """Compile ``layers``; ``calibration`` (quantized inputs) enables the zero-first order,
+    """Compile ``layers``; ``accs`` accumulators take turns (a channel's REQ is issued after
+    the DOTs of the next ``accs - 1`` channels, hiding the engine's latency);
+    ``calibration`` (quantized inputs) enables the zero-first order (not for a block-pruned
+    model: it would mix the pruned blocks),
     ``perms`` reuses another compilation's order (an updated model keeps its layout, so a
     weight update is a delta of the weight image).
 
     Raises ValueError if the layers do not chain, their activation zero points differ, or
     the model does not fit the memories or the program memory.
     """
+    if accs not in (1, 2, 3, 4):
+        raise ValueError(f"accs must be 1, 2, 3 or 4 (the machine's accumulators), not {accs!r}")
     zps = {lay.input_zero_point for lay in layers}
     if len(zps) != 1:
         raise ValueError(f"the layers' input zero points differ ({sorted(zps)}); the core "

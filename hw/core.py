@@ -9,19 +9,25 @@ The Sequencer issues what executes; the datapath owns the activation memory (wor
 ``lanes`` int8), the four accumulators and the parameter memory, and reads the weights from
 DeltaApply's active bank. Golden twin: ``golden.core_model`` (bit-exact; cycle model).
 
-Datapath, one uop or probe at a time, in program order:
+Datapath, uops and probes taken in program order:
 
 - CLR and LDB (the bias, from the parameter memory, read asynchronously) wait until the
   accumulator has no DOT in flight, then take one cycle;
-- DOT waits until no REQ result is in flight (its inputs may be one), then streams its
-  ``beats`` beats (activation and weight words, levels from the weights) into the engine,
-  one per cycle when the engine takes them, and is done: its result is added to the
-  accumulator when the engine delivers it (a FIFO of accumulator numbers);
-- REQ waits until the accumulator has no DOT in flight, then sends it with the channel's
-  parameters into the Requantizer and is done (one cycle); the int8 result is written to the
+- DOT takes one cycle: it enters the feeder's queue (two DOTs) while the queue has room, and
+  the Sequencer goes on. The feeder streams each queued DOT's ``beats`` beats (activation
+  and weight words, levels from the weights) into the engine, one per cycle when the engine
+  takes them; a DOT's first beat waits until no REQ result in flight writes a word it reads
+  (per-word counters). Results are added to their accumulators when the engine delivers them
+  (a FIFO of accumulator numbers);
+- REQ waits until the accumulator has no DOT in flight, and while a queued DOT (or the beat
+  in the engine's input) reads the word it writes, then sends the accumulator with the
+  channel's parameters into the Requantizer (one cycle); the int8 result is written to the
   activation memory when it leaves (a FIFO of addresses);
-- SETP's probe reads the weight or activation words it needs (waiting for in-flight REQs for
-  activation sources) and answers with the representative value.
+- SETP's probe waits until the feeder is empty (and, for activation sources, every REQ result
+  is written), reads the words it needs and answers with the representative value.
+
+So results are those of executing the program in order (``golden.isa_sim``), and the cycle
+count is ``golden.core_model.predict_cycles``'s.
 
 ``busy`` stays high until the program has halted and every DOT and REQ has landed. Host
 ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`` /

@@ -19,12 +19,15 @@ def digits():
     return layers, mlp.quantize_input(layers, x_test), mlp.quantize_input(layers, x_train)
 
 
-@pytest.mark.parametrize("predicate_blocks, calibrate, dead",
-                         [(False, False, False), (True, False, False), (True, True, True)])
-def test_compiled_mlp_is_bit_exact_on_litert(digits, predicate_blocks, calibrate, dead):
+@pytest.mark.parametrize("predicate_blocks, calibrate, dead, accs",
+                         [(False, False, False, 4), (True, False, False, 2),
+                          (True, True, True, 3), (False, False, False, 1)])
+def test_compiled_mlp_is_bit_exact_on_litert(digits, predicate_blocks, calibrate, dead, accs):
     layers, xq, xt = digits
     c = compiler.compile_mlp(layers, predicate_blocks=predicate_blocks, dead_channels=dead,
-                             calibration=xt[:300] if calibrate else None)
+                             calibration=xt[:300] if calibrate else None, accs=accs)
+    used = {isa.decode(w).acc for w in c.program if isa.decode(w).op in ("LDB", "DOT")}
+    assert used == set(range(accs))
     images = 24
     ref = run_reference(FIXTURE, xq[:images])
     for n in range(images):
@@ -110,3 +113,5 @@ def test_compile_errors(digits):
         compiler.compile_mlp(layers, channels=8)
     with pytest.raises(ValueError, match="more than the 6 block predicates"):
         compiler.compile_mlp(layers, lanes=8)
+    with pytest.raises(ValueError, match="accs must be 1, 2, 3 or 4 .* not 5"):
+        compiler.compile_mlp(layers, accs=5)

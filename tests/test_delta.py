@@ -335,6 +335,14 @@ def test_constraints_combine():
     d = [n.astype(int) - b for n, b in zip(new, base_w, strict=True)]
     assert 0 < train.changed_count(new, base_w) <= 60
     assert max(int(abs(x).max()) for x in d) <= 7
+    # keep_zeros: a pruned model stays pruned (half the weights zeroed here)
+    pruned_w = [np.where(np.arange(w.size).reshape(w.shape) % 2 == 0, 0, w) for w in base_w]
+    pruned = mlp.with_weights(sc.base, pruned_w)
+    for score in ("change", "gradient"):
+        kept = train.constrained_update(pruned, sc.x_train[:400], sc.y_train[:400], k=60,
+                                        epochs=4, score=score, keep_zeros=True)
+        assert 0 < train.changed_count(kept, pruned_w) <= 60
+        assert all(((k == 0) | (p != 0)).all() for k, p in zip(kept, pruned_w, strict=True))
     with pytest.raises(ValueError, match="bits must be an integer in"):
         train.constrained_update(sc.base, sc.x_train[:10], sc.y_train[:10], bits=9)
     with pytest.raises(ValueError, match="k must be an integer in"):

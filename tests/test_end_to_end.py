@@ -20,6 +20,8 @@ def test_end_to_end_subset(tmp_path):
     assert r["bit_exact"] == {"golden": "8/8", "litert": "8/8"}
     assert r["cycles_predicted_exactly"] == "16/16"  # 8 sparse and 8 dense runs
     assert r["update"]["bit_exact_after"] == "8/8" and r["update"]["records"] > 0
-    assert r["cycles_per_image"]["core"] < r["cycles_per_image"]["dense_baseline"]
-    assert 0 < r["pairs_skipped_share"] < 1 and r["ops_predicated_off_share"] > 0
+    # the block-pruned model on the feeder core: 2.9x fewer cycles than dense on all images
+    assert r["cycles_per_image"]["speedup"] > 2.5, r["cycles_per_image"]
+    assert 0.5 < r["pairs_skipped_share"] < 1
+    assert r["predicated_program"]["cycles"] > 0
     assert (tmp_path / "sim.md").read_text().startswith("# sparq end-to-end run")
