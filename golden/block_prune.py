@@ -40,8 +40,8 @@ def block_mask(w, keep, lanes, activity=None):
 
 def schedule(keeps, lanes, *, start=20, stop=80, every=5):
     """A ``train_float`` pruning hook: from epoch ``start`` to ``stop``, every ``every``
-    epochs and at ``stop``, each layer's blocks are cut to ``round(lanes - (lanes - keep) * f)`` weights,
-    ``f`` growing linearly from 0 to 1."""
+    epochs and at ``stop``, each layer's blocks are cut to
+    ``round(lanes - (lanes - keep) * f)`` weights, ``f`` growing linearly from 0 to 1."""
     def prune(epoch, params, x):
         if epoch < start or epoch > stop or ((epoch - start) % every and epoch != stop):
             return None

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden import core_model
+from golden import core_model, isa_sim
 from golden import delta_port as gp
-from golden import isa_sim
 from hw.core import Core
 from sim import seq_stim
 from tests.amaranth_streams import WithReset
