@@ -78,18 +78,20 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
     return m, per_beat
 
 
-def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
+def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None, param_ram="async"):
     """``(cycles, machine)``: the core's cycle count for one input row, predicted from the
     ISA simulator's trace with the engine's cycle model and the datapath's timing."""
     return predict_program_cycles(compiled.cfg, compiled.params, compiled.program,
                                   compiled.x_image(xq_row), lanes=lanes, slots=slots,
-                                  skip=skip, bins=bins)
+                                  skip=skip, bins=bins, param_ram=param_ram)
 
 
 def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=True,
-                           bins=None, timeline=None):
+                           bins=None, param_ram="async", timeline=None):
     """``predict_cycles`` for any program that runs without an error; ``timeline``, a list,
-    receives ``(pc, cycle after the instruction was taken)`` for each executed step."""
+    receives ``(pc, cycle after the instruction was taken)`` for each executed step;
+    ``param_ram="sync"``: LDB and REQ are taken one cycle after they are shown at the
+    earliest (the parameter block RAM's read)."""
     from .isa import decode
 
     m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes, slots=slots,
@@ -104,6 +106,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
     addr = hs = -1  # the last beat's address cycle and hand-over cycle
     in_free = fe_free = 0  # from when the engine's input register / front end is free
     xstride = ostride = 0  # the strides of the last LOOP taken
+    read = {"async": 0, "sync": 1}[param_ram]  # cycles before a uop's parameters are there
     for pc, i, on in m.trace:
         ins = decode(program[pc])
         if not on or ins.op == "HALT":
@@ -111,11 +114,13 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
         elif ins.op == "LOOP":
             xstride, ostride = ins.xstride, ins.ostride
             t += 1
-        elif ins.op in ("CLR", "LDB"):
+        elif ins.op == "CLR":
             t = max(t, acc_ready[ins.acc]) + 1
+        elif ins.op == "LDB":
+            t = max(t + read, acc_ready[ins.acc]) + 1
         elif ins.op == "REQ":
             w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes
-            c = max(t, acc_ready[ins.acc], word_free.get(w, 0))
+            c = max(t + read, acc_ready[ins.acc], word_free.get(w, 0))
             t = c + 1
             word_clear[w] = req_done = max(req_done, c + 1 + REQ_LATENCY)
         elif ins.op == "DOT":

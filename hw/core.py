@@ -11,8 +11,9 @@ DeltaApply's active bank. Golden twin: ``golden.core_model`` (bit-exact; cycle m
 
 Datapath, uops and probes taken in program order:
 
-- CLR and LDB (the bias, from the parameter memory, read asynchronously) wait until the
-  accumulator has no DOT in flight, then take one cycle;
+- CLR and LDB (the bias, from the parameter memory) wait until the accumulator has no DOT in
+  flight, then take one cycle (LDB one more with ``param_ram="sync"``: the block RAM shows
+  the channel's parameters the cycle after the uop; so does REQ);
 - DOT takes one cycle: it enters the feeder's queue (two DOTs) while the queue has room, and
   the Sequencer goes on. The feeder streams each queued DOT's ``beats`` beats (activation
   and weight words, levels from the weights) into the engine, one per cycle when the engine
@@ -105,8 +106,11 @@ class Core(wiring.Component):
         x_wr = xmem.write_port(granularity=8) if lanes > 1 else xmem.write_port()
         m.submodules.pmem = pmem = Memory(shape=param_word_layout(), depth=p["channels"],
                                           init=[])
-        # asynchronous reads (distributed RAM): LDB and REQ take their parameters in one cycle
-        p_rd, p_wr = pmem.read_port(domain="comb"), pmem.write_port()
+        # asynchronous reads (distributed RAM): LDB and REQ take their parameters in one
+        # cycle; synchronous (block RAM): the cycle after the uop shows its channel
+        sync_params = p["param_ram"] == "sync"
+        p_rd = pmem.read_port() if sync_params else pmem.read_port(domain="comb")
+        p_wr = pmem.write_port()
 
         busy = Signal()
         pending = Signal()
@@ -159,10 +163,12 @@ class Core(wiring.Component):
 
         # engine results land in their accumulators
         m.d.comb += [eng.o.ready.eq(1), dot_fifo.r_en.eq(eng.o.valid)]
+        acc_hit = Signal(signed(32))  # one adder for the four accumulators
+        m.d.comb += acc_hit.eq(Cat(*acc).word_select(dot_fifo.r_data, 32).as_signed()
+                               + eng.o.payload)
         for k in range(N_ACC):
-            hit = eng.o.valid & (dot_fifo.r_data == k)
-            with m.If(hit):
-                m.d.sync += acc[k].eq(acc[k] + eng.o.payload)
+            with m.If(eng.o.valid & (dot_fifo.r_data == k)):
+                m.d.sync += acc[k].eq(acc_hit)
 
         self._datapath(m, seq, u, q, acc, pend_dot, pend_req, x_rd, wmem, p_rd, eng, req,
                        dot_fifo, req_fifo, busy, low)
@@ -196,6 +202,13 @@ class Core(wiring.Component):
         xs = [x_word[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
         ws = [w_word[i] for i in range(lanes)]
         m.d.comb += [p_rd.addr.eq(u.ch)]
+        params_ok = Signal()  # p_rd.data holds the shown uop's channel
+        if p["param_ram"] == "sync":
+            shown = Signal()  # the uop shown now was shown (and not taken) in the cycle before
+            m.d.sync += shown.eq(seq.uop.valid & ~seq.uop.ready)
+            m.d.comb += params_ok.eq(shown)
+        else:
+            m.d.comb += params_ok.eq(1)
 
         beat = Signal(4)  # the probe's beat whose words the read ports show this cycle
         value_reg = Signal(signed(16), name="probe_value")
@@ -221,7 +234,7 @@ class Core(wiring.Component):
                                     with m.If(u.acc == k):
                                         m.d.sync += acc[k].eq(0)
                         with m.Case(1):  # LDB
-                            with m.If(pend_sel == 0):
+                            with m.If((pend_sel == 0) & params_ok):
                                 m.d.comb += seq.uop.ready.eq(1)
                                 for k in range(N_ACC):
                                     with m.If(u.acc == k):
@@ -234,7 +247,8 @@ class Core(wiring.Component):
                                              p_rd.data.output_zero_point),
                                          req.i.payload.p.act_min.eq(p_rd.data.act_min),
                                          req.i.payload.p.act_max.eq(p_rd.data.act_max)]
-                            with m.If((pend_sel == 0) & req_fifo.w_rdy & ~feeder["reads_out"]):
+                            with m.If((pend_sel == 0) & req_fifo.w_rdy & ~feeder["reads_out"]
+                                      & params_ok):
                                 m.d.comb += req.i.valid.eq(1)
                                 with m.If(req.i.ready):
                                     m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
@@ -305,7 +319,8 @@ class Core(wiring.Component):
         lanes = p["lanes"]
         words = p["x_depth"] // lanes
         desc = data.StructLayout({"xw": range(words), "ww": range(p["w_depth"] // lanes),
-                                  "beats": 4, "acc": range(N_ACC)})
+                                  "beats": 4, "acc": range(N_ACC),
+                                  "reads": words})  # bit k: the DOT reads word k
         qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
         qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
         j = Signal(4)  # the next beat of dotq0 to address
@@ -321,15 +336,11 @@ class Core(wiring.Component):
             m.d.sync += pend_w[k].eq(pend_w[k] + (req_push & (ow == k))
                                      - (req.o.valid & (lw == k)))
 
-        def reads(d, k):
-            return (d.xw <= k) & (k < d.xw + d.beats)
-
         raw = Signal()  # a word dotq0 reads has a REQ result in flight
-        m.d.comb += raw.eq(Cat(*[reads(qd[0], k) & (pend_w[k] != 0)
-                                 for k in range(words)]).any())
+        m.d.comb += raw.eq((qd[0].reads & Cat(*[c != 0 for c in pend_w])).any())
         reads_out = Signal()
-        m.d.comb += reads_out.eq((qv[0] & reads(qd[0], ow)) | (qv[1] & reads(qd[1], ow))
-                                 | (b_valid & (b_xw == ow)))
+        m.d.comb += reads_out.eq(((Mux(qv[0], qd[0].reads, 0) | Mux(qv[1], qd[1].reads, 0))
+                                  .bit_select(ow, 1)) | (b_valid & (b_xw == ow)))
 
         advance = Signal()  # the engine's input register is empty or hands its beat over
         issue = Signal()
@@ -350,8 +361,11 @@ class Core(wiring.Component):
 
         # the queue: push when dotq1 is free; pop when dotq0's last beat is addressed
         new = Signal(desc)
+        ones = Signal(16)  # u.beats ones
+        span = Signal(words)  # the words a DOT of u.beats beats reads, from u.xaddr
+        m.d.comb += [ones.eq((Const(1, 17) << u.beats) - 1), span.eq(ones << (u.xaddr >> low))]
         m.d.comb += [new.xw.eq(u.xaddr >> low), new.ww.eq(u.waddr >> low),
-                     new.beats.eq(u.beats), new.acc.eq(u.acc)]
+                     new.beats.eq(u.beats), new.acc.eq(u.acc), new.reads.eq(span)]
         with m.If(pop):  # (take_dot needs dotq1 free)
             m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),
                          qv[1].eq(0)]

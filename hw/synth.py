@@ -174,10 +174,11 @@ def synth_one(name, family, out_dir):
     except RuntimeError as e:
         log = (out_dir / f"{name}_{family}").with_suffix(".pnr.log")
         text = log.read_text() if log.exists() else ""
-        if "Unable to place" not in text:
+        if "Unable to place" not in text and "Failed to expand region" not in text:
             raise
         use = re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text)
-        over = [f"{kind} {used}/{avail}" for kind, used, avail, pct in use if int(pct) > 100]
+        over = [f"{kind} {used}/{avail}" for kind, used, avail, _ in use
+                if int(used) > int(avail)]
         figures.update(fmax_mhz=None, fits=False, overused=over)
         print(f"[synth] {name} does not fit {figures['device']}: {over}", flush=True)
         del e

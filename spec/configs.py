@@ -32,7 +32,12 @@ CONFIGS = {
                           prog_depth=512, x_zero_point=-128)),
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
                                 channels=64, prog_depth=512, x_zero_point=-128)),
-    # a smaller core for the iCE40 UP5K (5,280 LUTs): eight lanes, two multipliers
-    "core_small": ("Core", dict(lanes=8, slots=2, x_depth=256, w_depth=4096, channels=64,
-                                prog_depth=512, x_zero_point=-128)),
+    # cores for the iCE40 UP5K (5,280 logic cells, 30 block RAMs): the parameter memory in
+    # block RAM (the iCE40 has no distributed RAM); core_ice40 is the largest found to fit
+    # (four lanes, one multiplier), core_small the next size up (two multipliers, deeper
+    # memories), which does not
+    "core_ice40": ("Core", dict(lanes=4, slots=1, x_depth=64, w_depth=1024, channels=16,
+                                prog_depth=128, x_zero_point=-128, param_ram="sync")),
+    "core_small": ("Core", dict(lanes=4, slots=2, x_depth=64, w_depth=2048, channels=32,
+                                prog_depth=256, x_zero_point=-128, param_ram="sync")),
 }

@@ -99,14 +99,21 @@ def delta_port(*, depth=4096, lanes=1):
     return dict(depth=depth, lanes=lanes)
 
 
+PARAM_RAMS = ("async", "sync")
+
+
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
-         prog_depth=512, x_zero_point=-128, mode="single"):
+         prog_depth=512, x_zero_point=-128, mode="single", param_ram="async"):
     """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
-    requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED)."""
+    requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED). ``param_ram``: the parameter
+    memory read asynchronously (distributed RAM; LDB and REQ in one cycle) or synchronously
+    (block RAM, for the iCE40; LDB and REQ one cycle more)."""
     m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
     if mode != "single":
         raise ValueError(f"the core requantizes in 'single' mode, not {mode!r}")
+    if param_ram not in PARAM_RAMS:
+        raise ValueError(f"param_ram must be one of {PARAM_RAMS}, not {param_ram!r}")
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
-    return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"])
+    return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"], param_ram=param_ram)

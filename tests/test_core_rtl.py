@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+import spec.configs
 from golden import core_model, isa_sim
 from golden import delta_port as gp
 from hw.core import Core
@@ -73,9 +74,11 @@ def case_loads(case, old_w):
     return weights, params, xs, prog
 
 
-def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True):
+def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram="async",
+                   slots=SMALL["slots"]):
     cfg = cases[0].cfg
-    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=SMALL["slots"], skip=skip)
+    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=slots, skip=skip,
+               param_ram=param_ram)
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -104,8 +107,10 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True):
     return results
 
 
-@pytest.mark.parametrize("skip", [True, False], ids=["sparse", "dense"])
-def test_core_random_programs(skip):
+@pytest.mark.parametrize("skip, param_ram", [(True, "async"), (False, "async"),
+                                             (True, "sync")],
+                         ids=["sparse", "dense", "sparse-sync-params"])
+def test_core_random_programs(skip, param_ram):
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     cases = []
@@ -114,7 +119,8 @@ def test_core_random_programs(skip):
         _, err = seq_stim.expected(c)
         if err is None or "int32" not in err:
             cases.append(c)
-    for n, (case, got) in enumerate(zip(cases, run_core_cases(cases, skip=skip), strict=True)):
+    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram)
+    for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, err = seq_stim.expected(case)
         assert got["error"] == (err is not None), (n, err)
         assert got["x"] == want["x"], n
@@ -123,8 +129,31 @@ def test_core_random_programs(skip):
         if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
             cycles, _ = core_model.predict_program_cycles(
                 case.cfg, case.params, case.program, case.x_init, lanes=case.cfg.lanes,
-                slots=SMALL["slots"], skip=skip)
+                slots=SMALL["slots"], skip=skip, param_ram=param_ram)
             assert got["cycles"] == cycles, (n, got["cycles"], cycles)
+
+
+def test_ice40_configuration_random_programs():
+    """The iCE40 configuration as synthesized (spec.configs "core_ice40"): values and cycles
+    on random programs."""
+    params = dict(spec.configs.CONFIGS["core_ice40"][1])
+    slots, param_ram = params.pop("slots"), params.pop("param_ram")
+    cfg = isa_sim.MachineConfig(**params, mode="single")
+    rng = np.random.default_rng(SEED + 40)
+    print(f"seed {SEED + 40}")
+    cases = []
+    while len(cases) < 15:
+        c = seq_stim.random_case(rng, cfg=cfg, bad_rate=0.0)
+        if seq_stim.expected(c)[1] is None:
+            cases.append(c)
+    got_all = run_core_cases(cases, slots=slots, param_ram=param_ram)
+    for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
+        want, _ = seq_stim.expected(case)
+        assert not got["error"] and got["x"] == want["x"], n
+        cycles, _ = core_model.predict_program_cycles(
+            case.cfg, case.params, case.program, case.x_init, lanes=cfg.lanes, slots=slots,
+            param_ram=param_ram)
+        assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
 def test_config_errors():
@@ -132,6 +161,8 @@ def test_config_errors():
         Core(mode="tflite")
     with pytest.raises(ValueError, match="lanes must be a power of two"):
         Core(lanes=3)
+    with pytest.raises(ValueError, match="param_ram must be one of .* not 'bram'"):
+        Core(param_ram="bram")
     assert isa_sim.MachineConfig(**{k: v for k, v in Core(**SMALL).params.items()
                                     if k in seq_stim.SMALL})
 
