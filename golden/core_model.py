@@ -9,6 +9,8 @@ input and returns the machine (outputs, counters, cycles).
 
 import numpy as np
 
+from spec.params import requant_latency
+
 from .isa_sim import new_machine, run
 from .mulbins import bin_cycles, smallest_level
 from .sparse_dot import beat_cycles
@@ -42,12 +44,21 @@ def run_image(compiled, xq_row, dot_cost=None):
 # cycles (the engine's cycle model). A REQ waits while a queued DOT, or the beat in the
 # engine's input, reads the word it writes. A DOT result is in its accumulator DOT_LATENCY
 # cycles after its last beat leaves the front end; a REQ result is written REQ_LATENCY
-# cycles after the REQ. A probe (SETP) starts when the feeder is empty (and, for an
-# activation source, every REQ result has been written). The two latencies are the RTL's,
-# fitted once; tests/test_core_rtl.py and the end-to-end run compare the prediction with
-# the RTL's cycle counter.
+# cycles after the REQ (the Requantizer's latency: 8, or 4 with ``short_requant``). A probe
+# (SETP) starts when the feeder is empty (and, for an activation source, every REQ result
+# has been written). DOT_LATENCY is the RTL's, fitted once; tests/test_core_rtl.py and the
+# end-to-end run compare the prediction with the RTL's cycle counter.
 DOT_LATENCY = 4
-REQ_LATENCY = 8
+REQ_LATENCY = requant_latency(mode="single")  # 8; 4 with short_requant
+
+
+def timing(params):
+    """The keyword arguments of ``predict_cycles`` for a core's parameters
+    (``spec.params.core``, e.g. ``spec.configs.CONFIGS[name][1]``)."""
+    import spec.params
+
+    p = spec.params.core(**params)
+    return {k: p[k] for k in ("lanes", "slots", "skip", "bins", "param_ram", "short_requant")}
 
 
 def beat_costs(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
@@ -78,20 +89,23 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
     return m, per_beat
 
 
-def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None, param_ram="async"):
+def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None, param_ram="async",
+                   short_requant=False):
     """``(cycles, machine)``: the core's cycle count for one input row, predicted from the
     ISA simulator's trace with the engine's cycle model and the datapath's timing."""
     return predict_program_cycles(compiled.cfg, compiled.params, compiled.program,
                                   compiled.x_image(xq_row), lanes=lanes, slots=slots,
-                                  skip=skip, bins=bins, param_ram=param_ram)
+                                  skip=skip, bins=bins, param_ram=param_ram,
+                                  short_requant=short_requant)
 
 
 def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=True,
-                           bins=None, param_ram="async", timeline=None):
+                           bins=None, param_ram="async", short_requant=False, timeline=None):
     """``predict_cycles`` for any program that runs without an error; ``timeline``, a list,
     receives ``(pc, cycle after the instruction was taken)`` for each executed step;
     ``param_ram="sync"``: LDB and REQ are taken one cycle after they are shown at the
-    earliest (the parameter block RAM's read)."""
+    earliest (the parameter block RAM's read); ``short_requant``: REQ results take 4 cycles,
+    not ``REQ_LATENCY`` (the Requantizer's latency)."""
     from .isa import decode
 
     m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes, slots=slots,
@@ -107,6 +121,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
     in_free = fe_free = 0  # from when the engine's input register / front end is free
     xstride = ostride = 0  # the strides of the last LOOP taken
     read = {"async": 0, "sync": 1}[param_ram]  # cycles before a uop's parameters are there
+    req_latency = requant_latency(mode="single", short=short_requant)
     for pc, i, on in m.trace:
         ins = decode(program[pc])
         if not on or ins.op == "HALT":
@@ -122,7 +137,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
             w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes
             c = max(t + read, acc_ready[ins.acc], word_free.get(w, 0))
             t = c + 1
-            word_clear[w] = req_done = max(req_done, c + 1 + REQ_LATENCY)
+            word_clear[w] = req_done = max(req_done, c + 1 + req_latency)
         elif ins.op == "DOT":
             c = max(t, pops[-2] + 1)  # taken into the queue
             t = c + 1

@@ -96,7 +96,7 @@ class Core(wiring.Component):
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=lanes)
         m.submodules.engine = eng = SparseDotProduct(
             lanes=lanes, slots=p["slots"], bins=p["bins"], skip=p["skip"])
-        m.submodules.req = req = Requantizer(mode="single")
+        m.submodules.req = req = Requantizer(mode="single", short=p["short_requant"])
         m.submodules.dot_fifo = dot_fifo = SyncFIFOBuffered(width=2, depth=IN_FLIGHT)
         m.submodules.req_fifo = req_fifo = SyncFIFOBuffered(width=(p["x_depth"] - 1)
                                                             .bit_length(), depth=IN_FLIGHT)

@@ -12,27 +12,37 @@ from amaranth.hdl import Signal, Value
 
 
 class StallPipeline:
-    """Builds stage registers in module ``m``; ``depth`` counts the stages made so far."""
+    """Builds stage registers in module ``m``; ``depth`` counts the stages made so far and
+    ``latency`` the registered ones. ``merged``: stage numbers (1-based) that get no
+    register (their logic runs in one cycle with the next stage's: a shorter, slower
+    pipeline)."""
 
-    def __init__(self, m, en):
-        self._m, self._en, self.depth = m, en, 0
+    def __init__(self, m, en, merged=()):
+        self._m, self._en, self.depth, self.latency = m, en, 0, 0
+        self._merged = frozenset(merged)
 
     def stage(self, **values):
-        """One stage: a register per named value, loaded when enabled. Returns them by name."""
+        """One stage: a register per named value, loaded when enabled (or, for a merged
+        stage, a named combinational signal). Returns them by name."""
         self.depth += 1
+        registered = self.depth not in self._merged
+        self.latency += registered
         regs = {}
         for name, value in values.items():
             value = Value.cast(value)
             reg = Signal(value.shape(), name=f"s{self.depth}_{name}")
-            with self._m.If(self._en):
-                self._m.d.sync += reg.eq(value)
+            if not registered:
+                self._m.d.comb += reg.eq(value)
+            else:
+                with self._m.If(self._en):
+                    self._m.d.sync += reg.eq(value)
             regs[name] = reg
         return SimpleNamespace(**regs)
 
     def valid_chain(self, valid_in):
-        """The valid bit delayed by ``depth`` enabled stages (call after the last stage)."""
+        """The valid bit delayed by ``latency`` enabled stages (call after the last stage)."""
         v = valid_in
-        for k in range(self.depth):
+        for k in range(self.latency):
             nxt = Signal(name=f"s{k + 1}_valid")
             with self._m.If(self._en):
                 self._m.d.sync += nxt.eq(v)

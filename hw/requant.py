@@ -17,7 +17,7 @@ from .pipeline import StallPipeline, carried
 _SAT_BITS = 11
 
 
-def param_layout(*, mode, m_bits, x_bits):
+def param_layout(*, mode, m_bits, x_bits, **_):
     """Per-channel parameters carried with each accumulator."""
     if mode == "prepost":
         fields = {"multiplier": unsigned(m_bits), "pre": unsigned(5),
@@ -49,7 +49,8 @@ class Requantizer(wiring.Component):
     the shift is a two-level barrel shifter); nothing wraps.
 
     Latency (input transfer to output transfer) 9 cycles in tflite mode, 8 in single, 7 in
-    prepost; throughput one result per cycle with no
+    prepost; with ``short=True`` every other stage has no register: 5, 4 and 4 cycles
+    (``spec.params.requant_latency``), a longer path; throughput one result per cycle with no
     bubbles under continuous valid and ready; the whole pipeline stalls while ``o`` is
     stalled. ``param_error`` is a sticky flag set by any accepted beat whose parameters are
     out of range (the golden model raises there); such a beat's output is unspecified.
@@ -57,8 +58,8 @@ class Requantizer(wiring.Component):
     Bit-exact reference: ``golden.requant.requantize`` with the same keyword parameters.
     """
 
-    def __init__(self, *, mode="tflite", m_bits=16, x_bits=18):
-        self._p = spec.params.requant(mode=mode, m_bits=m_bits, x_bits=x_bits)
+    def __init__(self, *, mode="tflite", m_bits=16, x_bits=18, short=False):
+        self._p = spec.params.requant(mode=mode, m_bits=m_bits, x_bits=x_bits, short=short)
         super().__init__({
             "i": In(stream.Signature(input_layout(**self._p))),
             "o": Out(stream.Signature(signed(8))),
@@ -73,7 +74,8 @@ class Requantizer(wiring.Component):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        pipe = StallPipeline(m, en)
+        stages = spec.params.REQUANT_STAGES[self._p["mode"]]
+        pipe = StallPipeline(m, en, spec.params.requant_merged(stages, self._p["short"]))
         acc, p = self.i.payload.acc, self.i.payload.p
         keep = dict(zp=p.output_zero_point, lo=p.act_min, hi=p.act_max)
 

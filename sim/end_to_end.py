@@ -33,8 +33,11 @@ from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
 from sim.core_run import run_core, weight_records
 from sim.runner import BUILD
+from spec.configs import CONFIGS
 
 K_UPDATE = 75
+CORE = core_model.timing(CONFIGS["core"][1])  # predict_cycles' view of the configurations
+DENSE = core_model.timing(CONFIGS["core_dense"][1])
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 
 
@@ -98,7 +101,7 @@ def main(argv=None):
     exact_golden = _layer_mismatches(res, golden)
     exact_litert = _layer_mismatches(res, litert)
     cycles = np.array([r["cycles"] for r in res])
-    predicted = np.array([core_model.predict_cycles(prog, row, lanes=16, slots=4)[0]
+    predicted = np.array([core_model.predict_cycles(prog, row, **CORE)[0]
                           for row in xq])
     exact_cycles = int((predicted == cycles).sum())
     step(f"RTL core: {exact_golden}/{len(res)} images bit-exact with golden, "
@@ -108,8 +111,8 @@ def main(argv=None):
 
     plain = prog
     n_dense = min(len(xq), 20)
-    dense_pred = np.array([core_model.predict_cycles(plain, row, lanes=16, slots=4,
-                                                     skip=False)[0] for row in xq[:n_dense]])
+    dense_pred = np.array([core_model.predict_cycles(plain, row, **DENSE)[0]
+                           for row in xq[:n_dense]])
     dres, _ = run_core("core_dense", plain, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
     dense_cycles = np.array([r["cycles"] for r in dres])
     assert _layer_mismatches(dres, [g[:n_dense] for g in golden]) == n_dense
@@ -120,7 +123,7 @@ def main(argv=None):
     pairs, skipped = _per_image(res, "pairs"), _per_image(res, "skipped")
     # the same model with block predicates (all-zero activation blocks skipped), core model
     pb = compiler.compile_mlp(layers, prog_depth=512)
-    pb_runs = [core_model.predict_cycles(pb, row, lanes=16, slots=4) for row in xq]
+    pb_runs = [core_model.predict_cycles(pb, row, **CORE) for row in xq]
     pb_off = sum(m.predicated_off for _, m in pb_runs)
     pb_ops = sum(m.predicated_off + m.executed for _, m in pb_runs)
     predicated = dict(cycles=round(float(np.mean([c for c, _ in pb_runs])), 1),

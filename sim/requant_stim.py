@@ -14,8 +14,9 @@ from golden.requant import INT32_MAX, INT32_MIN, requantize
 _PARAM_KEYS = ("multiplier", "shift", "pre", "post", "output_zero_point", "act_min", "act_max")
 
 
-def expected(vectors, **params):
-    """The golden int8 outputs of ``vectors`` (a list of dicts) for the block's params."""
+def expected(vectors, short=False, **params):
+    """The golden int8 outputs of ``vectors`` (a list of dicts) for the block's params
+    (``short`` changes the pipeline, not the arithmetic)."""
     cols = {k: np.array([v[k] for v in vectors], np.int64) for k in vectors[0]}
     kw = {k: cols[k] for k in _PARAM_KEYS if k in cols}
     return requantize(cols["acc"], **kw, **params)
@@ -104,7 +105,7 @@ def _prepost_random(rng, m_bits, x_bits):
     return dict(acc=acc, multiplier=m, pre=pre, post=post, **_out_params(rng))
 
 
-def requant_vectors(rng, n, *, mode="tflite", m_bits=16, x_bits=18):
+def requant_vectors(rng, n, *, mode="tflite", m_bits=16, x_bits=18, short=False):
     """``n`` vectors (at least all corners): corners, then 20% ties, then shaped random."""
     if mode == "prepost":
         vecs = _prepost_corners(m_bits, x_bits)

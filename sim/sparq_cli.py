@@ -84,6 +84,7 @@ def cmd_compile(args):
 def cmd_run(args):
     from golden import core_model
     from golden.litert_model import run_reference
+    from spec.configs import CONFIGS
 
     layers, c = _load(args.model, not args.no_predicates)
     xq = _inputs(args.inputs, layers)
@@ -98,7 +99,8 @@ def cmd_run(args):
         outs = [np.zeros((len(xq), lay.w.shape[0]), np.int64) for lay in layers]
         cycles = np.zeros(len(xq), np.int64)
         for n, row in enumerate(xq):
-            cycles[n], m = core_model.predict_cycles(c, row, lanes=16, slots=4)
+            cycles[n], m = core_model.predict_cycles(
+                c, row, **core_model.timing(CONFIGS["core"][1]))
             for k in range(len(layers)):
                 outs[k][n] = c.layer_output(m.x, k)
             if (n + 1) % 100 == 0:

@@ -10,6 +10,7 @@ import json
 import cocotb
 import numpy as np
 
+import spec.params
 from sim.requant_stim import expected, requant_vectors
 from sim.stream import CycleCounter, StreamSink, StreamSource
 from sim.tb_common import config, report, rng_for, start
@@ -72,3 +73,5 @@ async def full_throughput(dut):
     report(cfg, results_per_cycle=len(vectors) / span, latency=latency,
            throughput_vectors=len(vectors), throughput_cycles=span)
     assert span == len(vectors), f"{len(vectors)} results took {span} cycles: bubbles"
+    want_latency = spec.params.requant_latency(**params)
+    assert latency == want_latency, f"latency {latency}, the block states {want_latency}"

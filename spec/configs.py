@@ -7,6 +7,8 @@ this table (``hw.export.CONFIGS`` binds the class names to the Amaranth componen
 CONFIGS = {
     "requant_tflite": ("Requantizer", dict(mode="tflite")),
     "requant_single": ("Requantizer", dict(mode="single")),
+    # the core's requantizer: half the pipeline registers (latency 4)
+    "requant_single_short": ("Requantizer", dict(mode="single", short=True)),
     "requant_prepost": ("Requantizer", dict(mode="prepost", m_bits=16, x_bits=18)),
     "sparse_dot_N16_M4": ("SparseDotProduct", dict(lanes=16, slots=4)),
     "sparse_dot_N16_M4_dense": ("SparseDotProduct", dict(lanes=16, slots=4, skip=False)),
@@ -29,15 +31,18 @@ CONFIGS = {
     # the core: the digits MLP's sizes, N16 engine with four 8-bit multipliers, and its dense
     # baseline (same multipliers, no skipping)
     "core": ("Core", dict(lanes=16, slots=4, x_depth=256, w_depth=4096, channels=64,
-                          prog_depth=512, x_zero_point=-128)),
+                          prog_depth=512, x_zero_point=-128, short_requant=True)),
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
-                                channels=64, prog_depth=512, x_zero_point=-128)),
+                                channels=64, prog_depth=512, x_zero_point=-128,
+                                short_requant=True)),
     # cores for the iCE40 UP5K (5,280 logic cells, 30 block RAMs): the parameter memory in
     # block RAM (the iCE40 has no distributed RAM); core_ice40 is the largest found to fit
     # (four lanes, one multiplier), core_small the next size up (two multipliers, deeper
     # memories), which does not
     "core_ice40": ("Core", dict(lanes=4, slots=1, x_depth=64, w_depth=1024, channels=16,
-                                prog_depth=128, x_zero_point=-128, param_ram="sync")),
+                                prog_depth=128, x_zero_point=-128, param_ram="sync",
+                                short_requant=True)),
     "core_small": ("Core", dict(lanes=4, slots=2, x_depth=64, w_depth=2048, channels=32,
-                                prog_depth=256, x_zero_point=-128, param_ram="sync")),
+                                prog_depth=256, x_zero_point=-128, param_ram="sync",
+                                short_requant=True)),
 }

@@ -19,12 +19,31 @@ def int_in(name, value, lo, hi):
     return value
 
 
-def requant(*, mode="tflite", m_bits=16, x_bits=18):
-    """Requantizer: ``mode`` one of REQUANT_MODES; prepost widths ``m_bits``, ``x_bits``."""
+def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
+    """Requantizer: ``mode`` one of REQUANT_MODES; prepost widths ``m_bits``, ``x_bits``;
+    ``short``: half the pipeline registers (latency 5/4/4 for tflite/single/prepost instead of
+    9/8/7)."""
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
+    if not isinstance(short, bool):
+        raise ValueError(f"short must be True or False, not {short!r}")
     return dict(mode=mode, m_bits=int_in("m_bits", m_bits, 2, 31),
-                x_bits=int_in("x_bits", x_bits, 2, 32))
+                x_bits=int_in("x_bits", x_bits, 2, 32), short=short)
+
+
+REQUANT_STAGES = {"tflite": 9, "single": 8, "prepost": 7}  # hw.requant's pipeline stages
+
+
+def requant_latency(*, mode="tflite", short=False, **_):
+    """The Requantizer's latency in cycles (input transfer to output transfer)."""
+    stages = REQUANT_STAGES[mode]
+    return len([k for k in range(1, stages + 1) if k not in requant_merged(stages, short)])
+
+
+def requant_merged(stages, short):
+    """The stages without a register in a ``short`` Requantizer: every odd one but the
+    last (whose register is the output's)."""
+    return {k for k in range(1, stages, 2)} if short else set()
 
 
 def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
@@ -103,17 +122,21 @@ PARAM_RAMS = ("async", "sync")
 
 
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
-         prog_depth=512, x_zero_point=-128, mode="single", param_ram="async"):
+         prog_depth=512, x_zero_point=-128, mode="single", param_ram="async",
+         short_requant=False):
     """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
     requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED). ``param_ram``: the parameter
     memory read asynchronously (distributed RAM; LDB and REQ in one cycle) or synchronously
-    (block RAM, for the iCE40; LDB and REQ one cycle more)."""
+    (block RAM, for the iCE40; LDB and REQ one cycle more). ``short_requant``: the
+    Requantizer with half its pipeline registers (``requant(short=True)``)."""
     m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
     if mode != "single":
         raise ValueError(f"the core requantizes in 'single' mode, not {mode!r}")
     if param_ram not in PARAM_RAMS:
         raise ValueError(f"param_ram must be one of {PARAM_RAMS}, not {param_ram!r}")
+    requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
-    return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"], param_ram=param_ram)
+    return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"], param_ram=param_ram,
+                short_requant=short_requant)

@@ -75,10 +75,10 @@ def case_loads(case, old_w):
 
 
 def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram="async",
-                   slots=SMALL["slots"]):
+                   slots=SMALL["slots"], short_requant=False):
     cfg = cases[0].cfg
     dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=slots, skip=skip,
-               param_ram=param_ram)
+               param_ram=param_ram, short_requant=short_requant)
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -107,10 +107,12 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram=
     return results
 
 
-@pytest.mark.parametrize("skip, param_ram", [(True, "async"), (False, "async"),
-                                             (True, "sync")],
-                         ids=["sparse", "dense", "sparse-sync-params"])
-def test_core_random_programs(skip, param_ram):
+@pytest.mark.parametrize("skip, param_ram, short", [(True, "async", False),
+                                                    (False, "async", False),
+                                                    (True, "sync", False),
+                                                    (True, "async", True)],
+                         ids=["sparse", "dense", "sparse-sync-params", "sparse-short-requant"])
+def test_core_random_programs(skip, param_ram, short):
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     cases = []
@@ -119,7 +121,7 @@ def test_core_random_programs(skip, param_ram):
         _, err = seq_stim.expected(c)
         if err is None or "int32" not in err:
             cases.append(c)
-    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram)
+    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram, short_requant=short)
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, err = seq_stim.expected(case)
         assert got["error"] == (err is not None), (n, err)
@@ -129,7 +131,7 @@ def test_core_random_programs(skip, param_ram):
         if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
             cycles, _ = core_model.predict_program_cycles(
                 case.cfg, case.params, case.program, case.x_init, lanes=case.cfg.lanes,
-                slots=SMALL["slots"], skip=skip, param_ram=param_ram)
+                slots=SMALL["slots"], skip=skip, param_ram=param_ram, short_requant=short)
             assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
@@ -137,7 +139,9 @@ def test_ice40_configuration_random_programs():
     """The iCE40 configuration as synthesized (spec.configs "core_ice40"): values and cycles
     on random programs."""
     params = dict(spec.configs.CONFIGS["core_ice40"][1])
-    slots, param_ram = params.pop("slots"), params.pop("param_ram")
+    timing = core_model.timing(params)
+    for k in ("slots", "param_ram", "short_requant", "skip", "bins"):
+        params.pop(k, None)
     cfg = isa_sim.MachineConfig(**params, mode="single")
     rng = np.random.default_rng(SEED + 40)
     print(f"seed {SEED + 40}")
@@ -146,13 +150,13 @@ def test_ice40_configuration_random_programs():
         c = seq_stim.random_case(rng, cfg=cfg, bad_rate=0.0)
         if seq_stim.expected(c)[1] is None:
             cases.append(c)
-    got_all = run_core_cases(cases, slots=slots, param_ram=param_ram)
+    got_all = run_core_cases(cases, slots=timing["slots"], param_ram=timing["param_ram"],
+                             short_requant=timing["short_requant"])
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
         cycles, _ = core_model.predict_program_cycles(
-            case.cfg, case.params, case.program, case.x_init, lanes=cfg.lanes, slots=slots,
-            param_ram=param_ram)
+            case.cfg, case.params, case.program, case.x_init, **timing)
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 

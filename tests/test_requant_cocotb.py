@@ -28,7 +28,7 @@ def test_requant_cocotb(name, sim, full):
 
 @pytest.mark.gate
 @needs_icarus
-@pytest.mark.parametrize("name", ["requant_tflite", "requant_prepost"])
+@pytest.mark.parametrize("name", ["requant_tflite", "requant_prepost", "requant_single_short"])
 def test_requant_gate_level_ice40(name):
     """The yosys synth_ice40 -dsp netlist, re-simulated with the same testbench."""
     rep = run_gate_level(name, "tb_requant", vectors=3_000)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+import spec.params
 from hw.requant import Requantizer
 from sim.requant_stim import expected, requant_vectors
 from tests.amaranth_streams import stream_recv, stream_send
@@ -42,13 +43,17 @@ def run_requant(params, vectors, *, idle, stall, seed):
 @pytest.mark.parametrize("params", [dict(mode="tflite", m_bits=16, x_bits=18),
                                     dict(mode="single", m_bits=16, x_bits=18),
                                     dict(mode="prepost", m_bits=16, x_bits=18),
-                                    dict(mode="prepost", m_bits=8, x_bits=12)],
+                                    dict(mode="prepost", m_bits=8, x_bits=12),
+                                    dict(mode="tflite", m_bits=16, x_bits=18, short=True),
+                                    dict(mode="single", m_bits=16, x_bits=18, short=True),
+                                    dict(mode="prepost", m_bits=16, x_bits=18, short=True)],
                          ids=lambda p: "-".join(str(v) for v in p.values()))
 def test_requant_matches_golden(params):
     print(f"seed {SEED}")
     rng = np.random.default_rng(SEED)
-    vecs = requant_vectors(rng, 600, **params)
-    want = expected(vecs, **params)
+    golden = {k: v for k, v in params.items() if k != "short"}  # the same arithmetic
+    vecs = requant_vectors(rng, 600, **golden)
+    want = expected(vecs, **golden)
     got, err = run_requant(params, vecs, idle=0.3, stall=0.3, seed=SEED)
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, (f"{bad.size} mismatches; first {vecs[bad[0]]}: "
@@ -66,8 +71,38 @@ def test_requant_flags_bad_parameters():
     assert err == 1
 
 
+@pytest.mark.parametrize("mode", ["tflite", "single", "prepost"])
+@pytest.mark.parametrize("short", [False, True])
+def test_requant_latency(mode, short):
+    """Input transfer to output transfer, as spec.params.requant_latency states."""
+    dut = Requantizer(mode=mode, short=short)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.payload.acc, 1000)
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(20):
+            if ctx.get(dut.i.valid) and ctx.get(dut.i.ready) and "in" not in seen:
+                seen["in"] = cycle
+            if ctx.get(dut.o.valid) and "out" not in seen:
+                seen["out"] = cycle
+            await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+
+    sim.add_testbench(bench)
+    sim.run()
+    want = spec.params.requant_latency(mode=mode, short=short)
+    assert seen["out"] - seen["in"] == want == {False: {"tflite": 9, "single": 8,
+                                                         "prepost": 7},
+                                                 True: {"tflite": 5, "single": 4,
+                                                        "prepost": 4}}[short][mode]
+
+
 @pytest.mark.parametrize("bad", [dict(mode="fast"), dict(m_bits=1), dict(x_bits=40),
-                                 dict(m_bits="16")])
+                                 dict(m_bits="16"), dict(short=1)])
 def test_requant_rejects_bad_elaboration_params(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Requantizer(**bad)
