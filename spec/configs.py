@@ -35,14 +35,10 @@ CONFIGS = {
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
                                 channels=64, prog_depth=512, x_zero_point=-128,
                                 short_requant=True)),
-    # cores for the iCE40 UP5K (5,280 logic cells, 30 block RAMs): the parameter memory in
-    # block RAM (the iCE40 has no distributed RAM); core_ice40 is the largest found to fit
-    # (four lanes, one multiplier), core_small the next size up (two multipliers, deeper
-    # memories), which does not
-    "core_ice40": ("Core", dict(lanes=4, slots=1, x_depth=64, w_depth=1024, channels=16,
-                                prog_depth=128, x_zero_point=-128, param_ram="sync",
-                                short_requant=True)),
-    "core_small": ("Core", dict(lanes=4, slots=2, x_depth=64, w_depth=2048, channels=32,
+    # the largest core found to fit the iCE40 UP5K (5,280 logic cells, 30 block RAMs): the
+    # parameter memory in block RAM (the iCE40 has no distributed RAM); four lanes, two
+    # multipliers (docs/core.md lists the next sizes up, which do not fit)
+    "core_ice40": ("Core", dict(lanes=4, slots=2, x_depth=64, w_depth=2048, channels=32,
                                 prog_depth=256, x_zero_point=-128, param_ram="sync",
                                 short_requant=True)),
 }
