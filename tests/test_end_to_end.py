@@ -25,3 +25,16 @@ def test_end_to_end_subset(tmp_path):
     assert 0.5 < r["pairs_skipped_share"] < 1
     assert r["predicated_program"]["cycles"] > 0
     assert (tmp_path / "sim.md").read_text().startswith("# sparq end-to-end run")
+
+
+@pytest.mark.cocotb
+@pytest.mark.skipif(not simulator_available("icarus"), reason="needs Icarus (iverilog)")
+def test_end_to_end_on_icarus(tmp_path):
+    """The same run on Icarus, the sparse core and the dense baseline (2 images)."""
+    report = tmp_path / "sim"
+    assert end_to_end.main(["--images", "2", "--sim", "icarus", "--report", str(report)]) == 0
+    r = json.loads((tmp_path / "sim.json").read_text())
+    assert r["simulator"] == "icarus"
+    assert r["bit_exact"] == {"golden": "2/2", "litert": "2/2"}
+    assert r["cycles_predicted_exactly"] == "4/4"  # 2 sparse and 2 dense runs on the RTL
+    assert r["update"]["bit_exact_after"] == "2/2"
