@@ -109,7 +109,12 @@ class Sequencer(wiring.Component):
                      wr.en.eq(self.pload.valid & ~self.busy)]
 
         pc = Signal(range(depth))
-        word = rd.data
+        # the current instruction: the read port's word, or, while it has not completed, the
+        # word held from its first cycle (the port is always reading the next instruction,
+        # so its address never waits for the datapath's handshake)
+        word = Signal(WORD)
+        held, held_word = Signal(), Signal(WORD)
+        m.d.comb += word.eq(Mux(held, held_word, rd.data))
         f = _fields(m, word)
         in_loop, l_start, l_end = Signal(), Signal(range(depth)), Signal(range(depth))
         l_left = Signal(8)  # iterations left after the current one
@@ -193,21 +198,31 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += in_loop.eq(0)
 
-        # fetch: the read port sees the next pc when the instruction completes
-        m.d.comb += rd.addr.eq(Mux(~self.busy, 0, Mux(done, nxt, pc)))
+        # fetch: the read port always reads the instruction after the current one, as if it
+        # completed this cycle (``fetch`` equals ``nxt`` then; a halt or an error stops the
+        # Sequencer whatever was read); until it completes, the current word is held
+        fetch = Signal(range(depth + 256))
+        m.d.comb += fetch.eq(Mux(in_loop & (pc == l_end) & (l_left != 0), l_start,
+                                 Mux(is_loop & ~on, pc + 1 + f["body"], pc + 1)))
+        m.d.comb += rd.addr.eq(Mux(self.busy, fetch, 0))
         with m.If(done):
-            m.d.sync += pc.eq(nxt)
+            m.d.sync += [pc.eq(nxt), held.eq(0)]
+        with m.Elif(self.busy):
+            m.d.sync += [held.eq(1), held_word.eq(word)]
 
         # run control and counters
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-            with m.If(done):
-                m.d.sync += [self.executed.eq(self.executed + on),
-                             self.predicated_off.eq(self.predicated_off + ~on)]
+            # counters count up under a (late) enable: their adders start from registers
+            with m.If(done & on):
+                m.d.sync += self.executed.eq(self.executed + 1)
+            with m.If(done & ~on):
+                m.d.sync += self.predicated_off.eq(self.predicated_off + 1)
             # cycles beyond the model: a uop not taken, a probe not taken, a value not there
             stall = commit & Mux(is_uop, ~self.uop.ready, (op == OPC["SETP"]) & Mux(
                 probing, ~self.value.valid, ~self.probe.ready))
-            m.d.sync += self.stalls.eq(self.stalls + stall)
+            with m.If(stall):
+                m.d.sync += self.stalls.eq(self.stalls + 1)
             with m.If(illegal):
                 m.d.sync += [self.busy.eq(0), self.error.eq(1), self.halted.eq(1),
                              self.error_pc.eq(pc)]
@@ -218,7 +233,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.busy.eq(0), self.halted.eq(1)]
         with m.Elif(self.start):
             m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0), pc.eq(0),
-                         in_loop.eq(0), probing.eq(0), self.cycles.eq(0),
+                         in_loop.eq(0), probing.eq(0), held.eq(0), self.cycles.eq(0),
                          self.executed.eq(0), self.predicated_off.eq(0), self.stalls.eq(0)]
         m.d.comb += pf.clear.eq(~self.busy & self.start)
         return m
@@ -239,8 +254,8 @@ class Sequencer(wiring.Component):
         def aligned(a):
             return (a[:low] == 0) if low else Const(1)
 
-        def block_ok(a, beats, depth):
-            return aligned(a) & (a + beats * lanes <= depth)
+        def block_ok(a, beats, depth):  # a + beats * lanes <= depth, counted in blocks
+            return aligned(a) & ((a >> low) + beats <= depth // lanes)
 
         static = Signal()
         known = Cat(*[op == c for c in OPC.values()]).any()
