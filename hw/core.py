@@ -193,8 +193,8 @@ class Core(wiring.Component):
         for k in range(N_ACC):
             inc = take_dot & (u.acc == k)
             dec = eng.o.valid & (dot_fifo.r_data == k)
-            m.d.sync += pend_dot[k].eq(pend_dot[k] + inc - dec)
-        m.d.sync += pend_req.eq(pend_req + req_push - req.o.valid)
+            _count(m, pend_dot[k], inc, dec)
+        _count(m, pend_req, req_push, req.o.valid)
         m.d.comb += [req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
 
         x_word = x_rd.data
@@ -333,8 +333,7 @@ class Core(wiring.Component):
         ow = u.oaddr >> low
         lw = req_fifo.r_data >> low
         for k in range(words):
-            m.d.sync += pend_w[k].eq(pend_w[k] + (req_push & (ow == k))
-                                     - (req.o.valid & (lw == k)))
+            _count(m, pend_w[k], req_push & (ow == k), req.o.valid & (lw == k))
 
         raw = Signal()  # a word dotq0 reads has a REQ result in flight
         m.d.comb += raw.eq((qd[0].reads & Cat(*[c != 0 for c in pend_w])).any())
@@ -386,6 +385,14 @@ class Core(wiring.Component):
         m.d.comb += [dot_fifo.w_data.eq(b_acc),
                      dot_fifo.w_en.eq(b_valid & b_last & eng.i.ready)]
         return dict(busy=qv[0] | b_valid, room=~qv[1], reads_out=reads_out)
+
+
+def _count(m, counter, up, down):
+    """``counter += up - down``, the +1 and -1 computed from the register (late enables)."""
+    with m.If(up & ~down):
+        m.d.sync += counter.eq(counter + 1)
+    with m.Elif(down & ~up):
+        m.d.sync += counter.eq(counter - 1)
 
 
 def _level(w):
