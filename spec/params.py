@@ -21,7 +21,7 @@ def int_in(name, value, lo, hi):
 
 def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
     """Requantizer: ``mode`` one of REQUANT_MODES; prepost widths ``m_bits``, ``x_bits``;
-    ``short``: half the pipeline registers (latency 5/4/4 for tflite/single/prepost instead of
+    ``short``: about half the pipeline registers (latency 5/4/4 for tflite/single/prepost instead of
     9/8/7)."""
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
@@ -41,9 +41,12 @@ def requant_latency(*, mode="tflite", short=False, **_):
 
 
 def requant_merged(stages, short):
-    """The stages without a register in a ``short`` Requantizer: every odd one but the
-    last (whose register is the output's)."""
-    return {k for k in range(1, stages, 2)} if short else set()
+    """The stages without a register in a ``short`` Requantizer: every even one but the
+    last, and with an even count the one before the last; the input register (stage 1)
+    and the output's (the last) stay, and the latency is ``ceil(stages / 2)``."""
+    if not short:
+        return set()
+    return set(range(2, stages, 2)) | ({stages - 1} if stages % 2 == 0 else set())
 
 
 def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
