@@ -388,11 +388,8 @@ class Core(wiring.Component):
 
 
 def _count(m, counter, up, down):
-    """``counter += up - down``, the +1 and -1 computed from the register (late enables)."""
-    with m.If(up & ~down):
-        m.d.sync += counter.eq(counter + 1)
-    with m.Elif(down & ~up):
-        m.d.sync += counter.eq(counter - 1)
+    """``counter += up - down`` (an in-flight count)."""
+    m.d.sync += counter.eq(counter + up - down)
 
 
 def _level(w):

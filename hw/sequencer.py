@@ -213,11 +213,9 @@ class Sequencer(wiring.Component):
         # run control and counters
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-            # counters count up under a (late) enable: their adders start from registers
-            with m.If(done & on):
-                m.d.sync += self.executed.eq(self.executed + 1)
-            with m.If(done & ~on):
-                m.d.sync += self.predicated_off.eq(self.predicated_off + 1)
+            with m.If(done):
+                m.d.sync += [self.executed.eq(self.executed + on),
+                             self.predicated_off.eq(self.predicated_off + ~on)]
             # cycles beyond the model: a uop not taken, a probe not taken, a value not there
             stall = commit & Mux(is_uop, ~self.uop.ready, (op == OPC["SETP"]) & Mux(
                 probing, ~self.value.valid, ~self.probe.ready))
