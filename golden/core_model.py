@@ -16,14 +16,20 @@ from .mulbins import bin_cycles, smallest_level
 from .sparse_dot import beat_cycles
 
 
+def dot_beat_cycles(xd, w, *, lanes, slots, skip=True, bins=None):
+    """The engine's cycles for each beat of one DOT (``xd = x - zp``, ``w``)."""
+    xd, w = np.asarray(xd).reshape(-1, lanes), np.asarray(w).reshape(-1, lanes)
+    nz = (xd != 0) & (w != 0)
+    if bins is not None:
+        return bin_cycles(smallest_level(w), nz, bins=bins)
+    return beat_cycles(nz.sum(axis=1), lanes=lanes, slots=slots, skip=skip)
+
+
 def engine_cost(*, lanes, slots, skip=True, bins=None):
     """``cost(x - zp, w)`` of one DOT: the engine's cycles over its beats."""
     def cost(xd, w):
-        xd, w = np.asarray(xd).reshape(-1, lanes), np.asarray(w).reshape(-1, lanes)
-        nz = (xd != 0) & (w != 0)
-        if bins is not None:
-            return int(bin_cycles(smallest_level(w), nz, bins=bins).sum())
-        return int(beat_cycles(nz.sum(axis=1), lanes=lanes, slots=slots, skip=skip).sum())
+        return int(dot_beat_cycles(xd, w, lanes=lanes, slots=slots, skip=skip,
+                                   bins=bins).sum())
     return cost
 
 
@@ -74,12 +80,7 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
     per_beat = []
 
     def cost(xd, w):
-        xd, w = np.asarray(xd).reshape(-1, lanes), np.asarray(w).reshape(-1, lanes)
-        nz = (xd != 0) & (w != 0)
-        if bins is not None:
-            c = bin_cycles(smallest_level(w), nz, bins=bins)
-        else:
-            c = beat_cycles(nz.sum(axis=1), lanes=lanes, slots=slots, skip=skip)
+        c = dot_beat_cycles(xd, w, lanes=lanes, slots=slots, skip=skip, bins=bins)
         per_beat.append([int(v) for v in c])
         return 1
 
