@@ -9,7 +9,7 @@ input and returns the machine (outputs, counters, cycles).
 
 import numpy as np
 
-from spec.params import requant_latency
+import spec.params
 
 from .isa_sim import new_machine, run
 from .mulbins import bin_cycles, smallest_level
@@ -55,28 +55,19 @@ def run_image(compiled, xq_row, dot_cost=None):
 # has been written). DOT_LATENCY is the RTL's, fitted once; tests/test_core_rtl.py and the
 # end-to-end run compare the prediction with the RTL's cycle counter.
 DOT_LATENCY = 4
-REQ_LATENCY = requant_latency(mode="single")  # 8; 4 with short_requant
+REQ_LATENCY = spec.params.requant_latency(mode="single")  # 8; 4 with short_requant
 
 
 def timing(params):
     """The keyword arguments of ``predict_cycles`` for a core's parameters
     (``spec.params.core``, e.g. ``spec.configs.CONFIGS[name][1]``)."""
-    import spec.params
-
     p = spec.params.core(**params)
     return {k: p[k] for k in ("lanes", "slots", "skip", "bins", "param_ram", "short_requant")}
 
 
-def beat_costs(compiled, xq_row, *, lanes, slots, skip=True, bins=None):
-    """The machine after running one row, and the engine cycles of each executed DOT's beats
-    (a list of lists, in execution order)."""
-    return program_beat_costs(compiled.cfg, compiled.params, compiled.program,
-                              compiled.x_image(xq_row), lanes=lanes, slots=slots, skip=skip,
-                              bins=bins)
-
-
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
-    """``beat_costs`` for any program and initial activation memory."""
+    """The machine after running a program from ``x_init``, and the engine cycles of each
+    executed DOT's beats (a list of lists, in execution order)."""
     per_beat = []
 
     def cost(xd, w):
@@ -122,7 +113,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
     in_free = fe_free = 0  # from when the engine's input register / front end is free
     xstride = ostride = 0  # the strides of the last LOOP taken
     read = {"async": 0, "sync": 1}[param_ram]  # cycles before a uop's parameters are there
-    req_latency = requant_latency(mode="single", short=short_requant)
+    req_latency = spec.params.requant_latency(mode="single", short=short_requant)
     for pc, i, on in m.trace:
         ins = decode(program[pc])
         if not on or ins.op == "HALT":

@@ -184,10 +184,16 @@ class Core(wiring.Component):
         pend_sel = Signal(range(IN_FLIGHT + 1))
         m.d.comb += pend_sel.eq(Cat(*pend_dot).word_select(u.acc, len(pend_dot[0])))
 
+        # the read ports' words as lanes (the feeder's beat, or the probe's)
+        x_word = x_rd.data
+        w_word = wmem.rd_data
+        xs = [x_word[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
+        ws = [w_word[i] for i in range(lanes)]
+
         take_dot = Signal()  # the DOT uop enters the feeder's queue
         req_push = Signal()
-        feeder = self._feeder(m, u, take_dot, x_rd, wmem, eng, dot_fifo, req, req_fifo,
-                              req_push, low)
+        feeder = self._feeder(m, u, take_dot, x_rd, wmem, xs, ws, eng, dot_fifo, req,
+                              req_fifo, req_push, low)
 
         # in-flight bookkeeping: a DOT counts from its uop until the engine delivers it
         for k in range(N_ACC):
@@ -197,10 +203,6 @@ class Core(wiring.Component):
         _count(m, pend_req, req_push, req.o.valid)
         m.d.comb += [req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
 
-        x_word = x_rd.data
-        w_word = wmem.rd_data
-        xs = [x_word[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
-        ws = [w_word[i] for i in range(lanes)]
         m.d.comb += [p_rd.addr.eq(u.ch)]
         params_ok = Signal()  # p_rd.data holds the shown uop's channel
         if p["param_ram"] == "sync":
@@ -303,8 +305,8 @@ class Core(wiring.Component):
                 with m.If(seq.value.ready):
                     m.next = "IDLE"
 
-    def _feeder(self, m, u, take_dot, x_rd, wmem, eng, dot_fifo, req, req_fifo, req_push,
-                low):
+    def _feeder(self, m, u, take_dot, x_rd, wmem, xs, ws, eng, dot_fifo, req, req_fifo,
+                req_push, low):
         """The DOT feeder: a queue of two DOTs taken from the uop stream in one cycle each,
         whose beats it streams into the engine (address stage, then the read data in the
         engine's input), so that the Sequencer goes on with other uops meanwhile.
@@ -374,14 +376,11 @@ class Core(wiring.Component):
             with m.Else():
                 m.d.sync += [qd[0].eq(new), qv[0].eq(1)]
 
-        # the engine's input: the beat read in the cycle before
-        x_word, w_word = x_rd.data, wmem.rd_data
+        # the engine's input: the beat read in the cycle before (``xs``, ``ws``: its lanes)
         m.d.comb += [eng.i.valid.eq(b_valid), eng.i.payload.last.eq(b_last)]
         for i in range(lanes):
-            w = w_word[i]
-            m.d.comb += [eng.i.payload.w[i].eq(w),
-                         eng.i.payload.x[i].eq(x_word[8 * i:8 * i + 8].as_signed()),
-                         eng.i.payload.lvl[i].eq(_level(w))]
+            m.d.comb += [eng.i.payload.w[i].eq(ws[i]), eng.i.payload.x[i].eq(xs[i]),
+                         eng.i.payload.lvl[i].eq(_level(ws[i]))]
         m.d.comb += [dot_fifo.w_data.eq(b_acc),
                      dot_fifo.w_en.eq(b_valid & b_last & eng.i.ready)]
         return dict(busy=qv[0] | b_valid, room=~qv[1], reads_out=reads_out)

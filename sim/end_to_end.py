@@ -78,7 +78,7 @@ def main(argv=None):
 
     fl = digits_model.float_model()
     base = digits_model.int8_model()
-    mixed_layers, mixed = digits_model.mixed_model(base)
+    mixed_layers, _ = digits_model.mixed_model(base)
     sparse = digits_model.sparse_model()
     layers = sparse.layers
     tfl = digits_model.write_tflite(layers, BUILD / "digits_core.tflite")
@@ -109,11 +109,10 @@ def main(argv=None):
          f"{cycles.mean():.1f} cycles/image, the core model predicts {exact_cycles}/{len(res)} "
          "exactly")
 
-    plain = prog
     n_dense = min(len(xq), 20)
-    dense_pred = np.array([core_model.predict_cycles(plain, row, **DENSE)[0]
+    dense_pred = np.array([core_model.predict_cycles(prog, row, **DENSE)[0]
                            for row in xq[:n_dense]])
-    dres, _ = run_core("core_dense", plain, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
+    dres, _ = run_core("core_dense", prog, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
     dense_cycles = np.array([r["cycles"] for r in dres])
     assert _layer_mismatches(dres, [g[:n_dense] for g in golden]) == n_dense
     exact_cycles += int((dense_pred == dense_cycles).sum())
