@@ -173,13 +173,17 @@ def with_weights(layers, ws):
 
 
 def fine_tune(layers, x, y, *, lo, hi, epochs=20, lr=0.05, batch=64, seed=0, l1=0.0,
-              anchor=None, trainable=None, teacher=0.0, log=None):
+              anchor=None, trainable=None, teacher=0.0, step=1, latent=False, log=None):
     """Quantization-aware fine-tuning of the int8 weights of ``layers`` on float inputs ``x``.
 
     ``lo``/``hi``: per-weight integer bounds (lists of arrays shaped like the weights); the
     result always lies in them. ``trainable``: optional boolean masks, weights outside them
     stay as they are. ``l1``: weight of an L1 penalty on ``v - anchor`` (``anchor`` defaults
     to the starting weights), applied as a proximal step so that small changes snap back.
+    ``step``: every weight stays ``anchor`` plus a multiple of ``step`` (a coarser grid for
+    the change; 1 is the plain int8 grid), the multiple rounded to nearest and kept inside
+    the bounds. ``latent``: also return the float weights behind the rounded ones (how far
+    each weight wants to move, finer than the grid).
     Activations are fake-quantized with the model's own scales, zero points and clamps.
     ``teacher``: weight in [0, 1] of distillation from the starting model (its softmax
     outputs mixed into the one-hot targets), which keeps the tuned model's decisions close to
@@ -190,9 +194,21 @@ def fine_tune(layers, x, y, *, lo, hi, epochs=20, lr=0.05, batch=64, seed=0, l1=
     anchor = start if anchor is None else anchor
     lo = [np.maximum(np.asarray(v, np.float64), -127) for v in lo]  # the int8 weight range
     hi = [np.minimum(np.asarray(v, np.float64), 127) for v in hi]
-    for w, a, b in zip(start, lo, hi, strict=True):
+    if not (isinstance(step, int) and 1 <= step <= 254):
+        raise ValueError(f"fine_tune: step must be an integer in [1, 254], not {step!r}")
+    for w, a, b, c in zip(start, lo, hi, anchor, strict=True):
         if np.any(w < a) or np.any(w > b):
             raise ValueError("fine_tune: the starting weights lie outside their bounds")
+        if np.any((w.astype(np.int64) - c) % step):
+            raise ValueError(f"fine_tune: the starting weights are not on the anchor's grid "
+                             f"of step {step}")
+    # the multiples of step each weight may take: n in [n_lo, n_hi], value anchor + n*step
+    n_lo = [np.ceil((a - c) / step) for a, c in zip(lo, anchor, strict=True)]
+    n_hi = [np.floor((b - c) / step) for b, c in zip(hi, anchor, strict=True)]
+
+    def on_grid(vk, c, a, b):
+        return c + step * np.clip(np.round((vk - c) / step), a, b)
+
     v = [w.astype(np.float64) for w in start]
     masks = [np.ones(w.shape, bool) for w in start] if trainable is None else \
         [np.asarray(m, bool) for m in trainable]
@@ -210,19 +226,19 @@ def fine_tune(layers, x, y, *, lo, hi, epochs=20, lr=0.05, batch=64, seed=0, l1=
         order = rng.permutation(len(x))
         for s in range(0, len(x), batch):
             idx = order[s:s + batch]
-            q = [np.round(np.clip(vk, a, b)) for vk, a, b in zip(v, lo, hi, strict=True)]
+            q = [on_grid(*z) for z in zip(v, anchor, n_lo, n_hi, strict=True)]
             grads = _qat_grads(layers, q, xq[idx], target[idx])
             opt.step([g * m for g, m in zip(grads, masks, strict=True)])
             for vk, a, b, m, w0, c in zip(v, lo, hi, masks, start, anchor, strict=True):
                 if l1:
                     d = vk - c
                     vk[...] = c + np.sign(d) * np.maximum(np.abs(d) - lr * l1, 0.0)
-                np.clip(vk, a - 0.49, b + 0.49, out=vk)
+                np.clip(vk, a - 0.49 * step, b + 0.49 * step, out=vk)
                 vk[~m] = w0[~m]
         if log and (epoch + 1) % max(1, epochs // 4) == 0:
             log(f"  fine-tune epoch {epoch + 1}/{epochs}")
-    return [np.round(np.clip(vk, a, b)).astype(np.int8) for vk, a, b in zip(v, lo, hi,
-                                                                              strict=True)]
+    out = [on_grid(*z).astype(np.int8) for z in zip(v, anchor, n_lo, n_hi, strict=True)]
+    return (out, v) if latent else out
 
 
 def _qat_grads(layers, q, xq, target):

@@ -398,7 +398,11 @@ def bench_predicate():
     return dict(out, seed=SEED)
 
 
-DELTA_K = (25, 50, 75, 100, 150, 200, 300)
+DELTA_K = (25, 50, 75, 100, 150, 200, 250, 300)
+# constrained recipes: the mask chosen once by the change score (plain, and with |d| <= 63),
+# and the iterative mask on a step-32 grid of the change (chosen on a validation split)
+DELTA_RECIPES = (dict(score="change", bits=None, step=1), dict(score="change", bits=6, step=1),
+                 dict(score="iterative", bits=None, step=32))
 
 
 def _delta_bytes(old, base, weights, counter=2):
@@ -450,20 +454,21 @@ def bench_delta():
             row["post_hoc_top_k"].append(dict(k=k, accuracy=round(a, 2),
                                               bytes=_delta_bytes(old, base, ph)[1],
                                               gain_retained=round((a - acc0) / gain, 3)))
-            for bits in (None, 6):
-                _log(f"delta: {name}: constrained k={k} bits={bits}")
-                c = train.constrained_update(base, sc.x_train, sc.y_train, k=k, bits=bits)
+            for recipe in DELTA_RECIPES:
+                _log(f"delta: {name}: constrained k={k} {recipe}")
+                c = train.constrained_update(base, sc.x_train, sc.y_train, k=k, **recipe)
                 a = sc.accuracy(mlp.with_weights(base, c))
                 nbytes = _delta_bytes(old, base, c)[1]
                 row["constrained"].append(dict(
-                    k=k, bits=bits, accuracy=round(a, 2), bytes=nbytes,
+                    k=k, **recipe, accuracy=round(a, 2), bytes=nbytes,
                     changed=train.changed_count(c, base_w),
                     gain_retained=round((a - acc0) / gain, 3),
                     share_of_full=round(nbytes / len(old), 4),
                     smaller_than_patch_from=round(patch_from / nbytes, 2)))
         ok = [r for r in row["constrained"] if r["share_of_full"] <= 0.10
               and r["gain_retained"] >= 0.90 and r["smaller_than_patch_from"] >= 6]
-        row["goal_met_by"] = [dict(k=r["k"], bits=r["bits"], bytes=r["bytes"]) for r in ok]
+        row["goal_met_by"] = [dict(k=r["k"], score=r["score"], bits=r["bits"], step=r["step"],
+                                   bytes=r["bytes"]) for r in ok]
         out[name] = row
         _log(f"delta: {name}: base {acc0:.2f}%, unconstrained {acc_u:.2f}%, patch-from "
              f"{patch_from} B, goal met by {row['goal_met_by']}")
@@ -471,6 +476,15 @@ def bench_delta():
     _plot_delta(out, img)
     shutil.copy(img, DOC_IMG / img.name)
     return dict(out, seed=SEED)
+
+
+def _recipe_label(recipe):
+    text = "constrained, " + ("top-k" if recipe["score"] == "change" else "iterative top-k")
+    if recipe["bits"] is not None:
+        text += f", |d| <= {2 ** recipe['bits'] - 1}"
+    if recipe["step"] > 1:
+        text += f", d a multiple of {recipe['step']}"
+    return text
 
 
 def _plot_delta(out, path):
@@ -482,10 +496,10 @@ def _plot_delta(out, path):
 
     fig, axes = plt.subplots(1, len(out), figsize=(11, 4))
     for ax, (name, r) in zip(axes, out.items(), strict=True):
-        for bits, style in ((None, "o-"), (6, "s--")):
-            pts = [c for c in r["constrained"] if c["bits"] == bits]
+        for recipe, style in zip(DELTA_RECIPES, ("o-", "s--", "v-"), strict=True):
+            pts = [c for c in r["constrained"] if all(c[key] == v for key, v in recipe.items())]
             ax.plot([c["bytes"] for c in pts], [c["accuracy"] for c in pts], style,
-                    label=f"constrained top-k{'' if bits is None else f', |d| <= {2**bits - 1}'}")
+                    label=_recipe_label(recipe))
         ph = r["post_hoc_top_k"]
         ax.plot([c["bytes"] for c in ph], [c["accuracy"] for c in ph], "^:",
                 label="post-hoc top-k of the unconstrained change")

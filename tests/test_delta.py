@@ -58,15 +58,74 @@ def tensor_pairs(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(tensor_pairs(), st.booleans())
-def test_round_trip_is_exact(pair, signed):
+@given(tensor_pairs(), st.booleans(), st.sampled_from(fileformat.READABLE))
+def test_round_trip_is_exact(pair, signed, version):
     old, new = pair
     ob, nb = model_file.dump(old, 7), model_file.dump(new, 8)
-    data = make_delta(ob, nb, signing_key=KEY if signed else None)
+    data = make_delta(ob, nb, signing_key=KEY if signed else None, version=version)
     d = parse_delta(data, public_key=KEY.public_key() if signed else None)
     assert fileformat.apply_to_bytes(ob, d) == nb
     want = sum(int((old[k] != new[k]).sum()) for k in old)
     assert d.changed == want and d.counter == 8 and d.signed == signed
+    assert d.version == version and data[4] == version
+
+
+def _body(data):
+    import zstandard
+    plen = fileformat.HEADER.unpack_from(data)[6]
+    return zstandard.ZstdDecompressor().decompress(
+        data[fileformat.HEADER.size:fileformat.HEADER.size + plen])
+
+
+def test_rice_coded_indices_and_shifted_differences():
+    """Sparse changes that are multiples of 32: version 2 writes Rice-coded gaps (coding 3)
+    and 3-bit differences shifted by 5; version 1 writes varint gaps and 8-bit differences.
+    Both read back exactly; version 2 is the smaller."""
+    rng = np.random.default_rng(SEED)
+    a = rng.integers(-100, 101, (32, 64)).astype(np.int8)
+    b = a.copy()
+    idx = np.sort(rng.choice(a.size, 150, replace=False))
+    b.flat[idx] = np.where(a.flat[idx] > 0, a.flat[idx] - 96, a.flat[idx] + 64)
+    ob, nb = model_file.dump({"w": a}, 1), model_file.dump({"w": b}, 2)
+    v1, v2 = make_delta(ob, nb, version=1), make_delta(ob, nb)
+    body = _body(v2)
+    # tensor count, name length, "w", dtype, rank, 32, 64, then 150 (a 2-byte varint) and the
+    # index coding; at the end the width and the shift, then 150 x 3 bits (57 bytes)
+    assert body[:10] == b"\x01\x01w\x00\x02\x20\x40\x96\x01" + bytes([fileformat.codec.RICE])
+    assert body[-59:-57] == bytes([3, 5])
+    for data in (v1, v2):
+        d = parse_delta(data)
+        assert d.tensors[0].indices.tolist() == idx.tolist()
+        assert fileformat.apply_to_bytes(ob, d) == nb
+    print(f"150 changes of 2,048: version 1 {len(v1)} bytes, version 2 {len(v2)} bytes")
+    assert len(v2) + 20 < len(v1)
+
+
+def test_malformed_rice_streams_are_refused():
+    from golden.delta import codec
+    idx = np.array([1, 3, 4, 9, 12, 20, 21, 27, 30, 38, 45, 46, 50, 61, 63, 70, 77, 80, 91])
+    n = idx.size
+    out = bytearray()
+    codec.encode_indices(out, idx, 256)
+    assert out[0] == codec.RICE
+    gaps = np.diff(np.concatenate([[-1], idx])) - 1
+    used = len(codec.rice_bits(gaps, out[1]))
+    assert len(out) == 2 + (used + 7) // 8 and used % 8  # the last byte has padding bits
+    assert codec.decode_indices(codec.Reader(out), n, 256, "t").tolist() == idx.tolist()
+    with pytest.raises(codec.DecodeError, match="end early"):
+        codec.decode_indices(codec.Reader(out[:-1]), n, 256, "t")
+    with pytest.raises(codec.DecodeError, match="outside the tensor's 80 elements"):
+        codec.decode_indices(codec.Reader(out), n, 80, "t")
+    bad = bytearray(out)
+    bad[-1] |= 0x80
+    with pytest.raises(codec.DecodeError, match="padding bits"):
+        codec.decode_indices(codec.Reader(bad), n, 256, "t")
+    bad = bytearray(out)
+    bad[1] = 16
+    with pytest.raises(codec.DecodeError, match="Rice parameter 16"):
+        codec.decode_indices(codec.Reader(bad), n, 256, "t")
+    with pytest.raises(codec.DecodeError, match="unknown index coding 3"):
+        codec.decode_indices(codec.Reader(out), n, 256, "t", rice=False)
 
 
 def test_model_file_round_trip(models):
@@ -349,3 +408,58 @@ def test_constraints_combine():
         train.constrained_update(sc.base, sc.x_train[:10], sc.y_train[:10], k=-1)
     with pytest.raises(ValueError, match="unknown scenario 'rain'"):
         train.scenario("rain")
+
+
+def _stored_widths(data):
+    """(width, shift) of each tensor's differences in a version 2 delta, read from its body."""
+    from golden.delta import codec
+    r = codec.Reader(_body(data))
+    out = []
+    for _ in range(r.varint("count")):
+        r.take(r.varint("name length"), "name")
+        r.u8("dtype")
+        size = int(np.prod([r.varint("dim") for _ in range(r.u8("rank"))]))
+        n = r.varint("changes")
+        codec.decode_indices(r, n, size, "t")
+        width, shift = r.u8("width"), r.u8("shift")
+        r.take((n * width + 7) // 8, "diffs")
+        out.append((width, shift))
+    r.done()
+    return out
+
+
+def test_iterative_mask_on_a_coarse_grid():
+    """score="iterative" with step 32 and bits 7: at most k changes, each a non-zero multiple
+    of 32 of at most 127 (so at most 3 x 32); the delta file stores them shifted by 5, in at
+    most 3 bits."""
+    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    base_w = mlp.weights(sc.base)
+    new = train.constrained_update(sc.base, sc.x_train[:400], sc.y_train[:400], k=80,
+                                   score="iterative", step=32, bits=7, epochs=4, rounds=2)
+    d = np.concatenate([(n.astype(int) - b).ravel() for n, b in zip(new, base_w, strict=True)])
+    assert 0 < np.count_nonzero(d) <= 80
+    assert not (d % 32).any() and np.abs(d).max() <= 127
+    old_b = model_file.dump(model_file.layers_to_tensors(sc.base), 1)
+    new_b = model_file.dump(model_file.layers_to_tensors(mlp.with_weights(sc.base, new)), 2)
+    data = make_delta(old_b, new_b)
+    widths = _stored_widths(data)
+    print(f"{np.count_nonzero(d)} changes, {len(data)} bytes, (width, shift) {widths}")
+    assert widths and all(w <= 3 and s == 5 for w, s in widths)
+    assert fileformat.apply_to_bytes(old_b, parse_delta(data)) == new_b
+
+
+def test_bad_constraints_are_named():
+    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    x, y = sc.x_train[:50], sc.y_train[:50]
+    with pytest.raises(ValueError, match="score must be one of .* not 'best'"):
+        train.constrained_update(sc.base, x, y, k=5, score="best")
+    with pytest.raises(ValueError, match="rounds must be a positive integer, not 0"):
+        train.constrained_update(sc.base, x, y, k=5, score="iterative", rounds=0)
+    with pytest.raises(ValueError, match="step must be an integer in \\[1, 254\\], not 0"):
+        train.constrained_update(sc.base, x, y, k=5, step=0, epochs=1)
+    w = mlp.weights(sc.base)
+    lo = [np.full(v.shape, -127) for v in w]
+    hi = [np.full(v.shape, 127) for v in w]
+    off = mlp.with_weights(sc.base, [v // 2 * 2 + 1 if i == 0 else v for i, v in enumerate(w)])
+    with pytest.raises(ValueError, match="not on the anchor's grid of step 2"):
+        mlp.fine_tune(off, x, y, lo=lo, hi=hi, step=2, anchor=[v // 2 * 2 for v in w], epochs=1)

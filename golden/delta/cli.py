@@ -76,9 +76,14 @@ def cmd_train(args):
     sc = train.scenario(args.scenario, seed=args.seed)
     base_acc = sc.accuracy(sc.base)
     _say(f"base model: test accuracy {base_acc:.2f}% ({time.time() - t0:.1f} s); "
-         f"fine-tuning (k={args.k}, bits={args.bits}, l1={args.l1}) ...")
-    new_w = train.constrained_update(sc.base, sc.x_train, sc.y_train, k=args.k, bits=args.bits,
-                                     l1=args.l1, epochs=args.epochs, seed=args.seed)
+         f"fine-tuning (k={args.k}, score={args.score}, bits={args.bits}, step={args.step}, "
+         f"l1={args.l1}) ...")
+    try:
+        new_w = train.constrained_update(sc.base, sc.x_train, sc.y_train, k=args.k,
+                                         bits=args.bits, step=args.step, l1=args.l1,
+                                         score=args.score, epochs=args.epochs, seed=args.seed)
+    except ValueError as e:
+        raise _Usage(str(e)) from None
     new = mlp.with_weights(sc.base, new_w)
     changed = train.changed_count(new_w, mlp.weights(sc.base))
     save_model(sc.base, args.base_out, counter=args.counter)
@@ -103,7 +108,8 @@ def cmd_make(args):
 
 
 def _describe(delta, size):
-    lines = [f"sparq delta, {size} bytes, {'signed' if delta.signed else 'unsigned'}",
+    lines = [f"sparq delta (format {delta.version}), {size} bytes, "
+             f"{'signed' if delta.signed else 'unsigned'}",
              f"  base   SHA-256 {delta.base_sha256.hex()}",
              f"  target SHA-256 {delta.target_sha256.hex()}",
              f"  counter        {delta.counter}",
@@ -162,7 +168,13 @@ def parser():
     p = sub.add_parser("train", help="train a scenario's base model and a constrained update")
     p.add_argument("--scenario", choices=("more_data", "shift"), default="more_data")
     p.add_argument("--k", type=int, default=150, help="at most K weights change (default 150)")
+    p.add_argument("--score", choices=("change", "gradient", "iterative"), default="change",
+                   help="how the K weights are chosen (default change; iterative: shrink the "
+                   "mask of a full fine-tune in rounds, retraining each time)")
     p.add_argument("--bits", type=int, default=None, help="|change| <= 2**BITS - 1")
+    p.add_argument("--step", type=int, default=1,
+                   help="every change a multiple of STEP (a power of two 2**s saves s bits "
+                   "per changed weight in the delta)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the change")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)

@@ -1,5 +1,6 @@
-"""Byte-level codings of the delta file: LEB128 varints, gap-coded or bitmap index sets, and
-bit-packed two's-complement integers. Readers raise ``DecodeError`` on malformed input."""
+"""Byte-level codings of the delta file: LEB128 varints, index sets (gap varints, Rice-coded
+gaps or a bitmap, whichever is smallest), and bit-packed two's-complement integers. Readers
+raise ``DecodeError`` on malformed input."""
 
 import numpy as np
 
@@ -35,6 +36,10 @@ class Reader:
         self.pos += n
         return b
 
+    def rest(self):
+        """The unread bytes, without consuming them."""
+        return bytes(self.data[self.pos:])
+
     def u8(self, what):
         return self.take(1, what)[0]
 
@@ -58,27 +63,82 @@ class Reader:
                               f"offset {self.pos}")
 
 
-def encode_indices(out, idx, size):
-    """Changed flat indices (sorted, unique) as gaps or a bitmap, whichever is smaller.
-    Writes a coding byte (1 gaps, 2 bitmap), then the set."""
+GAPS, BITMAP, RICE = 1, 2, 3
+MAX_RICE = 15  # the largest Rice parameter (bits of a gap's remainder)
+
+
+def _bits_to_bytes(bits):
+    return np.packbits(np.asarray(bits, np.uint8), bitorder="little").tobytes()
+
+
+def rice_bits(values, r):
+    """``values`` (unsigned) Rice-coded with parameter ``r``: per value its quotient
+    ``v >> r`` in unary (that many 1 bits, then a 0) and its ``r`` low bits, LSB first."""
+    out = []
+    for v in np.asarray(values, np.int64):
+        q = int(v) >> r
+        out += [1] * q + [0]
+        out += [(int(v) >> i) & 1 for i in range(r)]
+    return out
+
+
+def encode_indices(out, idx, size, *, rice=True):
+    """Changed flat indices (sorted, unique) in the smallest of three codings (ties: the
+    lower coding number). Writes a coding byte, then the set:
+
+    1 gaps: per index a varint ``index[i] - index[i-1] - 1`` (``index[-1] = -1``);
+    2 bitmap: ``ceil(size/8)`` bytes, bit ``j`` (LSB first) set if element ``j`` changes;
+    3 Rice: a byte ``r`` (0..15), then the same gaps Rice-coded with parameter ``r``
+      (``rice_bits``) in ``ceil(bits/8)`` bytes, padding bits zero (the ``n`` gaps delimit
+      themselves). ``rice=False`` (format version 1) leaves it out.
+    """
     idx = np.asarray(idx, np.int64)
+    gap_values = np.diff(np.concatenate([[-1], idx])) - 1
     gaps = bytearray()
-    prev = -1
-    for i in idx:
-        put_varint(gaps, int(i) - prev - 1)
-        prev = int(i)
-    bitmap = np.packbits(np.isin(np.arange(size), idx), bitorder="little").tobytes()
-    if len(gaps) <= len(bitmap):
-        out.append(1)
-        out += gaps
-    else:
-        out.append(2)
-        out += bitmap
+    for g in gap_values:
+        put_varint(gaps, int(g))
+    options = [(len(gaps), GAPS, bytes(gaps)),
+               (None, BITMAP, np.packbits(np.isin(np.arange(size), idx),
+                                          bitorder="little").tobytes())]
+    if rice:
+        best = min(range(MAX_RICE + 1),
+                   key=lambda r: int(((gap_values >> r) + 1 + r).sum()))
+        options.append((None, RICE, bytes([best]) + _bits_to_bytes(rice_bits(gap_values, best))))
+    size_of = {code: len(body) for _, code, body in options}
+    code = min(size_of, key=lambda c: (size_of[c], c))
+    out.append(code)
+    out += dict((c, b) for _, c, b in options)[code]
 
 
-def decode_indices(r, count, size, what):
+def _decode_rice(r, count, size, what):
+    param = r.u8(f"{what} Rice parameter")
+    if param > MAX_RICE:
+        raise DecodeError(f"{what}: Rice parameter {param} is above {MAX_RICE}")
+    bits = np.unpackbits(np.frombuffer(r.rest(), np.uint8), bitorder="little")
+    zeros = np.flatnonzero(bits == 0)
+    weights = 1 << np.arange(param)
+    idx, pos, prev = [], 0, -1
+    for _ in range(count):
+        z = np.searchsorted(zeros, pos)
+        if z == zeros.size or zeros[z] + 1 + param > bits.size:
+            raise DecodeError(f"{what}: the Rice-coded gaps end early ({len(idx)} of {count})")
+        q = int(zeros[z]) - pos
+        pos += q + 1
+        low = int(bits[pos:pos + param] @ weights)
+        pos += param
+        prev = prev + 1 + (q << param) + low
+        if prev >= size:
+            raise DecodeError(f"{what}: index {prev} outside the tensor's {size} elements")
+        idx.append(prev)
+    if bits[pos:(pos + 7) // 8 * 8].any():
+        raise DecodeError(f"{what}: the Rice-coded gaps' padding bits are not zero")
+    r.take((pos + 7) // 8, f"{what} Rice-coded gaps")
+    return np.array(idx, np.int64)
+
+
+def decode_indices(r, count, size, what, *, rice=True):
     coding = r.u8(f"{what} index coding")
-    if coding == 1:
+    if coding == GAPS:
         idx, prev = [], -1
         for _ in range(count):
             prev = prev + 1 + r.varint(f"{what} index gap", limit=size)
@@ -86,7 +146,7 @@ def decode_indices(r, count, size, what):
                 raise DecodeError(f"{what}: index {prev} outside the tensor's {size} elements")
             idx.append(prev)
         return np.array(idx, np.int64)
-    if coding == 2:
+    if coding == BITMAP:
         bits = np.unpackbits(np.frombuffer(r.take((size + 7) // 8, f"{what} bitmap"), np.uint8),
                              bitorder="little")
         if bits[size:].any():
@@ -95,7 +155,20 @@ def decode_indices(r, count, size, what):
         if idx.size != count:
             raise DecodeError(f"{what}: bitmap has {idx.size} indices, header says {count}")
         return idx
+    if coding == RICE and rice:
+        return _decode_rice(r, count, size, what)
     raise DecodeError(f"{what}: unknown index coding {coding}")
+
+
+def trailing_zeros(values):
+    """The largest ``s`` (at most 31) such that every value is a multiple of ``2**s``."""
+    acc = 0
+    for v in np.asarray(values, np.int64):
+        acc |= int(v)
+    s = 0
+    while s < 31 and acc and not (acc >> s) & 1:
+        s += 1
+    return s
 
 
 def bits_needed(values):

@@ -1,13 +1,15 @@
 """The sparq delta file: make, parse and apply to bytes (docs/delta.md has the byte layout).
 
-    header   magic "SPQD", version 1, flags (bit 0: signed), base SHA-256, target SHA-256,
-             counter (u64), payload length (u32)                       82 bytes, little endian
-    payload  zstd frame (with its content checksum) of the body:
+    header   magic "SPQD", version 2 (1 is read too), flags (bit 0: signed), base SHA-256,
+             target SHA-256, counter (u64), payload length (u32)     82 bytes, little endian
+    payload  zstd frame of the body (version 1: with its content checksum):
              tensor count, then per changed tensor (in name order): name, dtype, shape,
-             number of changed elements, their flat indices (gap-coded varints or a bitmap,
-             whichever is smaller), the width of the differences and the differences
-             bit-packed. Unchanged tensors are not listed: the base and target hashes pin
-             the whole model.
+             number of changed elements, their flat indices (gap-coded varints,
+             Rice-coded gaps or a bitmap, whichever is smallest), the width and the shift
+             of the differences and the differences bit-packed, shifted right by the
+             shift (differences that are multiples of 2**s cost s bits less each).
+             Unchanged tensors are not listed: the base and target hashes pin the whole
+             model.
     check    the first 8 bytes of SHA-256(header + payload): any changed byte is noticed
              even in an unsigned file
     sig      Ed25519 signature of header + payload + check (64 bytes), when flag bit 0 is set
@@ -24,7 +26,8 @@ from . import codec
 from .model_file import ModelFileError, dump, parse, sha256
 
 MAGIC = b"SPQD"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1: no Rice-coded gaps, no difference shift
 FLAG_SIGNED = 1
 HEADER = struct.Struct("<4sBB32s32sQI")
 SIG_BYTES = 64
@@ -55,6 +58,7 @@ class Delta:
     counter: int
     signed: bool
     tensors: list
+    version: int = VERSION
 
     @property
     def changed(self):
@@ -68,16 +72,20 @@ def _model(data, which):
         raise DeltaError(f"the {which} model: {e}") from None
 
 
-def make_delta(old, new, *, signing_key=None, level=19):
+def make_delta(old, new, *, signing_key=None, level=19, version=VERSION):
     """The delta file (bytes) that turns model bytes ``old`` into ``new``.
 
     The counter is the new model's; it must be above the old one's. Both models must have
     the same tensors (names, shapes, dtypes) and equal float tensors (a weight delta does
     not carry quantization-parameter changes). ``signing_key``: an Ed25519 private key
-    (``cryptography``) to sign the file.
+    (``cryptography``) to sign the file. ``version``: the format version to write (1 for
+    readers that predate version 2).
     """
     import zstandard
 
+    if version not in READABLE:
+        raise DeltaError(f"format version {version!r} cannot be written; known: "
+                         f"{', '.join(map(str, READABLE))}")
     ot, oc = _model(old, "old")
     nt, nc = _model(new, "new")
     if nc <= oc:
@@ -112,16 +120,22 @@ def make_delta(old, new, *, signing_key=None, level=19):
         for s in b.shape:
             codec.put_varint(entries, s)
         codec.put_varint(entries, idx.size)
-        codec.encode_indices(entries, idx, b.size)
-        bits = codec.bits_needed(diff)
+        codec.encode_indices(entries, idx, b.size, rice=version >= 2)
+        shift = codec.trailing_zeros(diff) if version >= 2 else 0
+        bits = codec.bits_needed(diff >> shift)
         entries.append(bits)
-        entries += codec.pack_signed(diff, bits)
+        if version >= 2:
+            entries.append(shift)
+        entries += codec.pack_signed(diff >> shift, bits)
     body = bytearray()
     codec.put_varint(body, listed)
     body += entries
-    payload = zstandard.ZstdCompressor(level=level, write_checksum=True).compress(bytes(body))
+    # version 2 leaves out the frame's content checksum: the check bytes (and a signature)
+    # cover the payload, the target hash the patched model
+    payload = zstandard.ZstdCompressor(level=level, write_checksum=version == 1).compress(
+        bytes(body))
     flags = FLAG_SIGNED if signing_key is not None else 0
-    head = HEADER.pack(MAGIC, VERSION, flags, sha256(old), sha256(new), nc, len(payload))
+    head = HEADER.pack(MAGIC, version, flags, sha256(old), sha256(new), nc, len(payload))
     data = head + payload
     data += sha256(data)[:CHECK_BYTES]
     if signing_key is not None:
@@ -144,8 +158,9 @@ def parse_delta(data, *, public_key=None, require_signature=False):
     magic, version, flags, base, target, counter, plen = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise DeltaError(f"bad magic {magic!r}: not a sparq delta file")
-    if version != VERSION:
-        raise DeltaError(f"format version {version} is not supported (this reader: {VERSION})")
+    if version not in READABLE:
+        raise DeltaError(f"format version {version} is not supported (this reader: "
+                         f"{', '.join(map(str, READABLE))})")
     if flags & ~FLAG_SIGNED:
         raise DeltaError(f"unknown flags {flags:#04x}")
     signed = bool(flags & FLAG_SIGNED)
@@ -173,13 +188,13 @@ def parse_delta(data, *, public_key=None, require_signature=False):
     if len(body) > MAX_BODY:
         raise DeltaError(f"the payload expands past {MAX_BODY} bytes")
     try:
-        tensors = _parse_body(body)
+        tensors = _parse_body(body, version)
     except codec.DecodeError as e:
         raise DeltaError(f"malformed payload: {e}") from None
-    return Delta(base, target, counter, signed, tensors)
+    return Delta(base, target, counter, signed, tensors, version)
 
 
-def _parse_body(body):
+def _parse_body(body, version):
     r = codec.Reader(body)
     n = r.varint("tensor count", limit=1 << 16)
     tensors, last = [], None
@@ -207,12 +222,15 @@ def _parse_body(body):
             raise codec.DecodeError(f"{name!r}: listed with no change")
         if DTYPES[code].kind == "f":
             raise codec.DecodeError(f"{name!r}: changes to a float tensor")
-        idx = codec.decode_indices(r, count, size, repr(name))
+        idx = codec.decode_indices(r, count, size, repr(name), rice=version >= 2)
         bits = r.u8(f"{name!r} difference width")
         if not 1 <= bits <= 33:
             raise codec.DecodeError(f"{name!r}: difference width {bits}")
+        shift = r.u8(f"{name!r} difference shift") if version >= 2 else 0
+        if shift > 31:
+            raise codec.DecodeError(f"{name!r}: difference shift {shift}")
         diffs = codec.unpack_signed(r.take((count * bits + 7) // 8, f"{name!r} differences"),
-                                    count, bits, repr(name))
+                                    count, bits, repr(name)) << shift
         if np.any(diffs == 0):
             raise codec.DecodeError(f"{name!r}: a listed change of 0")
         tensors.append(TensorDelta(name, DTYPES[code], shape, idx, diffs))

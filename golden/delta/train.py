@@ -1,14 +1,18 @@
 """Constrained fine-tuning for small deltas, and the two update scenarios on the digits set.
 
-``constrained_update(layers, x, y, k=None, bits=None, l1=0.0)`` fine-tunes the int8
+``constrained_update(layers, x, y, k=None, bits=None, l1=0.0, step=1)`` fine-tunes the int8
 weights of a deployed model (``golden.mlp.fine_tune``: on the int8 grid with the
 straight-through estimator, scales and biases fixed) under any mix of constraints:
 
-- ``k``: at most ``k`` weights may change; they are chosen before training by a saliency
-  score: ``"change"`` (default) the magnitude of each weight's move in a short
-  unconstrained fine-tune, or ``"gradient"`` the magnitude of the loss gradient summed over
-  the training data;
+- ``k``: at most ``k`` weights may change, chosen by a saliency score: ``"change"``
+  (default) the magnitude of each weight's move in a short unconstrained fine-tune, or
+  ``"gradient"`` the magnitude of the loss gradient summed over the training data (both
+  choose the mask once, before training); ``"iterative"``: a full fine-tune, then
+  ``rounds`` rounds that keep a geometrically shrinking number of the largest changes
+  (ending at ``k``) and retrain only those, starting from their tuned values;
 - ``bits``: every change is at most ``2**bits - 1`` in magnitude;
+- ``step``: every change is a multiple of ``step``; a power of two ``2**s`` saves ``s``
+  bits per changed weight in the delta file (its differences are stored shifted);
 - ``l1``: an L1 penalty on the change (a proximal step: small changes snap back to 0).
 
 Without constraints it is the unconstrained fine-tune the deltas are measured against.
@@ -95,8 +99,11 @@ def top_k_mask(scores, k):
     return out
 
 
-def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, score="change", epochs=30,
-                       lr=1.0, seed=0, keep_zeros=False):
+SCORES = ("change", "gradient", "iterative")
+
+
+def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, step=1, score="change",
+                       rounds=4, epochs=30, lr=1.0, seed=0, keep_zeros=False):
     """The fine-tuned int8 weights under the given constraints (see the docstring);
     ``keep_zeros``: pruned (zero) weights stay zero, so a block-pruned model keeps its
     structure (``golden.block_prune``)."""
@@ -112,24 +119,51 @@ def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, score="change
     if keep_zeros:
         lo = [np.where(w == 0, 0, v) for w, v in zip(base, lo, strict=True)]
         hi = [np.where(w == 0, 0, v) for w, v in zip(base, hi, strict=True)]
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}, not {score!r}")
+    if not (isinstance(rounds, int) and rounds >= 1):
+        raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
+    tune = dict(lo=lo, hi=hi, l1=l1, epochs=epochs, lr=lr, seed=seed, step=step)
     mask = None
     if k is not None:
         total = sum(w.size for w in base)
         if not (isinstance(k, int) and 0 <= k <= total):
             raise ValueError(f"k must be an integer in [0, {total}], not {k!r}")
+        if score == "iterative":
+            return _iterative(layers, x, y, k, rounds, tune)
         if score == "change":
             probe = mlp.fine_tune(layers, x, y, lo=lo, hi=hi, epochs=max(1, epochs // 3),
-                                  lr=lr, seed=seed)
+                                  lr=lr, seed=seed, step=step)
             scores = [np.abs(p.astype(np.int64) - w) for p, w in zip(probe, base, strict=True)]
-        elif score == "gradient":
-            scores = saliency(layers, x, y)
         else:
-            raise ValueError(f"score must be 'change' or 'gradient', not {score!r}")
+            scores = saliency(layers, x, y)
         if keep_zeros:
             scores = [np.where(w == 0, 0, s) for w, s in zip(base, scores, strict=True)]
         mask = top_k_mask(scores, k)
-    return mlp.fine_tune(layers, x, y, lo=lo, hi=hi, trainable=mask, l1=l1, epochs=epochs,
-                         lr=lr, seed=seed)
+    return mlp.fine_tune(layers, x, y, trainable=mask, **tune)
+
+
+def _iterative(layers, x, y, k, rounds, tune):
+    """``score="iterative"``: fine-tune everything, then per round keep the largest changes
+    (``n * (k/n)**(i/rounds)`` of the ``n`` changed weights in round ``i``; ranked by the
+    latent float weights' distance from the base, so equal grid steps are told apart, and
+    pinned weights never move) and retrain only those from their tuned values, the rest
+    reverted."""
+    base = mlp.weights(layers)
+    cur, latent = mlp.fine_tune(layers, x, y, latent=True, **tune)
+    n = changed_count(cur, base)
+    if n <= k:
+        return cur
+    for i in range(1, rounds + 1):
+        keep = k if i == rounds else int(round(n * (k / n) ** (i / rounds)))
+        moved = [np.where(c != w, np.abs(v - w), 0.0) for c, v, w in zip(cur, latent, base,
+                                                                          strict=True)]
+        mask = top_k_mask(moved, keep)
+        start = [np.where(m, c, w).astype(np.int8) for m, c, w in zip(mask, cur, base,
+                                                                      strict=True)]
+        cur, latent = mlp.fine_tune(mlp.with_weights(layers, start), x, y, trainable=mask,
+                                    anchor=base, latent=True, **tune)
+    return cur
 
 
 def post_hoc_top_k(base, tuned, k):
