@@ -20,7 +20,8 @@ Program, per layer (``predicate_blocks=True``):
         REQ x[out + o - accs + 1] = requantize(...)    the REQ of channel o - (accs - 1)
 
 so a DOT whose activation block is all zero, or every DOT of a channel whose weights are all
-zero, is predicated off. Without predication each channel has one DOT over its whole row.
+zero, is predicated off. Without predication each channel has one DOT over its whole row
+(one per 15 beats, the most a DOT takes, for longer rows).
 A channel's REQ is issued after the next ``accs - 1`` channels' DOTs (the accumulators take
 turns), so the core's engine latency is hidden behind them. ``order``: a permutation of
 each hidden layer's units and of the inputs that puts often-zero units side by side (from
@@ -42,6 +43,7 @@ from .isa import ins
 from .isa_sim import MachineConfig, Params
 
 MAX_BLOCK_PREDICATES = 6  # p1..p6; p7 is the dead-channel predicate
+MAX_BEATS = 15  # a DOT's beats field (4 bits); a longer row takes several DOTs
 
 
 @dataclass
@@ -178,6 +180,16 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
     return Compiled(cfg, params, prog, inputs, addrs, perms)
 
 
+def compile_for_core(layers, core, **kw):
+    """``compile_mlp`` for the memories of a core configuration (the keyword arguments of
+    ``spec.params.core``, e.g. ``spec.configs.CONFIGS["core_ice40"][1]``)."""
+    import spec.params
+
+    p = spec.params.core(**core)
+    return compile_mlp(layers, lanes=p["lanes"], x_depth=p["x_depth"], w_depth=p["w_depth"],
+                       channels=p["channels"], prog_depth=p["prog_depth"], **kw)
+
+
 def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
     beats = meta["beats"]
     if predicate_blocks and beats > MAX_BLOCK_PREDICATES:
@@ -194,8 +206,9 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
         row = meta["w_addr"] + o * meta["row"]
         a = o % accs  # accumulators take turns: a REQ waits for its channel's last DOT
         prog.append(ins("LDB", acc=a, ch=meta["ch0"] + o))
+        chunks = [(j, min(MAX_BEATS, beats - j)) for j in range(0, beats, MAX_BEATS)]
         if dead_channels:  # a LOOP once over the DOTs, skipped when the row is all zero
-            n_dots = beats if predicate_blocks else 1
+            n_dots = beats if predicate_blocks else len(chunks)
             prog += [ins("SETP", pd=7, cmp=isa.CMPS.index("EQ"), src=isa.SRCS.index("WNNZ"),
                          addr=row, beats=beats, imm=0),
                      ins("LOOP", pred=7, neg=1, count=1, body=n_dots)]
@@ -204,8 +217,9 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
                 prog.append(ins("DOT", pred=1 + j, neg=1, acc=a,
                                 xaddr=meta["in_addr"] + j * lanes, waddr=row + j * lanes,
                                 beats=1))
-        else:  # the whole row in one DOT
-            prog.append(ins("DOT", acc=a, xaddr=meta["in_addr"], waddr=row, beats=beats))
+        else:  # the whole row in one DOT (or one per 15 beats)
+            prog += [ins("DOT", acc=a, xaddr=meta["in_addr"] + j * lanes, waddr=row + j * lanes,
+                         beats=n) for j, n in chunks]
         pending.append(ins("REQ", acc=a, ch=meta["ch0"] + o, oaddr=meta["out_addr"] + o))
         if len(pending) == accs:
             prog.append(pending.pop(0))

@@ -62,7 +62,8 @@ def timing(params):
     """The keyword arguments of ``predict_cycles`` for a core's parameters
     (``spec.params.core``, e.g. ``spec.configs.CONFIGS[name][1]``)."""
     p = spec.params.core(**params)
-    return {k: p[k] for k in ("lanes", "slots", "skip", "bins", "param_ram", "short_requant")}
+    return {k: p[k] for k in ("lanes", "slots", "skip", "bins", "param_ram", "short_requant",
+                              "hazard_words")}
 
 
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
@@ -82,22 +83,24 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
 
 
 def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None, param_ram="async",
-                   short_requant=False):
+                   short_requant=False, hazard_words=1):
     """``(cycles, machine)``: the core's cycle count for one input row, predicted from the
     ISA simulator's trace with the engine's cycle model and the datapath's timing."""
     return predict_program_cycles(compiled.cfg, compiled.params, compiled.program,
                                   compiled.x_image(xq_row), lanes=lanes, slots=slots,
                                   skip=skip, bins=bins, param_ram=param_ram,
-                                  short_requant=short_requant)
+                                  short_requant=short_requant, hazard_words=hazard_words)
 
 
 def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=True,
-                           bins=None, param_ram="async", short_requant=False, timeline=None):
+                           bins=None, param_ram="async", short_requant=False, hazard_words=1,
+                           timeline=None):
     """``predict_cycles`` for any program that runs without an error; ``timeline``, a list,
     receives ``(pc, cycle after the instruction was taken)`` for each executed step;
     ``param_ram="sync"``: LDB and REQ are taken one cycle after they are shown at the
     earliest (the parameter block RAM's read); ``short_requant``: REQ results take 4 cycles,
-    not ``REQ_LATENCY`` (the Requantizer's latency)."""
+    not ``REQ_LATENCY`` (the Requantizer's latency); ``hazard_words``: the hazards track
+    regions of that many activation words (``spec.params.core``)."""
     from .isa import decode
 
     m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes, slots=slots,
@@ -126,7 +129,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
         elif ins.op == "LDB":
             t = max(t + read, acc_ready[ins.acc]) + 1
         elif ins.op == "REQ":
-            w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes
+            w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes // hazard_words
             c = max(t + read, acc_ready[ins.acc], word_free.get(w, 0))
             t = c + 1
             word_clear[w] = req_done = max(req_done, c + 1 + req_latency)
@@ -134,7 +137,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
             c = max(t, pops[-2] + 1)  # taken into the queue
             t = c + 1
             first = (ins.xaddr + (i * xstride if ins.xi else 0)) // lanes
-            words = range(first, first + ins.beats)
+            words = range(first // hazard_words, (first + ins.beats - 1) // hazard_words + 1)
             a = max(c + 1, addr + 1, hs, *(word_clear.get(w, 0) for w in words))
             for k, cost in enumerate(next(dots)):
                 if k:

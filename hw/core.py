@@ -311,37 +311,39 @@ class Core(wiring.Component):
         whose beats it streams into the engine (address stage, then the read data in the
         engine's input), so that the Sequencer goes on with other uops meanwhile.
 
-        Hazards, by activation word (``lanes`` activations): a DOT's first beat waits until
-        no REQ result in flight will write a word it reads (a counter of pending REQ
-        results per word); a REQ waits while a queued DOT, or the beat in the engine's
-        input, reads the word it writes. Returns ``busy`` (a DOT queued or a beat in the
+        Hazards, by region of ``hazard_words`` activation words (of ``lanes`` activations):
+        a DOT's first beat waits until no REQ result in flight will write a region it reads
+        (a counter of pending REQ results per region); a REQ waits while a queued DOT, or
+        the beat in the engine's input, reads the region it writes. Returns ``busy`` (a DOT queued or a beat in the
         input), ``room`` (a DOT can be taken) and ``reads_out`` (the current REQ must wait).
         """
         p = self._p
         lanes = p["lanes"]
         words = p["x_depth"] // lanes
+        g = p["hazard_words"]
+        regions, rlow = words // g, g.bit_length() - 1
         desc = data.StructLayout({"xw": range(words), "ww": range(p["w_depth"] // lanes),
                                   "beats": 4, "acc": range(N_ACC),
-                                  "reads": words})  # bit k: the DOT reads word k
+                                  "reads": regions})  # bit k: the DOT reads region k
         qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
         qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
         j = Signal(4)  # the next beat of dotq0 to address
         b_valid, b_last = Signal(), Signal()
         b_acc = Signal(range(N_ACC))
         b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
-        pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_word{k}") for k in range(words)]
+        pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_region{k}") for k in range(regions)]
 
-        # per-word pending REQ results
-        ow = u.oaddr >> low
-        lw = req_fifo.r_data >> low
-        for k in range(words):
+        # per-region pending REQ results
+        ow = u.oaddr >> (low + rlow)
+        lw = req_fifo.r_data >> (low + rlow)
+        for k in range(regions):
             _count(m, pend_w[k], req_push & (ow == k), req.o.valid & (lw == k))
 
-        raw = Signal()  # a word dotq0 reads has a REQ result in flight
+        raw = Signal()  # a region dotq0 reads has a REQ result in flight
         m.d.comb += raw.eq((qd[0].reads & Cat(*[c != 0 for c in pend_w])).any())
         reads_out = Signal()
         m.d.comb += reads_out.eq(((Mux(qv[0], qd[0].reads, 0) | Mux(qv[1], qd[1].reads, 0))
-                                  .bit_select(ow, 1)) | (b_valid & (b_xw == ow)))
+                                  .bit_select(ow, 1)) | (b_valid & ((b_xw >> rlow) == ow)))
 
         advance = Signal()  # the engine's input register is empty or hands its beat over
         issue = Signal()
@@ -366,7 +368,9 @@ class Core(wiring.Component):
         span = Signal(words)  # the words a DOT of u.beats beats reads, from u.xaddr
         m.d.comb += [ones.eq((Const(1, 17) << u.beats) - 1), span.eq(ones << (u.xaddr >> low))]
         m.d.comb += [new.xw.eq(u.xaddr >> low), new.ww.eq(u.waddr >> low),
-                     new.beats.eq(u.beats), new.acc.eq(u.acc), new.reads.eq(span)]
+                     new.beats.eq(u.beats), new.acc.eq(u.acc),
+                     new.reads.eq(Cat(*[span[k * g:(k + 1) * g].any()
+                                        for k in range(regions)]))]
         with m.If(pop):  # (take_dot needs dotq1 free)
             m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),
                          qv[1].eq(0)]

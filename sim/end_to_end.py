@@ -11,7 +11,9 @@
    against the dense baseline (``core_dense``: the same program, same multipliers, no
    skipping), pairs skipped; the block-predicated program's cycles and ops predicated off
    (core model);
-3. the sensor changes (``golden.delta.train.shift_images``); a constrained update (at most
+3. the same model compiled for ``core_ice40`` (the configuration that fits the iCE40 UP5K: 4
+   lanes, 2 multipliers) and run on its RTL: bit-exact and cycle-exact as well;
+4. the sensor changes (``golden.delta.train.shift_images``); a constrained update (at most
    ``K`` weights) is trained, its delta file made, and its weight records streamed through
    the core's delta port between two runs over the shifted images: accuracy before and
    after, the delta's bytes, the records.
@@ -38,6 +40,7 @@ from spec.configs import CONFIGS
 K_UPDATE = 75
 CORE = core_model.timing(CONFIGS["core"][1])  # predict_cycles' view of the configurations
 DENSE = core_model.timing(CONFIGS["core_dense"][1])
+ICE40 = core_model.timing(CONFIGS["core_ice40"][1])
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 
 
@@ -71,7 +74,7 @@ def main(argv=None):
     ap.add_argument("--report", default=str(BUILD / "reports" / "sim"),
                     help="report path without suffix (.md and .json are written)")
     args = ap.parse_args(argv)
-    step = Progress(7)
+    step = Progress(8)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
     x_train, _, y_train, _ = digits_split()
@@ -118,6 +121,11 @@ def main(argv=None):
     exact_cycles += int((dense_pred == dense_cycles).sum())
     step(f"dense baseline: {dense_cycles.mean():.1f} cycles/image (RTL, {n_dense} images; "
          "data-independent)")
+
+    ice = _ice40_run(layers, xq, golden, args.sim)
+    step(f"iCE40 configuration: {ice['bit_exact']} images bit-exact with golden, "
+         f"{ice['cycles_per_image']} cycles/image ({ice['predicted_exactly']} predicted "
+         "exactly)")
 
     pairs, skipped = _per_image(res, "pairs"), _per_image(res, "skipped")
     # the same model with block predicates (all-zero activation blocks skipped), core model
@@ -180,18 +188,32 @@ def main(argv=None):
         pairs_skipped_share=round(float(skipped.sum() / pairs.sum()), 4),
         ops_per_image=round(float((executed + off).mean()), 1),
         ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
-        predicated_program=predicated,
+        predicated_program=predicated, ice40=ice,
         update=dict(k=K_UPDATE, delta_file_bytes=len(delta), model_file_bytes=len(old_file),
                     records=len(records), shifted_accuracy_before=round(acc_before, 2),
                     shifted_accuracy_after=round(acc_after, 2),
                     bit_exact_after=f"{exact_after}/{len(after)}"))
     ok = exact_golden == exact_litert == len(res) and exact_after == len(after) and \
-        exact_cycles == len(res) + n_dense
+        exact_cycles == len(res) + n_dense and ice["pass"]
     report["pass"] = bool(ok)
     _write(report, args.report)
     step(f"report: {args.report}.md, .json")
     print(_markdown(report))
     return 0 if ok else 1
+
+
+def _ice40_run(layers, xq, golden, sim):
+    """The model on the ``core_ice40`` RTL: bit-exactness and cycles against the core model."""
+    c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)
+    res, _ = run_core("core_ice40", c, xq, sim=sim, seed=SEED + 2, tag="e2e")
+    exact = _layer_mismatches(res, golden)
+    cycles = np.array([r["cycles"] for r in res])
+    predicted = np.array([core_model.predict_cycles(c, row, **ICE40)[0] for row in xq])
+    n_ok = int((predicted == cycles).sum())
+    return dict(images=len(res), bit_exact=f"{exact}/{len(res)}",
+                cycles_per_image=round(float(cycles.mean()), 1),
+                predicted_exactly=f"{n_ok}/{len(res)}",
+                **{"pass": exact == n_ok == len(res)})
 
 
 def _markdown(r):
@@ -215,6 +237,9 @@ def _markdown(r):
         ("block-predicated program (core model): cycles, ops off",
          f"{r['predicated_program']['cycles']}, "
          f"{100 * r['predicated_program']['ops_predicated_off_share']:.1f}%"),
+        ("iCE40 UP5K configuration (core_ice40) RTL: bit-exact, cycles per image (predicted)",
+         f"{r['ice40']['bit_exact']}, {r['ice40']['cycles_per_image']} "
+         f"({r['ice40']['predicted_exactly']} exactly)"),
         ("update: delta file / model file",
          f"{u['delta_file_bytes']} / {u['model_file_bytes']} bytes, {u['records']} records"),
         ("shifted images: accuracy before / after the update",

@@ -131,6 +131,28 @@ def random_program(rng, cfg, *, length=None, bad_rate=0.02):
     return words + [0] * (cfg.prog_depth - len(words))
 
 
+def hazard_program(rng, cfg, *, length=40, window=8):
+    """LDB, DOT and REQ only, every activation address in the first ``window`` words, so
+    that REQ results and DOT reads of nearby words follow each other closely (the hazards'
+    tracking granularity matters); ends in HALT, padded to prog_depth."""
+    lanes, words = cfg.lanes, []
+    for _ in range(length - 1):
+        acc, kind = int(rng.integers(0, 4)), rng.choice(["LDB", "DOT", "DOT", "REQ"])
+        if kind == "LDB":
+            words.append(isa.ins("LDB", acc=acc, ch=int(rng.integers(0, cfg.channels))))
+        elif kind == "DOT":
+            beats = int(rng.integers(1, 4))
+            first = int(rng.integers(0, window - beats + 1))
+            waddr = lanes * int(rng.integers(0, cfg.w_depth // lanes - beats + 1))
+            words.append(isa.ins("DOT", acc=acc, xaddr=first * lanes, waddr=waddr,
+                                 beats=beats))
+        else:
+            words.append(isa.ins("REQ", acc=acc, ch=int(rng.integers(0, cfg.channels)),
+                                 oaddr=int(rng.integers(0, window * lanes))))
+    words.append(isa.ins("HALT"))
+    return words + [0] * (cfg.prog_depth - len(words))
+
+
 def random_case(rng, cfg=None, **kw):
     cfg = cfg or isa_sim.MachineConfig(**SMALL)
     return Case(cfg, random_params(rng, cfg), random_x(rng, cfg),

@@ -3,6 +3,7 @@
     sparq compile model.tflite -o build/mymodel        memory images, program, listing
     sparq run model.tflite inputs.npy                   the golden core model
     sparq run model.tflite inputs.npy --rtl             the Core's RTL (cocotb, Verilator)
+    sparq run model.tflite inputs.npy --config core_ice40   the iCE40 UP5K configuration
 
 ``inputs.npy``: float inputs (batch, features), quantized with the model's input scale and
 zero point, or int8 inputs used as they are. ``run`` prints the predicted classes and the
@@ -30,9 +31,10 @@ def _say(msg):
     print(f"sparq: {msg}", file=sys.stderr, flush=True)
 
 
-def _load(model, predicate_blocks, calibration=None):
+def _load(model, predicate_blocks, calibration=None, config="core"):
     from golden import compiler
     from golden.litert_model import read_dense_layers
+    from spec.configs import CONFIGS
 
     try:
         layers = read_dense_layers(model)
@@ -43,10 +45,13 @@ def _load(model, predicate_blocks, calibration=None):
             raise _Usage(f"layer {k} of {model} is {lay.op}; the core runs FULLY_CONNECTED "
                          "layers (its FC reference is the single-rounding requantizer)")
     try:
-        return layers, compiler.compile_mlp(layers, predicate_blocks=predicate_blocks,
-                                            calibration=calibration, prog_depth=512)
+        return layers, compiler.compile_for_core(layers, CONFIGS[config][1],
+                                                 predicate_blocks=predicate_blocks,
+                                                 calibration=calibration)
     except ValueError as e:
-        raise _Usage(f"{model} does not fit the core: {e}") from None
+        hint = " (try --no-predicates)" if "block predicates" in str(e) else ""
+        raise _Usage(f"{model} does not fit the core configuration {config}: {e}{hint}") \
+            from None
 
 
 def _inputs(path, layers):
@@ -66,7 +71,7 @@ def _inputs(path, layers):
 
 
 def cmd_compile(args):
-    layers, c = _load(args.model, not args.no_predicates)
+    layers, c = _load(args.model, not args.no_predicates, config=args.config)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "program.s").write_text(c.listing() + "\n")
@@ -86,13 +91,13 @@ def cmd_run(args):
     from golden.litert_model import run_reference
     from spec.configs import CONFIGS
 
-    layers, c = _load(args.model, not args.no_predicates)
+    layers, c = _load(args.model, not args.no_predicates, config=args.config)
     xq = _inputs(args.inputs, layers)
     t0 = time.time()
     if args.rtl:
         from sim.core_run import run_core
         _say(f"running {len(xq)} inputs on the RTL core ({args.sim}) ...")
-        res, _ = run_core("core", c, xq, sim=args.sim, tag="cli")
+        res, _ = run_core(args.config, c, xq, sim=args.sim, tag="cli")
         outs = [np.array([r["layers"][k] for r in res]) for k in range(len(layers))]
         cycles = np.array([r["cycles"] for r in res])
     else:
@@ -100,7 +105,7 @@ def cmd_run(args):
         cycles = np.zeros(len(xq), np.int64)
         for n, row in enumerate(xq):
             cycles[n], m = core_model.predict_cycles(
-                c, row, **core_model.timing(CONFIGS["core"][1]))
+                c, row, **core_model.timing(CONFIGS[args.config][1]))
             for k in range(len(layers)):
                 outs[k][n] = c.layer_output(m.x, k)
             if (n + 1) % 100 == 0:
@@ -124,6 +129,15 @@ def cmd_run(args):
     return status
 
 
+def _config_option(p):
+    from spec.configs import CONFIGS
+
+    cores = [name for name, (block, _) in CONFIGS.items() if block == "Core"]
+    p.add_argument("--config", default="core", choices=cores,
+                   help="the core configuration (spec.configs; default core, the ECP5 one; "
+                   "core_ice40: 4 lanes, 2 multipliers, fits the iCE40 UP5K)")
+
+
 def parser():
     ap = argparse.ArgumentParser(prog="sparq", description=__doc__.splitlines()[0],
                                  epilog="exit codes: 0 done, 1 mismatch, 2 usage or model")
@@ -132,6 +146,7 @@ def parser():
     p.add_argument("model")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--no-predicates", action="store_true", help="no block predication")
+    _config_option(p)
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("run", help="run inputs on the core model or the RTL")
     p.add_argument("model")
@@ -141,6 +156,7 @@ def parser():
     p.add_argument("--no-predicates", action="store_true")
     p.add_argument("--no-litert", action="store_true", help="skip the LiteRT check")
     p.add_argument("--out", help="write the last layer's int8 outputs (.npy)")
+    _config_option(p)
     p.set_defaults(func=cmd_run)
     return ap
 

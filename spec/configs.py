@@ -35,10 +35,11 @@ CONFIGS = {
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
                                 channels=64, prog_depth=512, x_zero_point=-128,
                                 short_requant=True)),
-    # the largest core found to fit the iCE40 UP5K (5,280 logic cells, 30 block RAMs): the
-    # parameter memory in block RAM (the iCE40 has no distributed RAM); four lanes, two
-    # multipliers (docs/core.md lists the next sizes up, which do not fit)
-    "core_ice40": ("Core", dict(lanes=4, slots=2, x_depth=64, w_depth=2048, channels=32,
+    # a core for the iCE40 UP5K (5,280 logic cells, 30 block RAMs) that holds the digits MLP
+    # (122 activations, 2,720 weights, 58 channels, 207 instructions): the parameter memory
+    # in block RAM (the iCE40 has no distributed RAM); four lanes, two multipliers; hazards
+    # tracked per 4 words, one layer's output each (docs/core.md has the sizes tried)
+    "core_ice40": ("Core", dict(lanes=4, slots=2, x_depth=128, w_depth=4096, channels=64,
                                 prog_depth=256, x_zero_point=-128, param_ram="sync",
-                                short_requant=True)),
+                                short_requant=True, hazard_words=4)),
 }

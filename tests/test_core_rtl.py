@@ -75,10 +75,10 @@ def case_loads(case, old_w):
 
 
 def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram="async",
-                   slots=SMALL["slots"], short_requant=False):
+                   slots=SMALL["slots"], short_requant=False, hazard_words=1):
     cfg = cases[0].cfg
     dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=slots, skip=skip,
-               param_ram=param_ram, short_requant=short_requant)
+               param_ram=param_ram, short_requant=short_requant, hazard_words=hazard_words)
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -107,12 +107,13 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram=
     return results
 
 
-@pytest.mark.parametrize("skip, param_ram, short", [(True, "async", False),
-                                                    (False, "async", False),
-                                                    (True, "sync", False),
-                                                    (True, "async", True)],
-                         ids=["sparse", "dense", "sparse-sync-params", "sparse-short-requant"])
-def test_core_random_programs(skip, param_ram, short):
+@pytest.mark.parametrize("skip, param_ram, short, hazard_words",
+                         [(True, "async", False, 1), (False, "async", False, 1),
+                          (True, "sync", False, 1), (True, "async", True, 1),
+                          (True, "async", False, 4)],
+                         ids=["sparse", "dense", "sparse-sync-params", "sparse-short-requant",
+                              "sparse-hazards-per-4-words"])
+def test_core_random_programs(skip, param_ram, short, hazard_words):
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     cases = []
@@ -121,7 +122,8 @@ def test_core_random_programs(skip, param_ram, short):
         _, err = seq_stim.expected(c)
         if err is None or "int32" not in err:
             cases.append(c)
-    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram, short_requant=short)
+    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram, short_requant=short,
+                             hazard_words=hazard_words)
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, err = seq_stim.expected(case)
         assert got["error"] == (err is not None), (n, err)
@@ -131,8 +133,34 @@ def test_core_random_programs(skip, param_ram, short):
         if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
             cycles, _ = core_model.predict_program_cycles(
                 case.cfg, case.params, case.program, case.x_init, lanes=case.cfg.lanes,
-                slots=SMALL["slots"], skip=skip, param_ram=param_ram, short_requant=short)
+                slots=SMALL["slots"], skip=skip, param_ram=param_ram, short_requant=short,
+                hazard_words=hazard_words)
             assert got["cycles"] == cycles, (n, got["cycles"], cycles)
+
+
+@pytest.mark.parametrize("hazard_words", [1, 2, 4])
+def test_hazard_regions(hazard_words):
+    """Programs of LDB, DOT and REQ on the first 8 activation words only (REQ results and
+    DOT reads of nearby words back to back): values exact, and the cycles exactly as the core
+    model predicts for the hazards' region size (it changes the count of nearly every one of
+    these programs)."""
+    rng = np.random.default_rng(SEED + hazard_words)
+    print(f"seed {SEED + hazard_words}")
+    cfg = isa_sim.MachineConfig(**seq_stim.SMALL)
+    cases = []
+    while len(cases) < 12:
+        c = seq_stim.Case(cfg, seq_stim.random_params(rng, cfg), seq_stim.random_x(rng, cfg),
+                          seq_stim.hazard_program(rng, cfg))
+        if seq_stim.expected(c)[1] is None:
+            cases.append(c)
+    got_all = run_core_cases(cases, hazard_words=hazard_words)
+    for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
+        want, _ = seq_stim.expected(case)
+        assert not got["error"] and got["x"] == want["x"], n
+        cycles, _ = core_model.predict_program_cycles(
+            case.cfg, case.params, case.program, case.x_init, lanes=cfg.lanes,
+            slots=SMALL["slots"], hazard_words=hazard_words)
+        assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
 def test_ice40_configuration_random_programs():
@@ -140,7 +168,7 @@ def test_ice40_configuration_random_programs():
     on random programs."""
     params = dict(spec.configs.CONFIGS["core_ice40"][1])
     timing = core_model.timing(params)
-    for k in ("slots", "param_ram", "short_requant", "skip", "bins"):
+    for k in ("slots", "param_ram", "short_requant", "skip", "bins", "hazard_words"):
         params.pop(k, None)
     cfg = isa_sim.MachineConfig(**params, mode="single")
     rng = np.random.default_rng(SEED + 40)
@@ -151,7 +179,8 @@ def test_ice40_configuration_random_programs():
         if seq_stim.expected(c)[1] is None:
             cases.append(c)
     got_all = run_core_cases(cases, slots=timing["slots"], param_ram=timing["param_ram"],
-                             short_requant=timing["short_requant"])
+                             short_requant=timing["short_requant"],
+                             hazard_words=timing["hazard_words"])
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
@@ -167,6 +196,9 @@ def test_config_errors():
         Core(lanes=3)
     with pytest.raises(ValueError, match="param_ram must be one of .* not 'bram'"):
         Core(param_ram="bram")
+    with pytest.raises(ValueError, match="hazard_words must be a power of two dividing the "
+                                         "16 activation words, not 3"):
+        Core(lanes=16, hazard_words=3)
     assert isa_sim.MachineConfig(**{k: v for k, v in Core(**SMALL).params.items()
                                     if k in seq_stim.SMALL})
 

@@ -24,6 +24,9 @@ def test_end_to_end_subset(tmp_path):
     assert r["cycles_per_image"]["speedup"] > 2.5, r["cycles_per_image"]
     assert 0.5 < r["pairs_skipped_share"] < 1
     assert r["predicated_program"]["cycles"] > 0
+    # the same model on the iCE40 configuration's RTL (4 lanes, 2 multipliers)
+    assert r["ice40"]["bit_exact"] == "8/8" and r["ice40"]["predicted_exactly"] == "8/8"
+    assert r["ice40"]["cycles_per_image"] > r["cycles_per_image"]["core"]
     assert (tmp_path / "sim.md").read_text().startswith("# sparq end-to-end run")
 
 
@@ -38,3 +41,4 @@ def test_end_to_end_on_icarus(tmp_path):
     assert r["bit_exact"] == {"golden": "2/2", "litert": "2/2"}
     assert r["cycles_predicted_exactly"] == "4/4"  # 2 sparse and 2 dense runs on the RTL
     assert r["update"]["bit_exact_after"] == "2/2"
+    assert r["ice40"]["bit_exact"] == "2/2" and r["ice40"]["predicted_exactly"] == "2/2"

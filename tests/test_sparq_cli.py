@@ -31,3 +31,22 @@ def test_errors(tmp_path, capsys):
     assert "CONV_2D" in capsys.readouterr().err
     assert sparq_cli.main(["run", str(tmp_path / "missing.tflite"),
                            str(tmp_path / "bad.npy")]) == 2
+
+
+def test_the_ice40_configuration(tmp_path, capsys):
+    """``--config core_ice40``: 4 lanes, so a 64-input row is two DOTs (15 and 1 beats); its
+    16 blocks are more than the block predicates, which the error says how to avoid."""
+    model = str(digits_model.TEMPLATE)
+    _, x_test, _, _ = digits_split()
+    np.save(tmp_path / "x.npy", x_test[:6])
+    assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--config",
+                           "core_ice40"]) == 2
+    err = capsys.readouterr().err
+    assert "16 input blocks" in err and "(try --no-predicates)" in err
+    assert sparq_cli.main(["compile", model, "-o", str(tmp_path / "o"), "--config",
+                           "core_ice40", "--no-predicates"]) == 0
+    listing = (tmp_path / "o" / "program.s").read_text()
+    assert "beats=15" in listing and "beats=1\n" in listing
+    assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--config", "core_ice40",
+                           "--no-predicates"]) == 0
+    assert "every layer equals LiteRT" in capsys.readouterr().out
