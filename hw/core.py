@@ -314,8 +314,9 @@ class Core(wiring.Component):
         Hazards, by region of ``hazard_words`` activation words (of ``lanes`` activations):
         a DOT's first beat waits until no REQ result in flight will write a region it reads
         (a counter of pending REQ results per region); a REQ waits while a queued DOT, or
-        the beat in the engine's input, reads the region it writes. Returns ``busy`` (a DOT queued or a beat in the
-        input), ``room`` (a DOT can be taken) and ``reads_out`` (the current REQ must wait).
+        the beat in the engine's input, reads the region it writes. Returns ``busy`` (a DOT
+        queued or a beat in the input), ``room`` (a DOT can be taken) and ``reads_out`` (the
+        current REQ must wait).
         """
         p = self._p
         lanes = p["lanes"]
