@@ -18,8 +18,9 @@ Datapath, uops and probes taken in program order:
   the Sequencer goes on. The feeder streams each queued DOT's ``beats`` beats (activation
   and weight words, levels from the weights) into the engine, one per cycle when the engine
   takes them; a DOT's first beat waits until no REQ result in flight writes a word it reads
-  (per-word counters; per region of ``hazard_words`` words when that is above 1). Results are added to their accumulators when the engine delivers them
-  (a FIFO of accumulator numbers);
+  (per-word counters; per region of ``hazard_words`` words when that is above 1). Results
+  are added to their accumulators when the engine delivers them (a FIFO of accumulator
+  numbers);
 - REQ waits until the accumulator has no DOT in flight, and while a queued DOT (or the beat
   in the engine's input) reads the word it writes, then sends the accumulator with the
   channel's parameters into the Requantizer (one cycle); the int8 result is written to the
