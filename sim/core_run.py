@@ -36,9 +36,11 @@ def core_job(compiled, xq_rows, *, updates=None):
                 read=list(range(first, last)), updates=updates or {}), w
 
 
-def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=None, tag="run"):
+def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=None, tag="run",
+             **run_kw):
     """Run the images; returns (per-image list of dicts: ``layers`` (outputs per layer) and
-    the counters, the testbench report)."""
+    the counters, the testbench report). ``run_kw`` goes to ``sim.runner.run`` (a gate-level
+    netlist as ``sources``, its ``defines`` and ``meta``)."""
     job, _ = core_job(compiled, xq_rows, updates=updates)
     folder = BUILD / "given" / "core" / f"{name}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=Non
     out_file.unlink(missing_ok=True)
     rep = run(name, "tb_core", sim=sim, vectors=len(xq_rows), seed=seed, idle=idle,
               stall=0.0, tag=tag, extra=dict(core_file=str(job_file),
-                                             outputs_file=str(out_file)))
+                                             outputs_file=str(out_file)), **run_kw)
     results = json.loads(out_file.read_text())
     first = job["read"][0]
     for r in results:

@@ -1,13 +1,15 @@
 """The end-to-end run (make sim) on a subset of the test images: the digits MLP through the
 RTL core, bit-exact on every layer against golden and LiteRT, then a delta update through the
-core's delta port."""
+core's delta port; and the iCE40 core's synthesized netlist on a few images."""
 
 import json
 
+import numpy as np
 import pytest
 
 from sim import end_to_end
 from sim.runner import simulator_available
+from tests.gate_level import needs_icarus
 
 
 @pytest.mark.cocotb
@@ -42,3 +44,34 @@ def test_end_to_end_on_icarus(tmp_path):
     assert r["cycles_predicted_exactly"] == "4/4"  # 2 sparse and 2 dense runs on the RTL
     assert r["update"]["bit_exact_after"] == "2/2"
     assert r["ice40"]["bit_exact"] == "2/2" and r["ice40"]["predicted_exactly"] == "2/2"
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_ice40_core_netlist_runs_the_digits_mlp():
+    """The whole core_ice40 synthesized for the iCE40 (yosys synth_ice40 -dsp, yosys' cell
+    models, Icarus): the block-pruned digits MLP on 4 test images, every layer bit-exact
+    with golden and every cycle count as the core model predicts."""
+    from golden import compiler, core_model, digits_model, mlp
+    from golden.data import digits_split
+    from hw.synth import cell_models, synthesize
+    from sim.core_run import run_core
+    from sim.runner import BUILD
+    from spec.configs import CONFIGS
+
+    out = BUILD / "synth"
+    _, netlist, _ = synthesize("core_ice40", "ice40", out)
+    cells, defines = cell_models("ice40")
+    layers = digits_model.sparse_model().layers
+    _, x_test, _, _ = digits_split()
+    xq = mlp.quantize_input(layers, x_test[:4])
+    c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)
+    res, _ = run_core("core_ice40", c, xq, sim="icarus", tag="gl-ice40",
+                      sources=[netlist, cells], defines=defines,
+                      meta=out / "verilog" / "core_ice40.json")
+    golden = mlp.run_int8(layers, xq)
+    timing = core_model.timing(CONFIGS["core_ice40"][1])
+    for n, r in enumerate(res):
+        assert all(np.array_equal(r["layers"][k], golden[k][n]) for k in range(len(layers))), n
+        assert r["cycles"] == core_model.predict_cycles(c, xq[n], **timing)[0], n
+    print(f"core_ice40 netlist: 4 images bit-exact, cycles {[r['cycles'] for r in res]}")
