@@ -5,8 +5,12 @@
   used to choose anything.
 - ``int8_model()``: a 64-32-16-10 ReLU MLP trained on the fitting part, quantized to int8
   (``golden.mlp.quantize``, calibrated on the fitting part): the plain int8 model.
-- ``mixed_model()``: the plain int8 model narrowed to mixed precision levels
-  (``golden.mulbins.mixed_precision``, 0.5-point budget on the validation part).
+- ``mixed_model()``: the plain int8 model in mixed precision (0.5-point budget on the
+  validation part): by default every layer's channels re-quantized to the narrowest width
+  the budget allows (``golden.mulbins.narrow_widths``: 4 bits for all three layers, no
+  8-bit weight left, 34% of the weights 2-bit); ``method="levels"``: the scales kept and
+  the least salient weights confined to narrower levels step by step
+  (``golden.mulbins.mixed_precision``).
 - ``sparse_model()``: the same MLP trained with block-structured pruning (at most 4, 4 and
   8 non-zero weights in every block of 16 inputs of layers 1, 2 and 3;
   ``golden.block_prune``), the core's model: level 0 for about three quarters of the weights.
@@ -59,10 +63,19 @@ def int8_model(seed=SEED):
     return mlp.quantize(float_model(seed), x_fit)
 
 
-def mixed_model(base=None, *, budget=0.5, log=None):
-    """``(layers, MixedModel)``: the int8 model with mixed-precision weights."""
+MIXED_METHODS = ("widths", "levels")
+
+
+def mixed_model(base=None, *, budget=0.5, method="widths", log=None):
+    """``(layers, MixedModel)``: the int8 model with mixed-precision weights (``method``:
+    see the module docstring)."""
+    if method not in MIXED_METHODS:
+        raise ValueError(f"method must be one of {MIXED_METHODS}, not {method!r}")
     base = int8_model() if base is None else base
     x_fit, x_val, y_fit, y_val = fit_val_split()
+    if method == "widths":
+        mixed = mulbins.narrow_widths(base, x_val, y_val, budget=budget, log=log)
+        return mixed.layers, mixed
     mixed = mulbins.mixed_precision(base, x_fit, y_fit, x_val, y_val, budget=budget, log=log)
     return mlp.with_weights(base, mixed.weights), mixed
 

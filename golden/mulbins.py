@@ -16,7 +16,7 @@ The hardware twin is ``hw.sparse_dot.SparseDotProduct(bins=...)``, whose dispatc
 this model cycle for cycle.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from .requant import check_range
 from .sparse_dot import level_fits, smallest_level
 
 __all__ = ["bin_cycles", "check_bins", "smallest_level", "level_fits", "level_bounds",
-           "mixed_precision", "MixedModel"]
+           "mixed_precision", "narrow_scales", "narrow_widths", "MixedModel"]
 
 
 def check_bins(bins, level_widths=(2, 4, 8)):
@@ -61,6 +61,7 @@ class MixedModel:
     base_val_accuracy: float
     val_accuracy: float
     history: list = field(default_factory=list)  # (step, level shares, val accuracy)
+    layers: list = None  # the whole model when its scales changed (``narrow_widths``)
 
     def level_shares(self):
         """Fraction of all weights at each level 0..3."""
@@ -147,3 +148,66 @@ def mixed_precision(layers, x_fit, y_fit, x_val, y_val, *, budget=0.5, targets=D
     # image is 0.35 points, and the step just before the collapse was seen to be past the
     # edge on the test split (2 points lost) while the validation split did not show it
     return kept[max(0, len(kept) - 2)]
+
+
+def narrow_scales(layers, widths):
+    """A copy of ``layers`` whose layer ``k`` is re-quantized to ``widths[k]`` bits per
+    weight: per output channel the scale becomes ``max|w| / (2**(b-1) - 1)`` (``w`` the
+    float weights ``q * s``), the weights ``round(w / s')`` (so in ``[-(2**(b-1) - 1),
+    2**(b-1) - 1]``, the level of width ``b`` or a narrower one) and the bias
+    ``round(bias * s / s')`` (its scale is ``s_in * s'``). Width 8 keeps the layer as is.
+    The result is an int8 model like any other (LiteRT runs it; the weights are simply
+    small)."""
+    if len(widths) != len(layers):
+        raise ValueError(f"widths has {len(widths)} entries for {len(layers)} layers")
+    out = []
+    for lay, b in zip(layers, widths, strict=True):
+        if b not in (2, 4, 8):
+            raise ValueError(f"a layer width must be 2, 4 or 8, not {b!r}")
+        if b == 8:
+            out.append(replace(lay))
+            continue
+        qmax = (1 << (b - 1)) - 1
+        s = lay.weight_scales.astype(np.float64)
+        wf = lay.w.astype(np.float64) * s[:, None]
+        s2 = np.abs(wf).max(axis=1) / qmax
+        s2 = np.where(s2 > 0, s2, s).astype(np.float32).astype(np.float64)
+        q = np.clip(np.round(wf / s2[:, None]), -qmax, qmax).astype(np.int8)
+        bias = np.round(lay.bias.astype(np.float64) * s / s2).astype(np.int64)
+        out.append(replace(lay, w=q, bias=bias, weight_scales=s2.astype(np.float32)))
+    return out
+
+
+def narrow_widths(layers, x_val, y_val, *, budget=0.5, choices=(2, 4, 8), log=None):
+    """Mixed precision by narrower scales: every assignment of a width in ``choices`` to each
+    layer (``narrow_scales``, no retraining), kept if its accuracy on the held-out
+    ``(x_val, y_val)`` is at most ``budget`` points below the int8 model's; of those the
+    one with the fewest 8-bit weights, then the most weights of at most 2 bits, then the
+    best validation accuracy. The per-weight levels then follow from the values (most
+    weights of a 4-bit channel are small enough for 2 bits, some are zero). Returns a
+    ``MixedModel`` whose ``layers`` is the narrowed model (``history``: every assignment
+    tried, with its level shares and validation accuracy)."""
+    import itertools
+
+    from . import mlp
+
+    xq = mlp.quantize_input(layers, x_val)
+    base = mlp.accuracy(layers, xq, y_val)
+    best, history = None, []
+    for widths in itertools.product(choices, repeat=len(layers)):
+        cand = narrow_scales(layers, widths)
+        acc = mlp.accuracy(cand, xq, y_val)
+        levels = [smallest_level(lay.w) for lay in cand]
+        allv = np.concatenate([v.ravel() for v in levels])
+        shares = np.bincount(allv, minlength=4) / allv.size
+        history.append((widths, shares.round(4).tolist(), acc))
+        if log:
+            log(f"  widths {widths}: val accuracy {acc:.2f}% (int8 {base:.2f}%), level "
+                f"shares {' '.join(f'{v:.2f}' for v in shares)}")
+        if acc < base - budget:
+            continue
+        key = (-shares[3], shares[0] + shares[1], acc)
+        if best is None or key > best[0]:
+            best = (key, MixedModel([lay.w.copy() for lay in cand], levels, base, acc,
+                                    history, cand))
+    return best[1]

@@ -70,27 +70,65 @@ class MultiplierBins:
         if self.uniform:
             return self._ranked(m, lanes=lanes, inp=inp, load=load, advance=advance,
                                 done=done, drive=drive)
+        if self.local_width(lanes):
+            return self._local(m, lanes=lanes, inp=inp, load=load, advance=advance,
+                               done=done, drive=drive)
         return self._classes(m, lanes=lanes, inp=inp, load=load, advance=advance, done=done,
                              drive=drive)
+
+    def local_width(self, lanes):
+        """The width of a lane-local bin (one multiplier per lane beside the widest bin), or
+        None. Such a bin needs no dispatcher: lane i's pair goes to multiplier i."""
+        top = max(self.level_widths)
+        narrow = [w for w, c in self.bins.items() if w != top and c]
+        if len(narrow) == 1 and self.bins[narrow[0]] == lanes:
+            return narrow[0]
+        return None
+
+    def _local(self, m, *, lanes, inp, load, advance, done, drive):
+        """The widest bin plus a lane-local bin of width ``b``: the pairs a b-bit multiplier
+        holds (levels up to b bits, not misfits) are multiplied in the beat's first step on
+        their lanes' own multipliers; the others are ranked onto the widest bin's multipliers
+        as in ``_ranked``. ``max(1, ceil(n_wide / a))`` steps, which is
+        ``golden.mulbins.bin_cycles`` for these bins (the narrow pairs never wait)."""
+        n, top = lanes, max(self.level_widths)
+        a = self.bins[top]
+        level = self.level_widths.index(self.local_width(lanes)) + 1
+        lvl, nz_in, bad = inp["beat"].lvl, inp["nz"], inp["misfit"]
+        wide_in = Signal(n)
+        m.d.comb += wide_in.eq(Cat(*[nz_in[i] & ((lvl[i] > level) | bad[i]) for i in range(n)]))
+        narrow = Signal(n)
+        with m.If(load):
+            m.d.sync += narrow.eq(nz_in & ~wide_in)
+        nwide, base = self._rank_onto(m, n, a, wide_in, load, advance, done, drive)
+        for i in range(n):  # lane i's own multiplier, in the first step only
+            drive(a + i, [narrow[i] & (base == 0) if k == i else Const(0, 1)
+                          for k in range(n)])
+        return nwide + popcount(narrow)
 
     def _ranked(self, m, *, lanes, inp, load, advance, done, drive):
         """Uniform slots: lane i is issued in step ``rank_i // s`` to slot ``rank_i % s``
         (its rank among the beat's non-zero lanes): ``max(1, ceil(nnz / s))`` steps."""
-        n, s = lanes, self.slots
+        return self._rank_onto(m, lanes, self.slots, inp["nz"], load, advance, done, drive)[0]
+
+    @staticmethod
+    def _rank_onto(m, n, s, mask, load, advance, done, drive):
+        """The lanes of ``mask`` onto slots ``0..s-1``: lane i in step ``rank_i // s`` to slot
+        ``rank_i % s``. Returns (the mask's count, the step's first rank ``base``)."""
         nz = Signal(n)
         ranks = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
         nnz = Signal(range(n + 1))
         base = Signal(range(n + s + 1))
-        cnt = prefix_counts(inp["nz"])
+        cnt = prefix_counts(mask)
         with m.If(load):
-            m.d.sync += [nz.eq(inp["nz"]), nnz.eq(popcount(inp["nz"])), base.eq(0)]
+            m.d.sync += [nz.eq(mask), nnz.eq(popcount(mask)), base.eq(0)]
             m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
         with m.Elif(advance):
             m.d.sync += base.eq(base + s)
         m.d.comb += done.eq(base + s >= nnz)
         for j in range(s):
             drive(j, [nz[i] & (ranks[i] == base + j) for i in range(n)])
-        return nnz
+        return nnz, base
 
     def _classes(self, m, *, lanes, inp, load, advance, done, drive):
         """Multiplier bins: each step gives the widest pending pairs the widest multipliers

@@ -223,7 +223,9 @@ def _plot_sparse(out, path):
     plt.close(fig)
 
 
-BINS_NAME = "sparse_dot_N16_bins222"
+# the bins engines: two of each width (a dispatcher for every bin), and one 8-bit
+# multiplier plus a lane-local 4-bit bin (one 4-bit multiplier per lane, no dispatcher)
+BINS_NAMES = ("sparse_dot_N16_bins222", "sparse_dot_N16_bins1l")
 UNIFORM_SLOTS = (4, 6)  # uniform 8-bit engines synthesized to price a slot in LUTs
 
 
@@ -260,10 +262,20 @@ def _mix_beats(rng, mix, lanes, x_zp, n_beats=640):
     return dict(w=w, x=x, lvl=smallest_level(w), last=last)
 
 
+def _equal_budget(luts, target):
+    """The uniform 8-bit slots that ``target`` LUTs buy (linear in the slots between the
+    synthesized ones, at least the smallest) and their LUTs."""
+    (m0, l0), (m1, l1) = [(m, luts[m]) for m in UNIFORM_SLOTS[:2]]
+    per_slot = (l1 - l0) / (m1 - m0)
+    m_eq = max(1, int(m0 + (target - l0) // per_slot))
+    return m_eq, round(l0 + (m_eq - m0) * per_slot)
+
+
 def bench_mulbins():
     """Multiplier bins against uniform 8-bit engines: cycles per vector and MACs per cycle
-    per 1,000 LUTs (dense-equivalent MACs: lanes x beats) for three weight mixes; the bins
-    engine's RTL cycles checked equal to the schedule model on the digits mixed model."""
+    per 1,000 LUTs (dense-equivalent MACs: lanes x beats) for the weight mixes, each bins
+    engine against the uniform engine its LUTs buy; the engines' RTL cycles checked equal to
+    the schedule model on the digits mixed model."""
     from golden import digits_model
     from golden.mulbins import bin_cycles
     from golden.sparse_dot import beat_cycles
@@ -271,72 +283,77 @@ def bench_mulbins():
 
     sim = default_simulator()
     rng = np.random.default_rng(SEED)
-    params = CONFIGS[BINS_NAME][1]
-    lanes, bins = params["lanes"], params["bins"]
-    _, x_test, _, y_test = digits_split()
+    lanes = CONFIGS[BINS_NAMES[0]][1]["lanes"]
+    _, x_test, _, _ = digits_split()
     base = digits_model.int8_model()
     mixed, record = digits_model.mixed_model(base, log=_log)
-    acc = dict(int8=digits_model.test_accuracy(base), mixed=digits_model.test_accuracy(mixed))
+    levels, _ = digits_model.mixed_model(base, method="levels", log=_log)
+    acc = dict(int8=digits_model.test_accuracy(base), mixed=digits_model.test_accuracy(mixed),
+               levels=digits_model.test_accuracy(levels))
     images = 40
     mixes = {}
-    for key, layers in (("int8", base), ("digits_mixed", mixed)):
+    for key, layers, a in (("int8", base, "int8"), ("digits_mixed", mixed, "mixed"),
+                           ("digits_mixed_fixed_scales", levels, "levels")):
         path = digits_model.write_tflite(layers, BUILD / f"digits_{key}.tflite")
         b, zp, _ = digits_beats(path, x_test[:images], lanes=lanes)
         mixes[key] = (b, zp, dict(images=images, level_shares=[
             round(v, 4) for v in digits_model.level_shares(layers)],
-            test_accuracy=round(acc["int8" if key == "int8" else "mixed"], 2)))
+            test_accuracy=round(acc[a], 2)))
     b = _mix_beats(rng, (0.5, 0.3, 0.2), lanes, 0)
     mixes["synthetic_2b50_4b30_8b20"] = (b, 0, dict(level_shares=[0, 0.5, 0.3, 0.2]))
 
-    luts = {"bins": _lutmul_luts(BINS_NAME)}
-    for m in UNIFORM_SLOTS:
-        luts[m] = _lutmul_luts(f"sparse_dot_N{lanes}_M{m}",
-                               (SparseDotProduct, dict(lanes=lanes, slots=m)))
-    # LUTs grow linearly with uniform slots; the equal-budget baseline has as many slots
-    # as the bins engine's LUTs buy (interpolated, at least the largest synthesized)
-    (m0, l0), (m1, l1) = [(m, luts[m]) for m in UNIFORM_SLOTS[:2]]
-    per_slot = (l1 - l0) / (m1 - m0)
-    m_eq = max(1, int(m0 + (luts["bins"] - l0) // per_slot))
-    luts_eq = round(l0 + (m_eq - m0) * per_slot)
-
-    out = dict(bins=dict(config=BINS_NAME, bins={str(k): v for k, v in bins.items()},
-                         luts_lutmul=luts["bins"]),
-               uniform_luts_lutmul={f"M{m}": luts[m] for m in UNIFORM_SLOTS},
-               equal_budget=dict(slots=m_eq, luts_lutmul=luts_eq,
-                                 note="uniform 8-bit slots affordable with the bins engine's "
-                                      "LUTs, by linear interpolation of the synthesized ones"),
-               mixed_model=dict(val_accuracy=record.val_accuracy,
+    luts = {m: _lutmul_luts(f"sparse_dot_N{lanes}_M{m}",
+                            (SparseDotProduct, dict(lanes=lanes, slots=m)))
+            for m in UNIFORM_SLOTS}
+    engines = {}
+    for name in BINS_NAMES:
+        m_eq, luts_eq = _equal_budget(luts, _lutmul_luts(name))
+        engines[name] = dict(bins={str(k): v for k, v in CONFIGS[name][1]["bins"].items()},
+                             luts_lutmul=_lutmul_luts(name), equal_budget_slots=m_eq,
+                             equal_budget_luts=luts_eq)
+    out = dict(engines=engines, uniform_luts_lutmul={f"M{m}": luts[m] for m in UNIFORM_SLOTS},
+               note="equal budget: the uniform 8-bit slots a bins engine's LUTs buy, by linear "
+                    "interpolation of the synthesized uniform engines",
+               mixed_model=dict(method="widths", val_accuracy=record.val_accuracy,
                                 base_val_accuracy=record.base_val_accuracy,
                                 test_accuracy_int8=acc["int8"],
-                                test_accuracy_mixed=acc["mixed"]),
+                                test_accuracy_mixed=acc["mixed"],
+                                test_accuracy_fixed_scales=acc["levels"]),
                mixes={})
     for key, (b, zp, info) in mixes.items():
         nz = (b["w"] != 0) & (b["x"] != zp)
         n_vec = int(b["last"].sum())
-        cyc_bins = int(bin_cycles(b["lvl"], nz, bins=bins).sum())
         row = dict(info, vectors=n_vec, beats=len(b["w"]),
                    joint_density=round(float(nz.mean()), 4))
         macs = lanes * len(b["w"])
-        for label, cycles, lut in (
-                ("bins", cyc_bins, luts["bins"]),
-                ("uniform_M4", int(beat_cycles(nz.sum(1), lanes=lanes, slots=4).sum()),
-                 luts[4]),
-                (f"uniform_M{m_eq}_equal_luts",
-                 int(beat_cycles(nz.sum(1), lanes=lanes, slots=m_eq).sum()), luts_eq)):
-            row[label] = dict(cycles=cycles, cycles_per_vector=round(cycles / n_vec, 3),
-                              macs_per_cycle_per_kLUT=round(macs / cycles / (lut / 1000), 4))
-        row["bins_vs_equal_luts_macs_per_lut"] = round(
-            row["bins"]["macs_per_cycle_per_kLUT"]
-            / row[f"uniform_M{m_eq}_equal_luts"]["macs_per_cycle_per_kLUT"], 3)
+
+        def figures(cycles, lut, n_vec=n_vec, macs=macs):
+            return dict(cycles=cycles, cycles_per_vector=round(cycles / n_vec, 3),
+                        macs_per_cycle_per_kLUT=round(macs / cycles / (lut / 1000), 4))
+
+        row["uniform_M4"] = figures(int(beat_cycles(nz.sum(1), lanes=lanes, slots=4).sum()),
+                                    luts[4])
+        for name, e in engines.items():
+            bins = CONFIGS[name][1]["bins"]
+            m_eq = e["equal_budget_slots"]
+            mine = figures(int(bin_cycles(b["lvl"], nz, bins=bins).sum()), e["luts_lutmul"])
+            eq = figures(int(beat_cycles(nz.sum(1), lanes=lanes, slots=m_eq).sum()),
+                         e["equal_budget_luts"])
+            row[name] = dict(mine, **{f"uniform_M{m_eq}_equal_luts": eq},
+                             vs_equal_luts_macs_per_lut=round(
+                                 mine["macs_per_cycle_per_kLUT"]
+                                 / eq["macs_per_cycle_per_kLUT"], 3))
         out["mixes"][key] = row
-    # the RTL meets the schedule model on the real mixed model (value and cycles)
+    # the RTL meets the schedule model on the real mixed model (values and cycles)
     b, zp, _ = mixes["digits_mixed"]
     part = {k: v[:len(v) // 4] for k, v in b.items()}
-    rep = _rtl_beats(BINS_NAME, part, zp, sim)
-    out["rtl_check"] = dict(beats=rep["given_beats"], vectors=rep["given_vectors"],
-                            rtl_cycles=rep["given_rtl_cycles"],
-                            model_cycles=rep["given_model_cycles"],
-                            mismatches=rep["given_mismatches"], simulator=sim)
+    out["rtl_check"] = {}
+    for name in BINS_NAMES:
+        rep = _rtl_beats(name, part, zp, sim)
+        out["rtl_check"][name] = dict(
+            beats=rep["given_beats"], vectors=rep["given_vectors"],
+            rtl_cycles=rep["given_rtl_cycles"], model_cycles=rep["given_model_cycles"],
+            mismatches=rep["given_mismatches"], simulator=sim)
     return dict(out, seed=SEED)
 
 

@@ -18,6 +18,11 @@ CONFIGS = {
     "sparse_dot_N8_M3_mem": ("SparseDotProduct", dict(lanes=8, slots=3, output="memory")),
     "sparse_dot_N16_bins222": ("SparseDotProduct",
                                dict(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2})),
+    # one 8-bit multiplier and a lane-local 4-bit bin (one 4-bit multiplier per lane): the
+    # narrow pairs need no dispatcher (docs/mulbins.md)
+    "sparse_dot_N16_bins1l": ("SparseDotProduct",
+                              dict(lanes=16, slots=17, bins={8: 1, 4: 16})),
+    "sparse_dot_N8_bins1l": ("SparseDotProduct", dict(lanes=8, slots=9, bins={8: 1, 4: 8})),
     # small enough for a gate-level run of the bins dispatcher
     "sparse_dot_N8_bins211": ("SparseDotProduct",
                               dict(lanes=8, slots=4, bins={8: 2, 4: 1, 2: 1})),

@@ -54,8 +54,10 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
     """SparseDotProduct: lanes N, multiplier slots M <= N, skipping, output kind, levels, and
     optionally multiplier bins ``{width: count}`` (then M is their total)."""
     int_in("lanes", lanes, 1, 64)
-    if not _is_int(slots) or not 1 <= slots <= lanes:
-        raise ValueError(f"slots must be an integer in [1, lanes={lanes}], not {slots!r}")
+    most = lanes if bins is None else 2 * lanes  # a lane-local bin adds ``lanes`` slots
+    if not _is_int(slots) or not 1 <= slots <= most:
+        raise ValueError(f"slots must be an integer in [1, {most}] (lanes={lanes}), "
+                         f"not {slots!r}")
     if not isinstance(skip, bool):
         raise ValueError(f"skip must be True or False, not {skip!r}")
     if output not in DOT_OUTPUTS:
@@ -72,6 +74,12 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                              f"(bins={bins}), not {slots!r}")
         if not skip:
             raise ValueError("bins need skip=True (the dense baseline uses uniform slots)")
+        if any(c > lanes for c in bins.values()):
+            raise ValueError(f"a bin has more multipliers than the {lanes} lanes: {bins}")
+        local = [w for w, c in bins.items() if c == lanes and w != max(lw)]
+        if local and sum(c for w, c in bins.items() if w not in local and w != max(lw)):
+            raise ValueError(f"a lane-local bin ({local[0]} bits, one multiplier per lane) "
+                             f"goes with the widest bin only, not with {bins}")
     return dict(lanes=lanes, slots=slots, skip=skip, output=output, addr_width=addr_width,
                 level_widths=lw, bins=bins)
 

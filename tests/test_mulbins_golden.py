@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import digits_model, litert_model, mlp
+from golden import digits_model, litert_model, mlp, mulbins
 from golden.data import digits_split
 from golden.mulbins import bin_cycles, check_bins, level_bounds, mixed_precision, smallest_level
 
@@ -60,8 +60,55 @@ def test_bad_bins(bins, match):
 @pytest.fixture(scope="module")
 def digits_models():
     base = digits_model.int8_model()
-    mixed, record = digits_model.mixed_model(base)
+    mixed, record = digits_model.mixed_model(base, method="levels")
     return base, mixed, record
+
+
+@pytest.fixture(scope="module")
+def narrowed():
+    base = digits_model.int8_model()
+    return base, *digits_model.mixed_model(base)
+
+
+def test_narrow_widths_on_digits(narrowed):
+    """The default mixed model: every layer re-quantized to 4 bits per weight (2-bit layers
+    lose 20 to 40 points): no 8-bit weight, a third of them 2-bit, within the budget on the
+    validation part; the scales are re-derived and the arithmetic is the int8 model's."""
+    base, mixed, record = narrowed
+    shares = digits_model.level_shares(mixed)
+    print(f"narrowed: level shares {shares.round(3)}, val {record.val_accuracy:.2f}% "
+          f"(int8 {record.base_val_accuracy:.2f}%), test {digits_model.test_accuracy(mixed):.2f}%")
+    assert record.val_accuracy >= record.base_val_accuracy - 0.5
+    assert shares[3] == 0 and shares[1] > 0.25 and record.layers is mixed
+    for a, b in zip(base, mixed, strict=True):
+        assert np.abs(b.w).max() <= 7 and np.all(b.weight_scales > a.weight_scales)
+        # the float weights and biases move by at most half a step of the new grid
+        wa = a.w * a.weight_scales.astype(np.float64)[:, None]
+        wb = b.w * b.weight_scales.astype(np.float64)[:, None]
+        assert np.all(np.abs(wa - wb) <= 0.5 * b.weight_scales[:, None] * (1 + 1e-6))
+        ba = a.bias * a.weight_scales.astype(np.float64)
+        bb = b.bias * b.weight_scales.astype(np.float64)
+        assert np.all(np.abs(ba - bb) <= 0.5 * b.weight_scales * (1 + 1e-6))
+    tried = {tuple(h[0]) for h in record.history}
+    assert len(tried) == 27 and (2, 2, 2) in tried
+    with pytest.raises(ValueError, match="a layer width must be 2, 4 or 8, not 3"):
+        mulbins.narrow_scales(base, (8, 3, 8))
+    with pytest.raises(ValueError, match="method must be one of"):
+        digits_model.mixed_model(base, method="best")
+
+
+def test_narrowed_model_is_bit_exact_on_litert(narrowed, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    _, mixed, _ = narrowed
+    path = digits_model.write_tflite(mixed, tmp_path / "narrow.tflite")
+    back = litert_model.read_dense_layers(path)
+    assert all(np.array_equal(a.w, b.w) and np.array_equal(a.weight_scales, b.weight_scales)
+               and np.array_equal(a.bias, b.bias) for a, b in zip(mixed, back, strict=True))
+    _, x_test, _, _ = digits_split()
+    xq = mlp.quantize_input(mixed, x_test)
+    ref = litert_model.run_reference(path, xq)
+    for k, (r, o) in enumerate(zip(ref, mlp.run_int8(mixed, xq), strict=True)):
+        assert np.array_equal(r, o), f"layer {k}: {int((r != o).sum())} outputs differ"
 
 
 def test_mixed_precision_on_digits(digits_models):

@@ -51,7 +51,8 @@ def test_digits_beats_are_the_layer_accumulators():
 
 @pytest.mark.gate
 @needs_icarus
-@pytest.mark.parametrize("name", ["sparse_dot_N8_M8", "sparse_dot_N8_bins211"])
+@pytest.mark.parametrize("name", ["sparse_dot_N8_M8", "sparse_dot_N8_bins211",
+                                  "sparse_dot_N8_bins1l"])
 def test_sparse_dot_gate_level_ice40(name):
     rep = run_gate_level(name, "tb_sparse_dot", vectors=600)
     assert rep["mismatches"] == 0 and rep["measured_cycles"] == rep["model_cycles"]

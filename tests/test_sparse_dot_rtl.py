@@ -59,7 +59,10 @@ CONFIGS = ([dict(lanes=4, slots=m) for m in range(1, 5)]
            # multiplier bins as the slot provider (issue 4)
            + [dict(lanes=8, slots=4, bins={8: 1, 4: 1, 2: 2}),
               dict(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2}),
-              dict(lanes=4, slots=1, bins={8: 1}), dict(lanes=8, slots=3, bins={8: 1, 2: 2})])
+              dict(lanes=4, slots=1, bins={8: 1}), dict(lanes=8, slots=3, bins={8: 1, 2: 2})]
+           # a lane-local narrow bin (one multiplier per lane, no dispatcher)
+           + [dict(lanes=16, slots=18, bins={8: 2, 4: 16}),
+              dict(lanes=8, slots=9, bins={8: 1, 4: 8}), dict(lanes=4, slots=7, bins={8: 3, 2: 4})])
 
 
 def _id(p):
@@ -84,7 +87,8 @@ def test_sparse_dot_matches_golden(params):
 
 
 @pytest.mark.parametrize("params", [dict(lanes=4, slots=2),
-                                    dict(lanes=4, slots=3, bins={8: 1, 4: 1, 2: 1})],
+                                    dict(lanes=4, slots=3, bins={8: 1, 4: 1, 2: 1}),
+                                    dict(lanes=4, slots=5, bins={8: 1, 4: 4})],
                          ids=_id)
 def test_level_misfit_is_flagged_and_product_stays_exact(params):
     """Weights that do not fit their declared level: flagged and counted, and (with bins)
