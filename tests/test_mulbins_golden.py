@@ -150,3 +150,22 @@ def test_mixed_precision_rejects_bad_targets(digits_models):
         mixed_precision(base, x, y, x, y, targets=[(0, 0, 0)])
     with pytest.raises(ValueError, match=r"\(0.5, 0.2, 0.9\) is not three cumulative"):
         mixed_precision(base, x, y, x, y, targets=[(0.5, 0.2, 0.9)] * 3)
+
+
+def test_narrowed_model_on_a_lane_local_bin(narrowed, tmp_path):
+    """On the narrowed digits model every beat of the lane-local engine ({8: 1, 4: 16}) takes
+    one cycle (no weight needs 8 bits), while a uniform 8-bit engine of 4 multipliers needs
+    more than two cycles a beat on average for the same pairs."""
+    from golden.sparse_dot import beat_cycles
+    from sim.sparse_stim import digits_beats
+
+    _, mixed, _ = narrowed
+    _, x_test, _, _ = digits_split()
+    path = digits_model.write_tflite(mixed, tmp_path / "narrow.tflite")
+    b, zp, _ = digits_beats(path, x_test[:20], lanes=16)
+    nz = (b["w"] != 0) & (b["x"] != zp)
+    local = bin_cycles(b["lvl"], nz, bins={8: 1, 4: 16})
+    uniform = beat_cycles(nz.sum(1), lanes=16, slots=4)
+    print(f"{len(local)} beats: lane-local {local.mean():.2f}, uniform M4 {uniform.mean():.2f} "
+          "cycles a beat")
+    assert np.all(local == 1) and uniform.mean() > 2
