@@ -1,6 +1,6 @@
 """Small arithmetic building blocks shared by the blocks."""
 
-from amaranth.hdl import Const
+from amaranth.hdl import Const, Mux
 
 
 def fits_signed(v, bits):
@@ -20,3 +20,22 @@ def popcount(bits):
         terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
                  for k in range(0, len(terms), 2)]
     return terms[0]
+
+
+# narrower weights are multiplied by shift and add, in logic: a DSP block for a 4-bit product
+# wastes it (and the iCE40 UP5K has 8)
+SHIFT_ADD_MAX_WIDTH = 4
+
+
+def product(w, x):
+    """``w * x`` for signed values; a weight of at most ``SHIFT_ADD_MAX_WIDTH`` bits as the sum
+    of its partial products (two's complement: the top bit's term is subtracted), which no
+    synthesis tool maps to a multiplier block."""
+    b = len(w)
+    if b > SHIFT_ADD_MAX_WIDTH:
+        return w * x
+    terms = [Mux(w[k], x << k, 0) for k in range(b - 1)]
+    total = -Mux(w[b - 1], x << (b - 1), 0)
+    for t in terms:
+        total = total + t
+    return total

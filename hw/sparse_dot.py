@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 
-from .arith import fits_signed, popcount
+from .arith import fits_signed, popcount, product
 from .mulbins import MultiplierBins
 from .pipeline import StallPipeline, carried
 
@@ -107,7 +107,7 @@ class SparseDotProduct(wiring.Component):
                         **{f"w{j}": step["w"][j][:widths[j]].as_signed() for j in range(s)},
                         **{f"x{j}": step["x"][j] for j in range(s)})
         flags = ("v", "first", "last")
-        s2 = pipe.stage(**{f"p{j}": getattr(s1, f"w{j}") * getattr(s1, f"x{j}")
+        s2 = pipe.stage(**{f"p{j}": product(getattr(s1, f"w{j}"), getattr(s1, f"x{j}"))
                            for j in range(s)}, **carried(s1, flags))
         keep = carried(s2, flags)
         total, keep = adder_tree(pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
