@@ -196,7 +196,7 @@ def merge_report(results, path=BUILD / "reports" / "synth.json"):
 
 def default_families(name):
     """ECP5 and iCE40 for every block; the dot-product engines also with LUT multipliers."""
-    extra = ("ecp5_lutmul",) if CONFIGS[name][0] == "SparseDotProduct" else ()
+    extra = ("ecp5_lutmul",) if CONFIGS[name][0].__name__ == "SparseDotProduct" else ()
     return ("ecp5", "ice40") + extra
 
 

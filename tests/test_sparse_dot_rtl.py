@@ -113,3 +113,11 @@ def test_multiplier_bins_slot_provider():
     # the engine takes its slots' widths from its provider
     assert SparseDotProduct(lanes=8, slots=6, bins={8: 1, 4: 2, 2: 3})._slot_widths() == \
         b.widths
+
+
+def test_make_synth_prices_engines_with_lut_multipliers():
+    """make synth runs the dot-product engines also with LUT multipliers (the mulbins bench's
+    LUT prices), and the other blocks on ECP5 and iCE40 only."""
+    from hw.synth import default_families
+    assert default_families("sparse_dot_N16_bins1l") == ("ecp5", "ice40", "ecp5_lutmul")
+    assert default_families("core") == ("ecp5", "ice40")
