@@ -7,7 +7,9 @@ each to a free multiplier of the narrowest bin at least as wide as its precision
 of a wider free bin; the rest wait. A beat therefore takes
 ``max(1, max_t ceil(n_t / m_t))`` cycles (``golden.mulbins.bin_cycles``; ``n_t`` pairs need
 at least ``t`` bits, ``m_t`` multipliers have them). Uniform 8-bit bins (``{8: M}``) are the
-baseline: ``max(1, ceil(nnz / M))``, ``golden.sparse_dot``'s cycle model.
+baseline: ``max(1, ceil(nnz / M))``, ``golden.sparse_dot``'s cycle model. A narrow bin with
+one multiplier per lane beside the widest bin (``{8: a, 4: lanes}``) is lane-local: lane
+i's narrow pair goes to multiplier i, so that bin needs no dispatcher (``_local``).
 
 It is an elaboration-time part of ``hw.sparse_dot.SparseDotProduct`` (its ``bins=``
 option), not a component of its own: the dispatcher works on the engine's registered beat,
