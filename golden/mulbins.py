@@ -197,9 +197,9 @@ def narrow_widths(layers, x_val, y_val, *, budget=0.5, choices=(2, 4, 8), log=No
     for widths in itertools.product(choices, repeat=len(layers)):
         cand = narrow_scales(layers, widths)
         acc = mlp.accuracy(cand, xq, y_val)
-        levels = [smallest_level(lay.w) for lay in cand]
-        allv = np.concatenate([v.ravel() for v in levels])
-        shares = np.bincount(allv, minlength=4) / allv.size
+        model = MixedModel([lay.w.copy() for lay in cand],
+                           [smallest_level(lay.w) for lay in cand], base, acc, history, cand)
+        shares = model.level_shares()
         history.append((widths, shares.round(4).tolist(), acc))
         if log:
             log(f"  widths {widths}: val accuracy {acc:.2f}% (int8 {base:.2f}%), level "
@@ -208,6 +208,5 @@ def narrow_widths(layers, x_val, y_val, *, budget=0.5, choices=(2, 4, 8), log=No
             continue
         key = (-shares[3], shares[0] + shares[1], acc)
         if best is None or key > best[0]:
-            best = (key, MixedModel([lay.w.copy() for lay in cand], levels, base, acc,
-                                    history, cand))
+            best = (key, model)
     return best[1]

@@ -97,17 +97,15 @@ def encode_indices(out, idx, size, *, rice=True):
     gaps = bytearray()
     for g in gap_values:
         put_varint(gaps, int(g))
-    options = [(len(gaps), GAPS, bytes(gaps)),
-               (None, BITMAP, np.packbits(np.isin(np.arange(size), idx),
-                                          bitorder="little").tobytes())]
+    options = {GAPS: bytes(gaps),
+               BITMAP: np.packbits(np.isin(np.arange(size), idx), bitorder="little").tobytes()}
     if rice:
         best = min(range(MAX_RICE + 1),
                    key=lambda r: int(((gap_values >> r) + 1 + r).sum()))
-        options.append((None, RICE, bytes([best]) + _bits_to_bytes(rice_bits(gap_values, best))))
-    size_of = {code: len(body) for _, code, body in options}
-    code = min(size_of, key=lambda c: (size_of[c], c))
+        options[RICE] = bytes([best]) + _bits_to_bytes(rice_bits(gap_values, best))
+    code = min(options, key=lambda c: (len(options[c]), c))
     out.append(code)
-    out += dict((c, b) for _, c, b in options)[code]
+    out += options[code]
 
 
 def _decode_rice(r, count, size, what):
