@@ -455,7 +455,7 @@ def test_bad_constraints_are_named():
         train.constrained_update(sc.base, x, y, k=5, score="best")
     with pytest.raises(ValueError, match="rounds must be a positive integer, not 0"):
         train.constrained_update(sc.base, x, y, k=5, score="iterative", rounds=0)
-    with pytest.raises(ValueError, match="step must be an integer in \\[1, 254\\], not 0"):
+    with pytest.raises(ValueError, match="^step must be an integer in \\[1, 254\\], not 0"):
         train.constrained_update(sc.base, x, y, k=5, step=0, epochs=1)
     w = mlp.weights(sc.base)
     lo = [np.full(v.shape, -127) for v in w]

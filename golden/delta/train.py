@@ -123,6 +123,8 @@ def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, step=1, score
         raise ValueError(f"score must be one of {', '.join(SCORES)}, not {score!r}")
     if not (isinstance(rounds, int) and rounds >= 1):
         raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
+    if not (isinstance(step, int) and 1 <= step <= 254):
+        raise ValueError(f"step must be an integer in [1, 254], not {step!r}")
     tune = dict(lo=lo, hi=hi, l1=l1, epochs=epochs, lr=lr, seed=seed, step=step)
     mask = None
     if k is not None:
