@@ -72,8 +72,9 @@ class MultiplierBins:
         if self.uniform:
             return self._ranked(m, lanes=lanes, inp=inp, load=load, advance=advance,
                                 done=done, drive=drive)
-        if self.local_width(lanes):
-            return self._local(m, lanes=lanes, inp=inp, load=load, advance=advance,
+        width = self.local_width(lanes)
+        if width:
+            return self._local(m, width, lanes=lanes, inp=inp, load=load, advance=advance,
                                done=done, drive=drive)
         return self._classes(m, lanes=lanes, inp=inp, load=load, advance=advance, done=done,
                              drive=drive)
@@ -87,15 +88,15 @@ class MultiplierBins:
             return narrow[0]
         return None
 
-    def _local(self, m, *, lanes, inp, load, advance, done, drive):
-        """The widest bin plus a lane-local bin of width ``b``: the pairs a b-bit multiplier
+    def _local(self, m, width, *, lanes, inp, load, advance, done, drive):
+        """The widest bin plus a lane-local bin of ``width`` bits: the pairs such a multiplier
         holds (levels up to b bits, not misfits) are multiplied in the beat's first step on
         their lanes' own multipliers; the others are ranked onto the widest bin's multipliers
         as in ``_ranked``. ``max(1, ceil(n_wide / a))`` steps, which is
         ``golden.mulbins.bin_cycles`` for these bins (the narrow pairs never wait)."""
         n, top = lanes, max(self.level_widths)
         a = self.bins[top]
-        level = self.level_widths.index(self.local_width(lanes)) + 1
+        level = self.level_widths.index(width) + 1
         lvl, nz_in, bad = inp["beat"].lvl, inp["nz"], inp["misfit"]
         wide_in = Signal(n)
         m.d.comb += wide_in.eq(Cat(*[nz_in[i] & ((lvl[i] > level) | bad[i]) for i in range(n)]))

@@ -9,7 +9,7 @@ import pytest
 
 from sim import end_to_end
 from sim.runner import simulator_available
-from tests.gate_level import needs_icarus
+from tests.gate_level import needs_icarus, netlist_run_kw
 
 
 @pytest.mark.cocotb
@@ -54,21 +54,14 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
     with golden and every cycle count as the core model predicts."""
     from golden import compiler, core_model, digits_model, mlp
     from golden.data import digits_split
-    from hw.synth import cell_models, synthesize
     from sim.core_run import run_core
-    from sim.runner import BUILD
     from spec.configs import CONFIGS
 
-    out = BUILD / "synth"
-    _, netlist, _ = synthesize("core_ice40", "ice40", out)
-    cells, defines = cell_models("ice40")
     layers = digits_model.sparse_model().layers
     _, x_test, _, _ = digits_split()
     xq = mlp.quantize_input(layers, x_test[:4])
     c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)
-    res, _ = run_core("core_ice40", c, xq, sim="icarus", tag="gl-ice40",
-                      sources=[netlist, cells], defines=defines,
-                      meta=out / "verilog" / "core_ice40.json")
+    res, _ = run_core("core_ice40", c, xq, **netlist_run_kw("core_ice40"))
     golden = mlp.run_int8(layers, xq)
     timing = core_model.timing(CONFIGS["core_ice40"][1])
     for n, r in enumerate(res):
