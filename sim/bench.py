@@ -307,9 +307,10 @@ def bench_mulbins():
             for m in UNIFORM_SLOTS}
     engines = {}
     for name in BINS_NAMES:
-        m_eq, luts_eq = _equal_budget(luts, _lutmul_luts(name))
+        mine = _lutmul_luts(name)
+        m_eq, luts_eq = _equal_budget(luts, mine)
         engines[name] = dict(bins={str(k): v for k, v in CONFIGS[name][1]["bins"].items()},
-                             luts_lutmul=_lutmul_luts(name), equal_budget_slots=m_eq,
+                             luts_lutmul=mine, equal_budget_slots=m_eq,
                              equal_budget_luts=luts_eq)
     out = dict(engines=engines, uniform_luts_lutmul={f"M{m}": luts[m] for m in UNIFORM_SLOTS},
                note="equal budget: the uniform 8-bit slots a bins engine's LUTs buy, by linear "
