@@ -127,7 +127,7 @@ class Core(wiring.Component):
                      self.delta_status.eq(wmem.status), self.delta_updates.eq(wmem.updates),
                      eng.x_zero_point.eq(p["x_zero_point"])]
         acc = [Signal(signed(32), name=f"acc{k}") for k in range(N_ACC)]
-        with m.If(busy):
+        with m.If(busy & ~seq.prime):  # (a start's wait for its first word is not counted)
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.Elif(self.start):  # a program starts with cleared accumulators (golden.isa_sim)
             m.d.sync += [self.cycles.eq(0)] + [a.eq(0) for a in acc]
@@ -217,6 +217,23 @@ class Core(wiring.Component):
         value_reg = Signal(signed(16), name="probe_value")
         count = Signal(range(16 * lanes + 1))  # SETP block accumulators
         maxabs = Signal(9)
+        # a block probe reduces each beat in two stages: the beat's words to partial terms
+        # (``part``, registered), then those into the accumulators (and the value)
+        groups = (lanes + 3) // 4
+        part = data.StructLayout({"mx": data.ArrayLayout(9, groups),
+                                  "nx": data.ArrayLayout(3, groups),
+                                  "nw": data.ArrayLayout(3, groups), "last": 1})
+        a = Signal(part, name="probe_part")
+        lane = q.addr[:low] if low else Const(0, 1)
+        single = (q.src == 0) | (q.src == 1)
+
+        # the block probe's terms of the beat before into the accumulators
+        a_valid = Signal()
+        mx = Signal(9)
+        m.d.comb += mx.eq(_max_tree(m, [maxabs] + list(a.mx), "probe_max"))
+        cnt_x, cnt_w = count + _sum(list(a.nx)), count + _sum(list(a.nw))
+        with m.If(a_valid):
+            m.d.sync += [maxabs.eq(mx), count.eq(Mux(q.src == 5, cnt_w, cnt_x))]
 
         with m.FSM(name="dp"):
             with m.State("IDLE"):
@@ -265,41 +282,35 @@ class Core(wiring.Component):
                         m.next = "PROBE"
 
             with m.State("PROBE"):
-                # the read ports show beat `beat` of the block at q.addr
+                # the read ports show beat `beat` of the block at q.addr; a single element's
+                # value is ready now, a block's beat goes to its partial terms
                 last = beat == q.beats - 1
                 m.d.comb += [x_rd.addr.eq((q.addr >> low) + beat + 1),
                              wmem.rd_addr.eq((q.addr >> low) + beat + 1)]
-                lane = q.addr[:low] if low else Const(0, 1)
                 x_el = x_word.word_select(lane, 8).as_signed()
                 w_el = w_word.as_value().word_select(lane, 8).as_signed()
-                diffs = [xv - zp for xv in xs]
-                nz_x = Cat(*[d != 0 for d in diffs])
-                nz_w = Cat(*[wv != 0 for wv in ws])
-                mx = Signal(9)
-                m.d.comb += mx.eq(_max_abs(m, diffs, maxabs))
-                cnt_x = count + popcount(nz_x)
-                cnt_w = count + popcount(nz_w)
-                value = Signal(signed(16))
-                with m.Switch(q.src):
-                    with m.Case(0):
-                        m.d.comb += value.eq(w_el)
-                    with m.Case(1):
-                        m.d.comb += value.eq(x_el)
-                    with m.Case(2):
-                        m.d.comb += value.eq(mx)
-                    with m.Case(3):
-                        m.d.comb += value.eq(cnt_x == 0)
-                    with m.Case(4):
-                        m.d.comb += value.eq(cnt_x)
-                    with m.Case(5):
-                        m.d.comb += value.eq(cnt_w)
-                single = (q.src == 0) | (q.src == 1)
-                with m.If(single | last):
-                    m.d.sync += value_reg.eq(value)
+                m.d.sync += [a.eq(_beat_terms(m, xs, ws, zp)), a.last.eq(last),
+                             a_valid.eq(~single), beat.eq(beat + 1)]
+                with m.If(single):
+                    m.d.sync += value_reg.eq(Mux(q.src == 0, w_el, x_el))
                     m.next = "VALUE"
-                with m.Else():
-                    m.d.sync += [beat.eq(beat + 1), maxabs.eq(mx),
-                                 count.eq(Mux(q.src == 5, cnt_w, cnt_x))]
+                with m.Elif(last):
+                    m.next = "REDUCE"
+
+            with m.State("REDUCE"):
+                # the last beat's terms are accumulated now: the value
+                m.d.sync += a_valid.eq(0)
+                with m.Switch(q.src):
+                    with m.Case(2):
+                        m.d.sync += value_reg.eq(mx)
+                    with m.Case(3):
+                        m.d.sync += value_reg.eq(cnt_x == 0)
+                    with m.Case(4):
+                        m.d.sync += value_reg.eq(cnt_x)
+                    with m.Case(5):
+                        m.d.sync += value_reg.eq(cnt_w)
+                with m.If(a.last):
+                    m.next = "VALUE"
 
             with m.State("VALUE"):
                 m.d.comb += [seq.value.valid.eq(1), seq.value.payload.eq(value_reg)]
@@ -402,13 +413,32 @@ def _level(w):
     return Mux(w == 0, 0, Mux((w >= -2) & (w <= 1), 1, Mux((w >= -8) & (w <= 7), 2, 3)))
 
 
-def _max_abs(m, diffs, start):
-    """``max(start, |d| for d in diffs)`` as a balanced tree of named signals."""
-    terms = [start]
-    for i, d in enumerate(diffs):
-        a = Signal(9, name=f"absdiff{i}")
-        m.d.comb += a.eq(Mux(d < 0, -d, d))
-        terms.append(a)
+def _beat_terms(m, xs, ws, zp):
+    """One beat's partial probe terms, per group of four lanes: the largest ``|x - zp|``, the
+    count of activations other than ``zp`` and of non-zero weights."""
+    terms = []
+    for g in range(0, len(xs), 4):
+        d = [Signal(9, name=f"absdiff{g + i}") for i in range(len(xs[g:g + 4]))]
+        for di, xv in zip(d, xs[g:g + 4], strict=True):
+            m.d.comb += di.eq(Mux(xv >= zp, xv - zp, zp - xv))
+        terms.append((_max_tree(m, d, f"lanemax{g // 4}"),
+                      popcount(Cat(*[xv != zp for xv in xs[g:g + 4]])),
+                      popcount(Cat(*[wv != 0 for wv in ws[g:g + 4]]))))
+    return Cat(*[Cat(t[0], Const(0, 9))[:9] for t in terms],
+               *[Cat(t[1], Const(0, 3))[:3] for t in terms],
+               *[Cat(t[2], Const(0, 3))[:3] for t in terms])
+
+
+def _sum(values):
+    """The sum of ``values`` as a balanced adder tree."""
+    while len(values) > 1:
+        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
+
+
+def _max_tree(m, terms, name):
+    """The largest of unsigned ``terms`` as a balanced tree of named signals."""
     level = 0
     while len(terms) > 1:
         nxt = []
@@ -416,7 +446,7 @@ def _max_abs(m, diffs, start):
             if k + 1 == len(terms):
                 nxt.append(terms[k])
                 continue
-            s = Signal(9, name=f"maxabs{level}_{k // 2}")
+            s = Signal(9, name=f"{name}{level}_{k // 2}")
             m.d.comb += s.eq(Mux(terms[k] > terms[k + 1], terms[k], terms[k + 1]))
             nxt.append(s)
         terms, level = nxt, level + 1

@@ -50,8 +50,8 @@ class Requantizer(wiring.Component):
 
     Latency (input transfer to output transfer) 9 cycles in tflite mode, 8 in single, 7 in
     prepost; with ``short=True`` about every other stage has no register (the input and
-    output registers stay): 5, 4 and 4 cycles (``spec.params.requant_latency``), a longer
-    path; throughput one result per cycle with no
+    output registers stay; ``spec.params.requant_merged`` names them): 5, 4 and 4 cycles
+    (``spec.params.requant_latency``), a longer path; throughput one result per cycle with no
     bubbles under continuous valid and ready; the whole pipeline stalls while ``o`` is
     stalled. ``param_error`` is a sticky flag set by any accepted beat whose parameters are
     out of range (the golden model raises there); such a beat's output is unspecified.

@@ -18,6 +18,21 @@ cycle, executed or not; an executed SETP two (probe, then value); loop jumps are
 extra cycle waiting on a stream is counted in ``stalls``, so ``cycles - stalls`` equals the
 model. Illegal instructions (static or, when executed, an address out of range) set ``error``
 and halt in that cycle with no state written; ``error_pc`` names the instruction.
+
+Pipeline (two stages, for the clock; the timing above is unchanged):
+
+- *fetch*: the program memory's read port shows the next instruction (``fpc``). In the cycle
+  the current instruction completes, the fetch stage decides that instruction's successor
+  (the next word, the loop's start at the loop's end, or past the body of a predicated-off
+  LOOP) with the state as it will be after the current instruction (its predicate write,
+  its loop step: ``n_*``, forwarded), starts reading it, and hands the word on with its
+  effective addresses and legality already computed;
+- *execute*: the instruction register; it issues, waits on the datapath and completes.
+
+Each word is stored with the checks that need no machine state (``_predecode``, when the word
+is loaded): what is left for the fetch stage is one comparison per activation address. The
+read port shows word 0 while the Sequencer is idle; after a write of word 0 (or a halt) it
+needs a cycle to show it, and a start in that cycle waits one cycle (``prime``, not counted).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -89,6 +104,8 @@ class Sequencer(wiring.Component):
         # instruction executes / is legal / completes this cycle; the predicate file's write
         self.on, self.legal, self.done, self.pred_we = (
             Signal(name=n) for n in ("on", "legal", "done", "pred_we"))
+        # a start waiting one cycle for the program's first word (not counted in ``cycles``)
+        self.prime = Signal(name="prime")
 
     @property
     def params(self):
@@ -98,40 +115,49 @@ class Sequencer(wiring.Component):
         m = Module()
         p = self._p
         depth = p["prog_depth"]
-        m.submodules.prog = prog = Memory(shape=WORD, depth=depth, init=[])
+        checks = self._predecoded_layout()
+        m.submodules.prog = prog = Memory(shape=WORD + checks.size, depth=depth, init=[])
         rd, wr = prog.read_port(), prog.write_port()
         m.submodules.pf = pf = PredicateFile(N_PRED)
         m.d.comb += self.preds.eq(pf.values)
 
-        # program loading while idle
-        m.d.comb += [self.pload.ready.eq(~self.busy), wr.addr.eq(self.pload.payload.addr),
-                     wr.data.eq(self.pload.payload.word),
-                     wr.en.eq(self.pload.valid & ~self.busy)]
+        # program loading while idle (not in the cycle of a start); each word is stored with
+        # the checks that do not depend on the machine's state (``_predecode``)
+        m.d.comb += [self.pload.ready.eq(~self.busy & ~self.start),
+                     wr.addr.eq(self.pload.payload.addr),
+                     wr.data.eq(Cat(self.pload.payload.word, self._predecode(
+                         m, self.pload.payload.word, self.pload.payload.addr))),
+                     wr.en.eq(self.pload.valid & self.pload.ready)]
+        # the read port shows word 0 while idle, except in the cycle after a write of word 0,
+        # after a halt and after reset (``stale``): a start then waits one cycle (``prime``)
+        stale, prime = Signal(init=1), self.prime
+        m.d.sync += stale.eq(wr.en & (wr.addr == 0))
+        go = Signal()  # a start whose first instruction is at the read port now
+        m.d.comb += go.eq((~self.busy & self.start & ~stale) | prime)
+        ev = Signal()  # the execute stage holds an instruction
+        m.d.comb += ev.eq(self.busy & ~prime)
 
-        pc = Signal(range(depth))
-        # the current instruction: the read port's word, or, while it has not completed, the
-        # word held from its first cycle (the port is always reading the next instruction,
-        # so its address never waits for the datapath's handshake)
-        word = Signal(WORD)
-        held, held_word = Signal(), Signal(WORD)
-        m.d.comb += word.eq(Mux(held, held_word, rd.data))
-        f = _fields(m, word)
+        # execute stage: the instruction register and what the fetch stage computed for it
+        ir, epc = Signal(WORD), Signal(range(depth))
+        e_static, e_dyn, e_at_end = Signal(), Signal(), Signal()
+        exa, eoa, esa = Signal(19), Signal(19), Signal(19)
+        f = _fields(m, ir, "e")
         in_loop, l_start, l_end = Signal(), Signal(range(depth)), Signal(range(depth))
         l_left = Signal(8)  # iterations left after the current one
         xstride, ostride = Signal(10), Signal(10)
         xoff, ooff = Signal(18), Signal(18)
         probing = Signal()  # SETP: probe sent, waiting for the value
-        xo, oo = Signal(18), Signal(18)  # the loop index times the strides; 0 outside loops
-        m.d.comb += [xo.eq(Mux(in_loop, xoff, 0)), oo.eq(Mux(in_loop, ooff, 0))]
 
         on, legal, done = self.on, self.legal, self.done
         m.d.comb += on.eq(pf.values.bit_select(f["pred"], 1) ^ f["neg"])
-        illegal = self._illegal(m, f, on, pc, in_loop, xo, oo)
-        m.d.comb += legal.eq(~illegal)
-        commit = self._commit(m, on, legal)
+        op = f["op"]
+        is_loop = op == OPC["LOOP"]
+        illegal = Signal()
+        m.d.comb += [illegal.eq(ev & (e_static | (is_loop & in_loop) | (on & e_dyn))),
+                     legal.eq(~illegal)]
+        commit = self._commit(m, ev & on, legal)
 
         # completion of the current instruction (it leaves this cycle): done
-        op = f["op"]
         is_uop = Signal()
         m.d.comb += is_uop.eq((op == OPC["CLR"]) | (op == OPC["LDB"]) | (op == OPC["DOT"])
                               | (op == OPC["REQ"]))
@@ -139,18 +165,17 @@ class Sequencer(wiring.Component):
             self.uop.valid.eq(commit & is_uop),
             self.uop.payload.kind.eq(op - 1),
             self.uop.payload.acc.eq(f["acc"]), self.uop.payload.ch.eq(f["ch"]),
-            self.uop.payload.xaddr.eq(f["xaddr"] + Mux(f["xi"], xo, 0)),
-            self.uop.payload.waddr.eq(f["waddr"]),
+            self.uop.payload.xaddr.eq(exa), self.uop.payload.waddr.eq(f["waddr"]),
             self.uop.payload.beats.eq(Mux(op == OPC["DOT"], f["dbeats"], 0)),
-            self.uop.payload.oaddr.eq(f["oaddr"] + Mux(f["oi"], oo, 0)),
+            self.uop.payload.oaddr.eq(eoa),
             self.probe.valid.eq(commit & (op == OPC["SETP"]) & ~probing),
-            self.probe.payload.src.eq(f["src"]),
-            self.probe.payload.addr.eq(f["addr"] + Mux(f["ai"] & (f["src"] != 0) &
-                                                       (f["src"] != 5), xo, 0)),
+            self.probe.payload.src.eq(f["src"]), self.probe.payload.addr.eq(esa),
             self.probe.payload.beats.eq(f["sbeats"]),
             self.value.ready.eq(commit & (op == OPC["SETP"]) & probing),
         ]
-        with m.If(~self.busy | ~legal | ~on):
+        with m.If(prime):
+            m.d.comb += done.eq(1)
+        with m.Elif(~self.busy | ~legal | ~on):
             m.d.comb += done.eq(self.busy & legal)
         with m.Elif(is_uop):
             m.d.comb += done.eq(self.uop.ready)
@@ -161,10 +186,10 @@ class Sequencer(wiring.Component):
 
         # predicate writes
         cmp_true = _compare(m, f["cmp"], self.value.payload, f["imm"])
+        writes_p = _writes_pred(op)
         pa, pb = pf.values.bit_select(f["pa"], 1), pf.values.bit_select(f["pb"], 1)
-        m.d.comb += [pf.waddr.eq(f["pd"]), pf.we.eq(commit & done & (
-            (op == OPC["SETP"]) | (op == OPC["PAND"]) | (op == OPC["POR"]) |
-            (op == OPC["PNOT"]))), self.pred_we.eq(pf.we)]
+        m.d.comb += [pf.waddr.eq(f["pd"]), pf.we.eq(commit & done & writes_p),
+                     self.pred_we.eq(pf.we)]
         with m.Switch(op):
             with m.Case(OPC["SETP"]):
                 m.d.comb += pf.wdata.eq(cmp_true)
@@ -179,39 +204,72 @@ class Sequencer(wiring.Component):
         with m.If(done):
             m.d.sync += probing.eq(0)
 
-        # next pc, loop control
-        nxt = Signal(range(depth + 256))
-        m.d.comb += nxt.eq(pc + 1)
-        is_loop = op == OPC["LOOP"]
-        with m.If(is_loop & ~on):
-            m.d.comb += nxt.eq(pc + 1 + f["body"])
-        with m.If(done & commit & is_loop):
-            m.d.sync += [in_loop.eq(1), l_start.eq(pc + 1), l_end.eq(pc + f["body"]),
-                         l_left.eq(f["count"] - 1), xstride.eq(f["xstride"]),
-                         ostride.eq(f["ostride"]), xoff.eq(0), ooff.eq(0)]
-        halt_now = done & commit & (op == OPC["HALT"])
-        with m.If(done & in_loop & (pc == l_end) & ~halt_now):
+        # the state once the current instruction completes (``n_*``; the reset state when a
+        # program starts): what the fetch stage decides the next instruction's fate with
+        loop_now = Signal()  # the current instruction starts a loop
+        m.d.comb += loop_now.eq(commit & is_loop)
+        n = {k: Signal.like(s, name=f"n_{k}") for k, s in dict(
+            in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left, xstride=xstride,
+            ostride=ostride, xoff=xoff, ooff=ooff, preds=pf.values).items()}
+        m.d.comb += [n[k].eq(s) for k, s in dict(
+            in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left, xstride=xstride,
+            ostride=ostride, xoff=xoff, ooff=ooff, preds=pf.values).items()]
+        with m.If(go):
+            m.d.comb += [n["in_loop"].eq(0), n["preds"].eq(1)]
+        with m.Elif(loop_now):
+            m.d.comb += [n["in_loop"].eq(1), n["l_start"].eq(epc + 1),
+                         n["l_end"].eq(epc + f["body"]), n["l_left"].eq(f["count"] - 1),
+                         n["xstride"].eq(f["xstride"]), n["ostride"].eq(f["ostride"]),
+                         n["xoff"].eq(0), n["ooff"].eq(0)]
+        with m.Elif(e_at_end):
             with m.If(l_left != 0):
-                m.d.comb += nxt.eq(l_start)
-                m.d.sync += [l_left.eq(l_left - 1), xoff.eq(xoff + xstride),
-                             ooff.eq(ooff + ostride)]
+                m.d.comb += [n["l_left"].eq(l_left - 1), n["xoff"].eq(xoff + xstride),
+                             n["ooff"].eq(ooff + ostride)]
             with m.Else():
-                m.d.sync += in_loop.eq(0)
+                m.d.comb += n["in_loop"].eq(0)
+        with m.If(~go & commit & writes_p):
+            m.d.comb += n["preds"].bit_select(f["pd"], 1).eq(pf.wdata)
 
-        # fetch: the read port always reads the instruction after the current one, as if it
-        # completed this cycle (``fetch`` equals ``nxt`` then; a halt or an error stops the
-        # Sequencer whatever was read); until it completes, the current word is held
-        fetch = Signal(range(depth + 256))
-        m.d.comb += fetch.eq(Mux(in_loop & (pc == l_end) & (l_left != 0), l_start,
-                                 Mux(is_loop & ~on, pc + 1 + f["body"], pc + 1)))
-        m.d.comb += rd.addr.eq(Mux(self.busy, fetch, 0))
-        with m.If(done):
-            m.d.sync += [pc.eq(nxt), held.eq(0)]
-        with m.Elif(self.busy):
-            m.d.sync += [held.eq(1), held_word.eq(word)]
+        # fetch stage: the word at the read port (``fpc``) and its successor, read when the
+        # current instruction completes (the port holds its word until then)
+        fpc_reg = Signal(range(depth + 256))
+        fpc = Signal(range(depth + 256))  # 0 while idle
+        m.d.comb += fpc.eq(Mux(self.busy, fpc_reg, 0))
+        w = _fields(m, rd.data[:WORD], "f")
+        w_checks = Signal(checks)
+        m.d.comb += w_checks.eq(rd.data[WORD:])
+        w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
+        w_at_end = Signal()
+        m.d.comb += w_at_end.eq(n["in_loop"] & (fpc == n["l_end"]))
+        succ = Signal(range(depth + 256))
+        m.d.comb += succ.eq(Mux(w_at_end & (n["l_left"] != 0), n["l_start"],
+                                Mux(w_checks.loop & ~w_on, w_checks.skip, fpc + 1)))
+        xo, oo = Signal(18), Signal(18)  # the loop index times the strides; 0 outside loops
+        m.d.comb += [xo.eq(Mux(n["in_loop"], n["xoff"], 0)),
+                     oo.eq(Mux(n["in_loop"], n["ooff"], 0))]
+        xa, oa, sa = Signal(19), Signal(19), Signal(19)
+        m.d.comb += [xa.eq(w["xaddr"] + Mux(w["xi"], xo, 0)),
+                     oa.eq(w["oaddr"] + Mux(w["oi"], oo, 0)),
+                     sa.eq(w["addr"] + Mux(w["ai"] & (w["src"] != 0) & (w["src"] != 5), xo,
+                                           0))]
+        adv = Signal()
+        m.d.comb += adv.eq(go | (ev & done))
+        m.d.comb += [rd.addr.eq(Mux(self.busy | go, succ, 0)), rd.en.eq(~self.busy | adv)]
+        with m.If(adv):
+            m.d.sync += [ir.eq(rd.data), epc.eq(fpc), fpc_reg.eq(succ), e_at_end.eq(w_at_end),
+                         exa.eq(xa), eoa.eq(oa), esa.eq(sa),
+                         e_static.eq(w_checks.static),
+                         e_dyn.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
+        with m.If(ev & done):
+            m.d.sync += [in_loop.eq(n["in_loop"]), l_start.eq(n["l_start"]),
+                         l_end.eq(n["l_end"]), l_left.eq(n["l_left"]),
+                         xstride.eq(n["xstride"]), ostride.eq(n["ostride"]),
+                         xoff.eq(n["xoff"]), ooff.eq(n["ooff"])]
 
         # run control and counters
-        with m.If(self.busy):
+        halt_now = done & commit & (op == OPC["HALT"])
+        m.d.sync += prime.eq(0)
+        with m.If(ev):
             m.d.sync += self.cycles.eq(self.cycles + 1)
             with m.If(done):
                 m.d.sync += [self.executed.eq(self.executed + on),
@@ -223,15 +281,17 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.stalls.eq(self.stalls + 1)
             with m.If(illegal):
                 m.d.sync += [self.busy.eq(0), self.error.eq(1), self.halted.eq(1),
-                             self.error_pc.eq(pc)]
-            with m.Elif(done & (nxt >= depth) & ~halt_now):  # ran off the program's end
+                             self.error_pc.eq(epc), stale.eq(1)]
+            with m.Elif(done & (fpc >= depth) & ~halt_now):  # ran off the program's end
                 m.d.sync += [self.busy.eq(0), self.error.eq(1), self.halted.eq(1),
-                             self.error_pc.eq(nxt)]
+                             self.error_pc.eq(fpc), stale.eq(1)]
             with m.Elif(halt_now):
-                m.d.sync += [self.busy.eq(0), self.halted.eq(1)]
-        with m.Elif(self.start):
-            m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0), pc.eq(0),
-                         in_loop.eq(0), probing.eq(0), held.eq(0), self.cycles.eq(0),
+                m.d.sync += [self.busy.eq(0), self.halted.eq(1), stale.eq(1)]
+        with m.Elif(~self.busy & self.start):
+            with m.If(stale):  # (else the fetch stage has just moved on from word 0)
+                m.d.sync += fpc_reg.eq(0)
+            m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0), prime.eq(stale),
+                         in_loop.eq(0), probing.eq(0), self.cycles.eq(0),
                          self.executed.eq(0), self.predicated_off.eq(0), self.stalls.eq(0)]
         m.d.comb += pf.clear.eq(~self.busy & self.start)
         return m
@@ -242,76 +302,114 @@ class Sequencer(wiring.Component):
         m.d.comb += commit.eq(self.busy & on & legal)
         return commit
 
-    def _illegal(self, m, f, on, pc, in_loop, xo, oo):
-        """Static illegality of the word, LOOP's structural checks, and when the instruction
-        executes, its (effective) addresses and channel."""
+    def _static_bad(self, f):
+        """The word alone is illegal: unknown opcode, reserved bits set, p0 written, a SETP
+        comparison or source out of range, a DOT, SETP or LOOP that does nothing."""
+        op = f["op"]
+        known = Cat(*[op == c for c in OPC.values()]).any()
+        return (~known | (f["reserved"] != 0) | (_writes_pred(op) & (f["pd"] == 0))
+                | ((op == OPC["SETP"]) & ((f["cmp"] > 5) | (f["src"] > 5) |
+                                          (f["sbeats"] == 0)))
+                | ((op == OPC["DOT"]) & (f["dbeats"] == 0))
+                | ((op == OPC["LOOP"]) & ((f["count"] == 0) | (f["body"] == 0))))
+
+    def _predecoded_layout(self):
+        """What ``_predecode`` stores beside each word: ``loop`` (a LOOP) and ``skip`` (the
+        address after its body), ``static`` (illegal in any case),
+        ``dyn`` (illegal when executed, whatever the loop), and for an activation address
+        that a loop may offset, its kind (``xkind`` 1: one activation, 2: an aligned block),
+        its offset (``okind`` 1: the loop's x offset, 2: its output offset), ``xend`` (the
+        end of what it reads or writes, at most ``x_depth + 1``) and ``blow`` (its lane)."""
+        p = self._p
+        return data.StructLayout({"loop": 1, "skip": range(p["prog_depth"] + 257),
+                                  "static": 1, "dyn": 1, "xkind": 2, "okind": 2,
+                                  "xend": range(p["x_depth"] + 2),
+                                  "blow": max(1, (p["lanes"] - 1).bit_length())})
+
+    def _predecode(self, m, word, addr):
+        """The checks of ``word`` at program address ``addr`` that need no loop state
+        (computed when the word is loaded)."""
         p = self._p
         lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        f = _fields(m, word, "l")
         op = f["op"]
+        c = Signal(self._predecoded_layout())
+        m.d.comb += [c.loop.eq(op == OPC["LOOP"]), c.skip.eq(addr + 1 + f["body"])]
+        m.d.comb += c.static.eq(self._static_bad(f) | (
+            (op == OPC["LOOP"]) & (addr + f["body"] >= p["prog_depth"])))
+        base, extent = Signal(14), Signal(11)  # the activation address's base and extent
 
-        def aligned(a):
-            return (a[:low] == 0) if low else Const(1)
+        def w_block_bad(a, beats):  # not (a aligned and a + beats * lanes <= w_depth)
+            aligned = (a[:low] == 0) if low else Const(1)
+            return ~aligned | ((a >> low) + beats > p["w_depth"] // lanes)
 
-        def block_ok(a, beats, depth):  # a + beats * lanes <= depth, counted in blocks
-            return aligned(a) & ((a >> low) + beats <= depth // lanes)
-
-        static = Signal()
-        known = Cat(*[op == c for c in OPC.values()]).any()
-        writes_p = (op == OPC["SETP"]) | (op == OPC["PAND"]) | (op == OPC["POR"]) | \
-            (op == OPC["PNOT"])
-        m.d.comb += static.eq(
-            ~known | (f["reserved"] != 0) | (writes_p & (f["pd"] == 0))
-            | ((op == OPC["SETP"]) & ((f["cmp"] > 5) | (f["src"] > 5) | (f["sbeats"] == 0)))
-            | ((op == OPC["DOT"]) & (f["dbeats"] == 0))
-            | ((op == OPC["LOOP"]) & ((f["count"] == 0) | (f["body"] == 0))))
-        loop_bad = Signal()
-        m.d.comb += loop_bad.eq((op == OPC["LOOP"]) &
-                                (in_loop | (pc + f["body"] >= p["prog_depth"])))
-        xa = Signal(19)
-        sa = Signal(19)
-        oa = Signal(19)
-        m.d.comb += [xa.eq(f["xaddr"] + Mux(f["xi"], xo, 0)),
-                     oa.eq(f["oaddr"] + Mux(f["oi"], oo, 0)),
-                     sa.eq(f["addr"] + Mux(f["ai"], xo, 0))]
-        dyn = Signal()
-        src = f["src"]
         with m.Switch(op):
             with m.Case(OPC["LDB"]):
-                m.d.comb += dyn.eq(f["ch"] >= p["channels"])
+                m.d.comb += c.dyn.eq(f["ch"] >= p["channels"])
             with m.Case(OPC["REQ"]):
-                m.d.comb += dyn.eq((f["ch"] >= p["channels"]) | (oa >= p["x_depth"]))
+                m.d.comb += [c.dyn.eq(f["ch"] >= p["channels"]), c.xkind.eq(1),
+                             c.okind.eq(Mux(f["oi"], 2, 0)), base.eq(f["oaddr"]),
+                             extent.eq(1)]
             with m.Case(OPC["DOT"]):
-                m.d.comb += dyn.eq(~block_ok(xa, f["dbeats"], p["x_depth"]) |
-                                   ~block_ok(f["waddr"], f["dbeats"], p["w_depth"]))
+                m.d.comb += [c.dyn.eq(w_block_bad(f["waddr"], f["dbeats"])), c.xkind.eq(2),
+                             c.okind.eq(f["xi"]), base.eq(f["xaddr"]),
+                             extent.eq(f["dbeats"] * lanes)]
             with m.Case(OPC["SETP"]):
-                with m.Switch(src):
+                with m.Switch(f["src"]):
                     with m.Case(0):
-                        m.d.comb += dyn.eq(f["addr"] >= p["w_depth"])
+                        m.d.comb += c.dyn.eq(f["addr"] >= p["w_depth"])
                     with m.Case(1):
-                        m.d.comb += dyn.eq(sa >= p["x_depth"])
+                        m.d.comb += [c.xkind.eq(1), c.okind.eq(f["ai"]), base.eq(f["addr"]),
+                                     extent.eq(1)]
                     with m.Case(2, 3, 4):
-                        m.d.comb += dyn.eq(~block_ok(sa, f["sbeats"], p["x_depth"]))
+                        m.d.comb += [c.xkind.eq(2), c.okind.eq(f["ai"]), base.eq(f["addr"]),
+                                     extent.eq(f["sbeats"] * lanes)]
                     with m.Case(5):
-                        m.d.comb += dyn.eq(~block_ok(f["addr"], f["sbeats"], p["w_depth"]))
-        illegal = Signal()
-        m.d.comb += illegal.eq(self.busy & (static | loop_bad | (on & dyn)))
-        return illegal
+                        m.d.comb += c.dyn.eq(w_block_bad(f["addr"], f["sbeats"]))
+        # a block ends at most at the last whole block, x_depth - slack
+        slack = p["x_depth"] % lanes
+        end = Signal(15)
+        m.d.comb += end.eq(base + extent + Mux(c.xkind == 2, slack, 0))
+        m.d.comb += [c.xend.eq(Mux(end > p["x_depth"], p["x_depth"] + 1, end)),
+                     c.blow.eq(base[:low] if low else 0)]
+        return c
+
+    def _x_range_bad(self, m, c, xo, oo):
+        """The loop-offset activation address of checks ``c`` is out of range (or a block's
+        is not aligned), with the offsets ``xo``, ``oo`` it will execute with."""
+        p = self._p
+        low = (p["lanes"] - 1).bit_length()
+        offs = (Const(0, 18), xo, oo)
+        over = Signal(3)
+        m.d.comb += over.eq(Cat(*[c.xend > p["x_depth"] - o for o in offs]))
+        bad = over.bit_select(c.okind, 1)
+        if low:
+            mis = Signal(3)
+            m.d.comb += mis.eq(Cat(*[c.blow != (-o)[:low] for o in offs]))
+            bad = bad | ((c.xkind == 2) & mis.bit_select(c.okind, 1))
+        return (c.xkind != 0) & bad
 
 
-def _fields(m, word):
+def _writes_pred(op):
+    return (op == OPC["SETP"]) | (op == OPC["PAND"]) | (op == OPC["POR"]) | (op == OPC["PNOT"])
+
+
+def _fields(m, word, prefix):
     """Every operand field of ``word`` as a named signal (golden.isa.FIELDS)."""
     f = {}
     for name, lsb, width in COMMON:
-        f[name] = word[lsb:lsb + width]
+        sig = Signal(width, name=f"{prefix}_{name}")
+        m.d.comb += sig.eq(word[lsb:lsb + width])
+        f[name] = sig
     rename = {("DOT", "beats"): "dbeats", ("SETP", "beats"): "sbeats"}
     for op, fields in FIELDS.items():
         for name, lsb, width in fields:
             key = rename.get((op, name), name)
             if key not in f:
-                sig = Signal(signed(width) if name == "imm" else width, name=f"f_{key}")
+                sig = Signal(signed(width) if name == "imm" else width, name=f"{prefix}_{key}")
                 m.d.comb += sig.eq(word[lsb:lsb + width])
                 f[key] = sig
-    reserved = Signal(WORD, name="f_reserved")
+    reserved = Signal(WORD, name=f"{prefix}_reserved")
     cases = {}
     for op, fields in FIELDS.items():
         mask = 0

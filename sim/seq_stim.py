@@ -109,9 +109,11 @@ def random_instr(rng, cfg, *, in_body, bad_rate):
     if kind == "HALT":
         return isa.ins(kind, pred, 1 - neg if (pred, neg) == (0, 0) and rng.random() < 0.7
                        else neg)
+    misaligned = int(rng.integers(1, cfg.lanes)) if bad and cfg.lanes > 1 else 0
     return isa.ins("LOOP", pred, neg, count=int(rng.integers(1, 5)),
                    body=int(rng.integers(1, 5)),
-                   xstride=cfg.lanes * int(rng.integers(0, 3)), ostride=int(rng.integers(0, 3)))
+                   xstride=cfg.lanes * int(rng.integers(0, 3)) + misaligned,
+                   ostride=int(rng.integers(0, 3)))
 
 
 def random_program(rng, cfg, *, length=None, bad_rate=0.02):

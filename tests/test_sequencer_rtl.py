@@ -12,9 +12,13 @@ from sim import seq_stim
 from tests.conftest import SEED
 
 
-def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000):
-    """Run each case on one Sequencer (reloading the program each time); return per case
-    ``(datapath state, counters dict)``."""
+def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, reverse=False,
+              gap=1):
+    """Run each case on one Sequencer; return per case ``(datapath state, counters dict)``.
+
+    The program is loaded (in reverse address order with ``reverse``, so that word 0 is
+    written last) unless it is the previous case's, and the start comes ``gap`` cycles after
+    the last write (or, with no load, after the previous run halted)."""
     cfg = cases[0].cfg
     dut = Sequencer(**{k: getattr(cfg, k) for k in vars(cfg)})
     rng = np.random.default_rng(seed)
@@ -23,8 +27,12 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000):
     results = []
 
     async def bench(ctx):
+        loaded = None
         for case in cases:
-            for addr, word in enumerate(case.program):
+            words = list(enumerate(case.program))
+            for addr, word in (reversed(words) if reverse else words):
+                if case.program is loaded:
+                    break
                 while rng.random() < idle:
                     ctx.set(dut.pload.valid, 0)
                     await ctx.tick()
@@ -32,8 +40,10 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000):
                 ctx.set(dut.pload.payload.word, word)
                 ctx.set(dut.pload.valid, 1)
                 await ctx.tick().until(dut.pload.ready)
+            loaded = case.program
             ctx.set(dut.pload.valid, 0)
-            await ctx.tick()
+            for _ in range(gap):
+                await ctx.tick()
             dp = seq_stim.Datapath(case)
             ctx.set(dut.start, 1)
             await ctx.tick()
@@ -108,6 +118,21 @@ def _legal(word):
         return True
     except isa.IllegalInstruction:
         return False
+
+
+def test_start_right_after_word_0_or_a_halt():
+    """The fetch stage reads word 0 while idle: a start in the cycle after word 0 was written,
+    or right after the previous run halted, still runs the program as written (and counts
+    the same cycles)."""
+    rng = np.random.default_rng(SEED + 1)
+    print(f"seed {SEED + 1}")
+    cases = []
+    for _ in range(12):
+        case = seq_stim.random_case(rng, bad_rate=0.0)
+        cases += [case, case]  # the second run starts right after the first halts
+    got = run_cases(cases, idle=0.0, stall=0.2, reverse=True, gap=0)
+    for n, (case, (state, counters)) in enumerate(zip(cases, got, strict=True)):
+        assert check(case, state, counters) is None, f"case {n}"
 
 
 def test_predicate_file():
