@@ -93,7 +93,7 @@ class Core(wiring.Component):
         low = (lanes - 1).bit_length()
         machine = {k: p[k] for k in ("lanes", "x_depth", "w_depth", "channels", "prog_depth",
                                      "x_zero_point", "mode")}
-        m.submodules.seq = seq = Sequencer(**machine)
+        m.submodules.seq = seq = Sequencer(fetch_ports=p["fetch_ports"], **machine)
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=lanes)
         m.submodules.engine = eng = SparseDotProduct(
             lanes=lanes, slots=p["slots"], bins=p["bins"], skip=p["skip"])

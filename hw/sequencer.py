@@ -85,9 +85,12 @@ class Sequencer(wiring.Component):
     """Fetch, predicate and issue (see the module docstring); ``params`` as
     ``spec.params.machine`` (the golden twin is ``golden.isa_sim`` with the same values)."""
 
-    def __init__(self, **params):
+    def __init__(self, *, fetch_ports=1, **params):
         self._p = spec.params.machine(**params)
         p = self._p
+        if fetch_ports not in (1, 2):
+            raise ValueError(f"fetch_ports must be 1 or 2, not {fetch_ports!r}")
+        self.fetch_ports = fetch_ports
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
@@ -136,6 +139,8 @@ class Sequencer(wiring.Component):
         m.d.comb += go.eq((~self.busy & self.start & ~stale) | prime)
         ev = Signal()  # the execute stage holds an instruction
         m.d.comb += ev.eq(self.busy & ~prime)
+        adv = Signal()  # the fetch stage hands its word on
+
 
         # execute stage: the instruction register and what the fetch stage computed for it
         ir, epc = Signal(WORD), Signal(range(depth))
@@ -184,6 +189,8 @@ class Sequencer(wiring.Component):
         with m.Else():
             m.d.comb += done.eq(1)
 
+        m.d.comb += adv.eq(go | (ev & done))
+
         # predicate writes
         cmp_true = _compare(m, f["cmp"], self.value.payload, f["imm"])
         writes_p = _writes_pred(op)
@@ -230,20 +237,36 @@ class Sequencer(wiring.Component):
         with m.If(~go & commit & writes_p):
             m.d.comb += n["preds"].bit_select(f["pd"], 1).eq(pf.wdata)
 
-        # fetch stage: the word at the read port (``fpc``) and its successor, read when the
-        # current instruction completes (the port holds its word until then)
-        fpc_reg = Signal(range(depth + 256))
+        # fetch stage: the next instruction's word (``word``, at ``fpc``) and its successor,
+        # read when the current instruction completes (the ports hold their words until then)
+        fpc_reg, e_skip = Signal(range(depth + 256)), Signal(range(depth + 257))
         fpc = Signal(range(depth + 256))  # 0 while idle
-        m.d.comb += fpc.eq(Mux(self.busy, fpc_reg, 0))
-        w = _fields(m, rd.data[:WORD], "f")
+        word = Signal(WORD + checks.size)
+        if self.fetch_ports == 2:
+            # port B reads every word's skip target as well, so that a predicated-off LOOP is
+            # decided in the execute stage: the next word is then port B's
+            rd_b = prog.read_port()
+            skipping = Signal()
+            m.d.comb += [skipping.eq(ev & is_loop & ~on),
+                         word.eq(Mux(skipping, rd_b.data, rd.data)),
+                         fpc.eq(Mux(self.busy, Mux(skipping, e_skip, fpc_reg), 0))]
+        else:
+            m.d.comb += [word.eq(rd.data), fpc.eq(Mux(self.busy, fpc_reg, 0))]
+        w = _fields(m, word[:WORD], "f")
         w_checks = Signal(checks)
-        m.d.comb += w_checks.eq(rd.data[WORD:])
-        w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
-        w_at_end = Signal()
-        m.d.comb += w_at_end.eq(n["in_loop"] & (fpc == n["l_end"]))
+        m.d.comb += w_checks.eq(word[WORD:])
+        w_at_end, back, fetching = Signal(), Signal(), Signal()
+        m.d.comb += [w_at_end.eq(n["in_loop"] & (fpc == n["l_end"])),
+                     back.eq(w_at_end & (n["l_left"] != 0)), fetching.eq(self.busy | go)]
+        seq_next = Signal(range(depth + 256))  # the successor unless the word is a skipped LOOP
+        m.d.comb += seq_next.eq(Mux(back, n["l_start"], fpc + 1))
         succ = Signal(range(depth + 256))
-        m.d.comb += succ.eq(Mux(w_at_end & (n["l_left"] != 0), n["l_start"],
-                                Mux(w_checks.loop & ~w_on, w_checks.skip, fpc + 1)))
+        if self.fetch_ports == 2:
+            m.d.comb += [succ.eq(seq_next), rd_b.addr.eq(w_checks.skip),
+                         rd_b.en.eq(~self.busy | adv)]
+        else:  # a predicated-off LOOP is decided here, with the predicates forwarded
+            w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
+            m.d.comb += succ.eq(Mux(~back & w_checks.loop & ~w_on, w_checks.skip, seq_next))
         xo, oo = Signal(18), Signal(18)  # the loop index times the strides; 0 outside loops
         m.d.comb += [xo.eq(Mux(n["in_loop"], n["xoff"], 0)),
                      oo.eq(Mux(n["in_loop"], n["ooff"], 0))]
@@ -252,11 +275,10 @@ class Sequencer(wiring.Component):
                      oa.eq(w["oaddr"] + Mux(w["oi"], oo, 0)),
                      sa.eq(w["addr"] + Mux(w["ai"] & (w["src"] != 0) & (w["src"] != 5), xo,
                                            0))]
-        adv = Signal()
-        m.d.comb += adv.eq(go | (ev & done))
-        m.d.comb += [rd.addr.eq(Mux(self.busy | go, succ, 0)), rd.en.eq(~self.busy | adv)]
+        m.d.comb += [rd.addr.eq(Mux(fetching, succ, 0)), rd.en.eq(~self.busy | adv)]
         with m.If(adv):
-            m.d.sync += [ir.eq(rd.data), epc.eq(fpc), fpc_reg.eq(succ), e_at_end.eq(w_at_end),
+            m.d.sync += [ir.eq(word), epc.eq(fpc), fpc_reg.eq(succ), e_skip.eq(w_checks.skip),
+                         e_at_end.eq(w_at_end),
                          exa.eq(xa), eoa.eq(oa), esa.eq(sa),
                          e_static.eq(w_checks.static),
                          e_dyn.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]

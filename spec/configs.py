@@ -30,13 +30,14 @@ CONFIGS = {
     "sequencer_small": ("Sequencer", dict(lanes=4, x_depth=64, w_depth=128, channels=8,
                                           prog_depth=64, x_zero_point=-3)),
     "sequencer": ("Sequencer", dict(lanes=16, x_depth=256, w_depth=4096, channels=64,
-                                    prog_depth=512, x_zero_point=-128)),
+                                    prog_depth=512, x_zero_point=-128, fetch_ports=2)),
     # the core's weight memory with its delta port (two banks of the digits model's size)
     "delta_apply_4k": ("DeltaApply", dict(depth=4096)),
     # the core: the digits MLP's sizes, N16 engine with four 8-bit multipliers, and its dense
     # baseline (same multipliers, no skipping)
     "core": ("Core", dict(lanes=16, slots=4, x_depth=256, w_depth=4096, channels=64,
-                          prog_depth=512, x_zero_point=-128, short_requant=True)),
+                          prog_depth=512, x_zero_point=-128, short_requant=True,
+                          fetch_ports=2)),
     "core_dense": ("Core", dict(lanes=16, slots=4, skip=False, x_depth=256, w_depth=4096,
                                 channels=64, prog_depth=512, x_zero_point=-128,
                                 short_requant=True)),

@@ -140,14 +140,16 @@ PARAM_RAMS = ("async", "sync")
 
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
          prog_depth=512, x_zero_point=-128, mode="single", param_ram="async",
-         short_requant=False, hazard_words=1):
+         short_requant=False, hazard_words=1, fetch_ports=1):
     """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
     requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED). ``param_ram``: the parameter
     memory read asynchronously (distributed RAM; LDB and REQ in one cycle) or synchronously
     (block RAM, for the iCE40; LDB and REQ one cycle more). ``short_requant``: the
     Requantizer with half its pipeline registers (``requant(short=True)``).
     ``hazard_words``: activation words per region that the DOT/REQ hazards track (a power
-    of two; 1 tracks every word; larger is smaller hardware and can only add waits)."""
+    of two; 1 tracks every word; larger is smaller hardware and can only add waits).
+    ``fetch_ports``: the Sequencer's program memory read ports (2: a predicated-off LOOP is
+    decided in the execute stage, a shorter path for twice the block RAM; same timing)."""
     m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
     if mode != "single":
@@ -159,8 +161,11 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
             and hazard_words & (hazard_words - 1) == 0 and words % hazard_words == 0):
         raise ValueError(f"hazard_words must be a power of two dividing the {words} "
                          f"activation words, not {hazard_words!r}")
+    if fetch_ports not in (1, 2):
+        raise ValueError(f"fetch_ports must be 1 or 2, not {fetch_ports!r}")
     requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
     return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"], param_ram=param_ram,
-                short_requant=short_requant, hazard_words=hazard_words)
+                short_requant=short_requant, hazard_words=hazard_words,
+                fetch_ports=fetch_ports)

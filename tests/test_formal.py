@@ -146,8 +146,9 @@ def _sby(tmp_path, harness, ports, depth):
     assert proc.returncode == 0 and "DONE (PASS" in proc.stdout, tail
 
 
-def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path):
-    harness = _GatingHarness(**CONFIGS["sequencer_small"][1])
+@pytest.mark.parametrize("fetch_ports", [1, 2])
+def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path, fetch_ports):
+    harness = _GatingHarness(fetch_ports=fetch_ports, **CONFIGS["sequencer_small"][1])
     dut = harness.dut
     ports = [dut.pload.valid, dut.pload.payload.as_value(), dut.start, dut.uop.ready,
              dut.probe.ready, dut.value.valid, dut.value.payload, dut.uop.valid,

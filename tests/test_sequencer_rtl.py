@@ -13,14 +13,14 @@ from tests.conftest import SEED
 
 
 def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, reverse=False,
-              gap=1):
+              gap=1, fetch_ports=1):
     """Run each case on one Sequencer; return per case ``(datapath state, counters dict)``.
 
     The program is loaded (in reverse address order with ``reverse``, so that word 0 is
     written last) unless it is the previous case's, and the start comes ``gap`` cycles after
     the last write (or, with no load, after the previous run halted)."""
     cfg = cases[0].cfg
-    dut = Sequencer(**{k: getattr(cfg, k) for k in vars(cfg)})
+    dut = Sequencer(fetch_ports=fetch_ports, **{k: getattr(cfg, k) for k in vars(cfg)})
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -95,14 +95,16 @@ def check(case, got_state, counters):
     return err
 
 
+@pytest.mark.parametrize("fetch_ports", [1, 2])
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.4)])
-def test_random_programs(idle, stall):
+def test_random_programs(idle, stall, fetch_ports):
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     cases = [seq_stim.random_case(rng, bad_rate=0.01) for _ in range(60)]
     errors = 0
     for n, (case, (state, counters)) in enumerate(zip(
-            cases, run_cases(cases, idle=idle, stall=stall), strict=True)):
+            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports),
+            strict=True)):
         try:
             errors += check(case, state, counters) is not None
         except AssertionError:
@@ -120,7 +122,8 @@ def _legal(word):
         return False
 
 
-def test_start_right_after_word_0_or_a_halt():
+@pytest.mark.parametrize("fetch_ports", [1, 2])
+def test_start_right_after_word_0_or_a_halt(fetch_ports):
     """The fetch stage reads word 0 while idle: a start in the cycle after word 0 was written,
     or right after the previous run halted, still runs the program as written (and counts
     the same cycles)."""
@@ -130,7 +133,7 @@ def test_start_right_after_word_0_or_a_halt():
     for _ in range(12):
         case = seq_stim.random_case(rng, bad_rate=0.0)
         cases += [case, case]  # the second run starts right after the first halts
-    got = run_cases(cases, idle=0.0, stall=0.2, reverse=True, gap=0)
+    got = run_cases(cases, idle=0.0, stall=0.2, reverse=True, gap=0, fetch_ports=fetch_ports)
     for n, (case, (state, counters)) in enumerate(zip(cases, got, strict=True)):
         assert check(case, state, counters) is None, f"case {n}"
 
