@@ -227,8 +227,20 @@ class Core(wiring.Component):
         lane = q.addr[:low] if low else Const(0, 1)
         single = (q.src == 0) | (q.src == 1)
 
-        # the block probe's terms of the beat before into the accumulators
+        # a probe's registered words: a single element's value, or a beat's partial terms
+        px, pw = Signal(8 * lanes, name="probe_x"), Signal(8 * lanes, name="probe_w")
+        p_valid, p_last = Signal(), Signal()
+        pxs = [px[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
+        pws = [pw[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
         a_valid = Signal()
+        with m.If(p_valid):
+            m.d.sync += [a.eq(_beat_terms(m, pxs, pws, zp)), a.last.eq(p_last),
+                         a_valid.eq(~single)]
+            with m.If(single):
+                m.d.sync += value_reg.eq(Mux(q.src == 0, pw.word_select(lane, 8),
+                                             px.word_select(lane, 8)).as_signed())
+
+        # the block probe's terms of the beat before into the accumulators
         mx = Signal(9)
         m.d.comb += mx.eq(_max_tree(m, [maxabs] + list(a.mx), "probe_max"))
         cnt_x, cnt_w = count + _sum(list(a.nx)), count + _sum(list(a.nw))
@@ -282,19 +294,22 @@ class Core(wiring.Component):
                         m.next = "PROBE"
 
             with m.State("PROBE"):
-                # the read ports show beat `beat` of the block at q.addr; a single element's
-                # value is ready now, a block's beat goes to its partial terms
+                # the read ports show beat `beat` of the block at q.addr: its words are
+                # registered, and reduced from the registers the cycle after
                 last = beat == q.beats - 1
                 m.d.comb += [x_rd.addr.eq((q.addr >> low) + beat + 1),
                              wmem.rd_addr.eq((q.addr >> low) + beat + 1)]
-                x_el = x_word.word_select(lane, 8).as_signed()
-                w_el = w_word.as_value().word_select(lane, 8).as_signed()
-                m.d.sync += [a.eq(_beat_terms(m, xs, ws, zp)), a.last.eq(last),
-                             a_valid.eq(~single), beat.eq(beat + 1)]
+                m.d.sync += [px.eq(x_word), pw.eq(w_word.as_value()), p_valid.eq(1),
+                             p_last.eq(single | last), beat.eq(beat + 1)]
+                with m.If(single | last):
+                    m.next = "DRAIN"
+
+            with m.State("DRAIN"):
+                # the last words are reduced now
+                m.d.sync += p_valid.eq(0)
                 with m.If(single):
-                    m.d.sync += value_reg.eq(Mux(q.src == 0, w_el, x_el))
                     m.next = "VALUE"
-                with m.Elif(last):
+                with m.Else():
                     m.next = "REDUCE"
 
             with m.State("REDUCE"):
