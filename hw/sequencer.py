@@ -215,12 +215,11 @@ class Sequencer(wiring.Component):
         # program starts): what the fetch stage decides the next instruction's fate with
         loop_now = Signal()  # the current instruction starts a loop
         m.d.comb += loop_now.eq(commit & is_loop)
-        n = {k: Signal.like(s, name=f"n_{k}") for k, s in dict(
-            in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left, xstride=xstride,
-            ostride=ostride, xoff=xoff, ooff=ooff, preds=pf.values).items()}
-        m.d.comb += [n[k].eq(s) for k, s in dict(
-            in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left, xstride=xstride,
-            ostride=ostride, xoff=xoff, ooff=ooff, preds=pf.values).items()]
+        loop_state = dict(in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left,
+                          xstride=xstride, ostride=ostride, xoff=xoff, ooff=ooff)
+        now = dict(loop_state, preds=pf.values)
+        n = {k: Signal.like(s, name=f"n_{k}") for k, s in now.items()}
+        m.d.comb += [n[k].eq(s) for k, s in now.items()]
         with m.If(go):
             m.d.comb += [n["in_loop"].eq(0), n["preds"].eq(1)]
         with m.Elif(loop_now):
@@ -283,10 +282,7 @@ class Sequencer(wiring.Component):
                          e_static.eq(w_checks.static),
                          e_dyn.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
         with m.If(ev & done):
-            m.d.sync += [in_loop.eq(n["in_loop"]), l_start.eq(n["l_start"]),
-                         l_end.eq(n["l_end"]), l_left.eq(n["l_left"]),
-                         xstride.eq(n["xstride"]), ostride.eq(n["ostride"]),
-                         xoff.eq(n["xoff"]), ooff.eq(n["ooff"])]
+            m.d.sync += [s.eq(n[k]) for k, s in loop_state.items()]
 
         # run control and counters
         halt_now = done & commit & (op == OPC["HALT"])
