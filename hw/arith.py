@@ -11,15 +11,20 @@ def fits_signed(v, bits):
     return (high == 0) | (high == (1 << len(high)) - 1)
 
 
-def popcount(bits):
-    """Sum of the bits of a value, as a balanced adder tree."""
-    terms = [bits[i] for i in range(len(bits))]
+def adder_tree(terms):
+    """The sum of ``terms`` (values), as a balanced adder tree; 0 for none."""
+    terms = list(terms)
     if not terms:
         return Const(0, 1)
     while len(terms) > 1:
         terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
                  for k in range(0, len(terms), 2)]
     return terms[0]
+
+
+def popcount(bits):
+    """Sum of the bits of a value, as a balanced adder tree."""
+    return adder_tree(bits[i] for i in range(len(bits)))
 
 
 # narrower weights are multiplied by shift and add, in logic: a DSP block for a 4-bit product

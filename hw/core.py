@@ -45,7 +45,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 
-from .arith import popcount
+from .arith import adder_tree, popcount
 from .delta_apply import DeltaApply, record_layout
 from .requant import Requantizer
 from .sequencer import WORD, Sequencer
@@ -222,20 +222,19 @@ class Core(wiring.Component):
         groups = (lanes + 3) // 4
         part = data.StructLayout({"mx": data.ArrayLayout(9, groups),
                                   "nx": data.ArrayLayout(3, groups),
-                                  "nw": data.ArrayLayout(3, groups), "last": 1})
+                                  "nw": data.ArrayLayout(3, groups)})
         a = Signal(part, name="probe_part")
         lane = q.addr[:low] if low else Const(0, 1)
         single = (q.src == 0) | (q.src == 1)
 
         # a probe's registered words: a single element's value, or a beat's partial terms
         px, pw = Signal(8 * lanes, name="probe_x"), Signal(8 * lanes, name="probe_w")
-        p_valid, p_last = Signal(), Signal()
+        p_valid = Signal()
         pxs = [px[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
         pws = [pw[8 * i:8 * i + 8].as_signed() for i in range(lanes)]
         a_valid = Signal()
         with m.If(p_valid):
-            m.d.sync += [a.eq(_beat_terms(m, pxs, pws, zp)), a.last.eq(p_last),
-                         a_valid.eq(~single)]
+            m.d.sync += _beat_terms(m, a, pxs, pws, zp) + [a_valid.eq(~single)]
             with m.If(single):
                 m.d.sync += value_reg.eq(Mux(q.src == 0, pw.word_select(lane, 8),
                                              px.word_select(lane, 8)).as_signed())
@@ -243,7 +242,7 @@ class Core(wiring.Component):
         # the block probe's terms of the beat before into the accumulators
         mx = Signal(9)
         m.d.comb += mx.eq(_max_tree(m, [maxabs] + list(a.mx), "probe_max"))
-        cnt_x, cnt_w = count + _sum(list(a.nx)), count + _sum(list(a.nw))
+        cnt_x, cnt_w = count + adder_tree(a.nx), count + adder_tree(a.nw)
         with m.If(a_valid):
             m.d.sync += [maxabs.eq(mx), count.eq(Mux(q.src == 5, cnt_w, cnt_x))]
 
@@ -300,7 +299,7 @@ class Core(wiring.Component):
                 m.d.comb += [x_rd.addr.eq((q.addr >> low) + beat + 1),
                              wmem.rd_addr.eq((q.addr >> low) + beat + 1)]
                 m.d.sync += [px.eq(x_word), pw.eq(w_word.as_value()), p_valid.eq(1),
-                             p_last.eq(single | last), beat.eq(beat + 1)]
+                             beat.eq(beat + 1)]
                 with m.If(single | last):
                     m.next = "DRAIN"
 
@@ -324,8 +323,7 @@ class Core(wiring.Component):
                         m.d.sync += value_reg.eq(cnt_x)
                     with m.Case(5):
                         m.d.sync += value_reg.eq(cnt_w)
-                with m.If(a.last):
-                    m.next = "VALUE"
+                m.next = "VALUE"
 
             with m.State("VALUE"):
                 m.d.comb += [seq.value.valid.eq(1), seq.value.payload.eq(value_reg)]
@@ -428,28 +426,19 @@ def _level(w):
     return Mux(w == 0, 0, Mux((w >= -2) & (w <= 1), 1, Mux((w >= -8) & (w <= 7), 2, 3)))
 
 
-def _beat_terms(m, xs, ws, zp):
-    """One beat's partial probe terms, per group of four lanes: the largest ``|x - zp|``, the
-    count of activations other than ``zp`` and of non-zero weights."""
-    terms = []
-    for g in range(0, len(xs), 4):
+def _beat_terms(m, part, xs, ws, zp):
+    """The assignments of one beat's partial probe terms to ``part``, per group of four
+    lanes: the largest ``|x - zp|``, the count of activations other than ``zp`` and of
+    non-zero weights."""
+    out = []
+    for k, g in enumerate(range(0, len(xs), 4)):
         d = [Signal(9, name=f"absdiff{g + i}") for i in range(len(xs[g:g + 4]))]
         for di, xv in zip(d, xs[g:g + 4], strict=True):
             m.d.comb += di.eq(Mux(xv >= zp, xv - zp, zp - xv))
-        terms.append((_max_tree(m, d, f"lanemax{g // 4}"),
-                      popcount(Cat(*[xv != zp for xv in xs[g:g + 4]])),
-                      popcount(Cat(*[wv != 0 for wv in ws[g:g + 4]]))))
-    return Cat(*[Cat(t[0], Const(0, 9))[:9] for t in terms],
-               *[Cat(t[1], Const(0, 3))[:3] for t in terms],
-               *[Cat(t[2], Const(0, 3))[:3] for t in terms])
-
-
-def _sum(values):
-    """The sum of ``values`` as a balanced adder tree."""
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
+        out += [part.mx[k].eq(_max_tree(m, d, f"lanemax{k}")),
+                part.nx[k].eq(popcount(Cat(*[xv != zp for xv in xs[g:g + 4]]))),
+                part.nw[k].eq(popcount(Cat(*[wv != 0 for wv in ws[g:g + 4]])))]
+    return out
 
 
 def _max_tree(m, terms, name):

@@ -88,9 +88,7 @@ class Sequencer(wiring.Component):
     def __init__(self, *, fetch_ports=1, **params):
         self._p = spec.params.machine(**params)
         p = self._p
-        if fetch_ports not in (1, 2):
-            raise ValueError(f"fetch_ports must be 1 or 2, not {fetch_ports!r}")
-        self.fetch_ports = fetch_ports
+        self.fetch_ports = spec.params.check_fetch_ports(fetch_ports)
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
@@ -140,7 +138,6 @@ class Sequencer(wiring.Component):
         ev = Signal()  # the execute stage holds an instruction
         m.d.comb += ev.eq(self.busy & ~prime)
         adv = Signal()  # the fetch stage hands its word on
-
 
         # execute stage: the instruction register and what the fetch stage computed for it
         ir, epc = Signal(WORD), Signal(range(depth))
@@ -261,8 +258,7 @@ class Sequencer(wiring.Component):
         m.d.comb += seq_next.eq(Mux(back, n["l_start"], fpc + 1))
         succ = Signal(range(depth + 256))
         if self.fetch_ports == 2:
-            m.d.comb += [succ.eq(seq_next), rd_b.addr.eq(w_checks.skip),
-                         rd_b.en.eq(~self.busy | adv)]
+            m.d.comb += [succ.eq(seq_next), rd_b.addr.eq(w_checks.skip), rd_b.en.eq(rd.en)]
         else:  # a predicated-off LOOP is decided here, with the predicates forwarded
             w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
             m.d.comb += succ.eq(Mux(~back & w_checks.loop & ~w_on, w_checks.skip, seq_next))

@@ -138,6 +138,13 @@ def delta_port(*, depth=4096, lanes=1):
 PARAM_RAMS = ("async", "sync")
 
 
+def check_fetch_ports(n):
+    """The Sequencer's program memory read ports: 1, or 2 (``hw.sequencer``); returns ``n``."""
+    if n not in (1, 2):
+        raise ValueError(f"fetch_ports must be 1 or 2, not {n!r}")
+    return n
+
+
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
          prog_depth=512, x_zero_point=-128, mode="single", param_ram="async",
          short_requant=False, hazard_words=1, fetch_ports=1):
@@ -161,8 +168,7 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
             and hazard_words & (hazard_words - 1) == 0 and words % hazard_words == 0):
         raise ValueError(f"hazard_words must be a power of two dividing the {words} "
                          f"activation words, not {hazard_words!r}")
-    if fetch_ports not in (1, 2):
-        raise ValueError(f"fetch_ports must be 1 or 2, not {fetch_ports!r}")
+    check_fetch_ports(fetch_ports)
     requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
