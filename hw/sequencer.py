@@ -19,20 +19,28 @@ extra cycle waiting on a stream is counted in ``stalls``, so ``cycles - stalls``
 model. Illegal instructions (static or, when executed, an address out of range) set ``error``
 and halt in that cycle with no state written; ``error_pc`` names the instruction.
 
-Pipeline (two stages, for the clock; the timing above is unchanged):
+Pipeline (for the clock; the timing above is unchanged):
 
-- *fetch*: the program memory's read port shows the next instruction (``fpc``). In the cycle
-  the current instruction completes, the fetch stage decides that instruction's successor
-  (the next word, the loop's start at the loop's end, or past the body of a predicated-off
-  LOOP) with the state as it will be after the current instruction (its predicate write,
-  its loop step: ``n_*``, forwarded), starts reading it, and hands the word on with its
-  effective addresses and legality already computed;
+- *fetch* (``fetch_ports=1``): the program memory's read port shows the next instruction
+  (``fpc``). In the cycle the current instruction completes, the fetch stage decides that
+  instruction's successor (the next word, the loop's start at the loop's end, or past the
+  body of a predicated-off LOOP) with the state as it will be after the current
+  instruction (its predicate write, its loop step: ``n_*``, forwarded), starts reading it,
+  and hands the word on with its effective addresses and legality already computed;
+- *decode* (``fetch_ports=2``, instead): the next instruction's word waits in a register,
+  so that the block RAM's slow output feeds nothing but registers; two read ports read
+  both of its possible successors (the next word in sequence, and its skip target in case
+  it is a LOOP that turns out to be off), and everything the execute stage takes is
+  computed from registers for each way the current instruction may end, the choice last;
 - *execute*: the instruction register; it issues, waits on the datapath and completes.
 
 Each word is stored with the checks that need no machine state (``_predecode``, when the word
 is loaded): what is left for the fetch stage is one comparison per activation address. The
 read port shows word 0 while the Sequencer is idle; after a write of word 0 (or a halt) it
-needs a cycle to show it, and a start in that cycle waits one cycle (``prime``, not counted).
+needs a cycle to show it, and a start then waits one cycle more. The waits of a start are
+``prime`` (not counted): none with ``fetch_ports=1`` and one with ``fetch_ports=2`` when the
+word is there, else one more. The program memory is written only while idle, so what a read
+of a word being written returns does not matter (``no_rw_check``: no emulation logic).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -105,7 +113,7 @@ class Sequencer(wiring.Component):
         # instruction executes / is legal / completes this cycle; the predicate file's write
         self.on, self.legal, self.done, self.pred_we = (
             Signal(name=n) for n in ("on", "legal", "done", "pred_we"))
-        # a start waiting one cycle for the program's first word (not counted in ``cycles``)
+        # a start waiting for the program's first word (not counted in ``cycles``)
         self.prime = Signal(name="prime")
 
     @property
@@ -117,7 +125,8 @@ class Sequencer(wiring.Component):
         p = self._p
         depth = p["prog_depth"]
         checks = self._predecoded_layout()
-        m.submodules.prog = prog = Memory(shape=WORD + checks.size, depth=depth, init=[])
+        m.submodules.prog = prog = Memory(shape=WORD + checks.size, depth=depth, init=[],
+                                          attrs={"no_rw_check": 1})
         rd, wr = prog.read_port(), prog.write_port()
         m.submodules.pf = pf = PredicateFile(N_PRED)
         m.d.comb += self.preds.eq(pf.values)
@@ -130,11 +139,24 @@ class Sequencer(wiring.Component):
                          m, self.pload.payload.word, self.pload.payload.addr))),
                      wr.en.eq(self.pload.valid & self.pload.ready)]
         # the read port shows word 0 while idle, except in the cycle after a write of word 0,
-        # after a halt and after reset (``stale``): a start then waits one cycle (``prime``)
+        # after a halt and after reset (``stale``): a start then waits a cycle more
         stale, prime = Signal(init=1), self.prime
         m.d.sync += stale.eq(wr.en & (wr.addr == 0))
-        go = Signal()  # a start whose first instruction is at the read port now
-        m.d.comb += go.eq((~self.busy & self.start & ~stale) | prime)
+        idle_start = Signal()
+        m.d.comb += idle_start.eq(~self.busy & self.start)
+        go = Signal()  # the execute stage takes the program's first instruction
+        fill = Signal()  # (fetch_ports=2) the decode stage takes word 0 from the read port
+        p_fill, p_go = Signal(), Signal()  # waits of a start, for the word and for the stage
+        m.d.sync += [p_fill.eq(0), p_go.eq(0)]
+        if self.fetch_ports == 2:
+            m.d.comb += [fill.eq((idle_start & ~stale) | p_fill), go.eq(p_go),
+                         prime.eq(p_fill | p_go)]
+            with m.If(fill):
+                m.d.sync += p_go.eq(1)
+        else:
+            m.d.comb += [go.eq((idle_start & ~stale) | p_go), prime.eq(p_go)]
+        with m.If(idle_start):
+            m.d.sync += (p_fill if self.fetch_ports == 2 else p_go).eq(stale)
         ev = Signal()  # the execute stage holds an instruction
         m.d.comb += ev.eq(self.busy & ~prime)
         adv = Signal()  # the fetch stage hands its word on
@@ -148,6 +170,9 @@ class Sequencer(wiring.Component):
         l_left = Signal(8)  # iterations left after the current one
         xstride, ostride = Signal(10), Signal(10)
         xoff, ooff = Signal(18), Signal(18)
+        # the offsets of the next iteration, kept ready so that no adder sits between the
+        # loop step and the next instruction's addresses
+        xoff_next, ooff_next = Signal(18), Signal(18)
         probing = Signal()  # SETP: probe sent, waiting for the value
 
         on, legal, done = self.on, self.legal, self.done
@@ -208,81 +233,86 @@ class Sequencer(wiring.Component):
         with m.If(done):
             m.d.sync += probing.eq(0)
 
-        # the state once the current instruction completes (``n_*``; the reset state when a
-        # program starts): what the fetch stage decides the next instruction's fate with
-        loop_now = Signal()  # the current instruction starts a loop
-        m.d.comb += loop_now.eq(commit & is_loop)
+        # the state once the current instruction completes (the reset state when a program
+        # starts), by case: a start, a LOOP that runs, the end of an iteration with more to
+        # go, the end of a loop's last one, anything else. Which case holds depends on whether
+        # the current instruction commits, known late in the cycle. ``n_*`` is that state;
+        # ``after(fn)`` is ``fn`` of it, with fetch_ports=2 computed for every case and the
+        # case chosen last (the decode stage's inputs are all registers then)
+        loop_now, step = Signal(), Signal()
+        m.d.comb += [loop_now.eq(commit & is_loop), step.eq(e_at_end & (l_left != 0))]
         loop_state = dict(in_loop=in_loop, l_start=l_start, l_end=l_end, l_left=l_left,
-                          xstride=xstride, ostride=ostride, xoff=xoff, ooff=ooff)
-        now = dict(loop_state, preds=pf.values)
-        n = {k: Signal.like(s, name=f"n_{k}") for k, s in now.items()}
-        m.d.comb += [n[k].eq(s) for k, s in now.items()]
-        with m.If(go):
-            m.d.comb += [n["in_loop"].eq(0), n["preds"].eq(1)]
-        with m.Elif(loop_now):
-            m.d.comb += [n["in_loop"].eq(1), n["l_start"].eq(epc + 1),
-                         n["l_end"].eq(epc + f["body"]), n["l_left"].eq(f["count"] - 1),
-                         n["xstride"].eq(f["xstride"]), n["ostride"].eq(f["ostride"]),
-                         n["xoff"].eq(0), n["ooff"].eq(0)]
-        with m.Elif(e_at_end):
-            with m.If(l_left != 0):
-                m.d.comb += [n["l_left"].eq(l_left - 1), n["xoff"].eq(xoff + xstride),
-                             n["ooff"].eq(ooff + ostride)]
-            with m.Else():
-                m.d.comb += n["in_loop"].eq(0)
+                          xstride=xstride, ostride=ostride, xoff=xoff, ooff=ooff,
+                          xoff_next=xoff_next, ooff_next=ooff_next)
+        no, yes = Const(0, 1), Const(1, 1)
+        cases = [
+            (go, dict(loop_state, in_loop=no)),
+            (loop_now, dict(in_loop=yes, l_start=epc + 1, l_end=epc + f["body"],
+                            l_left=f["count"] - 1, xstride=f["xstride"], ostride=f["ostride"],
+                            xoff=Const(0, 18), ooff=Const(0, 18), xoff_next=f["xstride"],
+                            ooff_next=f["ostride"])),
+            (step, dict(loop_state, l_left=l_left - 1, xoff=xoff_next, ooff=ooff_next,
+                        xoff_next=xoff_next + xstride, ooff_next=ooff_next + ostride)),
+            (e_at_end, dict(loop_state, in_loop=no)),
+            (None, loop_state)]
+
+        def by_case(fn, shape, name):
+            out = Signal(shape, name=name)
+            values = [fn(st) for _, st in cases]  # (outside the conditions: fn may assign)
+            for i, ((cond, _), value) in enumerate(zip(cases, values, strict=True)):
+                with (m.If(cond) if i == 0 else m.Elif(cond) if cond is not None else m.Else()):
+                    m.d.comb += out.eq(value)
+            return out
+
+        n = {k: by_case(lambda st, k=k: st[k], s.shape(), f"n_{k}")
+             for k, s in loop_state.items()}
+        n["preds"] = Signal(N_PRED, name="n_preds")
+        m.d.comb += n["preds"].eq(Mux(go, 1, pf.values))
         with m.If(~go & commit & writes_p):
             m.d.comb += n["preds"].bit_select(f["pd"], 1).eq(pf.wdata)
 
-        # fetch stage: the next instruction's word (``word``, at ``fpc``) and its successor,
-        # read when the current instruction completes (the ports hold their words until then)
-        fpc_reg, e_skip = Signal(range(depth + 256)), Signal(range(depth + 257))
-        fpc = Signal(range(depth + 256))  # 0 while idle
+        def after(fn, shape, name):
+            if self.fetch_ports == 2:
+                return by_case(fn, shape, name)
+            out = Signal(shape, name=name)
+            m.d.comb += out.eq(fn(n))
+            return out
+
+        # the next instruction's word (``word``, at ``fpc``): the read port's, or with
+        # fetch_ports=2 the decode stage's (``_decode_stage``)
+        fpc = Signal(range(depth + 256))
         word = Signal(WORD + checks.size)
         if self.fetch_ports == 2:
-            # port B reads every word's skip target as well, so that a predicated-off LOOP is
-            # decided in the execute stage: the next word is then port B's
-            rd_b = prog.read_port()
-            skipping = Signal()
-            m.d.comb += [skipping.eq(ev & is_loop & ~on),
-                         word.eq(Mux(skipping, rd_b.data, rd.data)),
-                         fpc.eq(Mux(self.busy, Mux(skipping, e_skip, fpc_reg), 0))]
+            self._decode_stage(m, prog, rd, word, fpc, n, after, fill=fill, adv=adv)
         else:
-            m.d.comb += [word.eq(rd.data), fpc.eq(Mux(self.busy, fpc_reg, 0))]
+            self._fetch_stage(m, rd, word, fpc, n, go=go, adv=adv)
         w = _fields(m, word[:WORD], "f")
         w_checks = Signal(checks)
         m.d.comb += w_checks.eq(word[WORD:])
-        w_at_end, back, fetching = Signal(), Signal(), Signal()
-        m.d.comb += [w_at_end.eq(n["in_loop"] & (fpc == n["l_end"])),
-                     back.eq(w_at_end & (n["l_left"] != 0)), fetching.eq(self.busy | go)]
-        seq_next = Signal(range(depth + 256))  # the successor unless the word is a skipped LOOP
-        m.d.comb += seq_next.eq(Mux(back, n["l_start"], fpc + 1))
-        succ = Signal(range(depth + 256))
-        if self.fetch_ports == 2:
-            m.d.comb += [succ.eq(seq_next), rd_b.addr.eq(w_checks.skip), rd_b.en.eq(rd.en)]
-        else:  # a predicated-off LOOP is decided here, with the predicates forwarded
-            w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
-            m.d.comb += succ.eq(Mux(~back & w_checks.loop & ~w_on, w_checks.skip, seq_next))
-        xo, oo = Signal(18), Signal(18)  # the loop index times the strides; 0 outside loops
-        m.d.comb += [xo.eq(Mux(n["in_loop"], n["xoff"], 0)),
-                     oo.eq(Mux(n["in_loop"], n["ooff"], 0))]
-        xa, oa, sa = Signal(19), Signal(19), Signal(19)
-        m.d.comb += [xa.eq(w["xaddr"] + Mux(w["xi"], xo, 0)),
-                     oa.eq(w["oaddr"] + Mux(w["oi"], oo, 0)),
-                     sa.eq(w["addr"] + Mux(w["ai"] & (w["src"] != 0) & (w["src"] != 5), xo,
-                                           0))]
-        m.d.comb += [rd.addr.eq(Mux(fetching, succ, 0)), rd.en.eq(~self.busy | adv)]
+        w_at_end = after(lambda st: st["in_loop"] & (fpc == st["l_end"]), 1, "w_at_end")
+
+        def decoded(st):
+            """The next instruction's effective addresses and legality in state ``st``: its
+            loop offsets are the loop index times the strides (none outside a loop)."""
+            xo = Mux(st["in_loop"], st["xoff"], 0)
+            oo = Mux(st["in_loop"], st["ooff"], 0)
+            uses_x = w["ai"] & (w["src"] != 0) & (w["src"] != 5)
+            xa, oa, sa, bad = Signal(19), Signal(19), Signal(19), Signal()
+            m.d.comb += [xa.eq(w["xaddr"] + Mux(w["xi"], xo, 0)),
+                         oa.eq(w["oaddr"] + Mux(w["oi"], oo, 0)),
+                         sa.eq(w["addr"] + Mux(uses_x, xo, 0)),
+                         bad.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
+            return Cat(xa, oa, sa, bad)
+
+        dec = after(decoded, 3 * 19 + 1, "decoded")
         with m.If(adv):
-            m.d.sync += [ir.eq(word), epc.eq(fpc), fpc_reg.eq(succ), e_skip.eq(w_checks.skip),
-                         e_at_end.eq(w_at_end),
-                         exa.eq(xa), eoa.eq(oa), esa.eq(sa),
-                         e_static.eq(w_checks.static),
-                         e_dyn.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
+            m.d.sync += [ir.eq(word), epc.eq(fpc), e_at_end.eq(w_at_end),
+                         Cat(exa, eoa, esa, e_dyn).eq(dec), e_static.eq(w_checks.static)]
         with m.If(ev & done):
             m.d.sync += [s.eq(n[k]) for k, s in loop_state.items()]
 
         # run control and counters
         halt_now = done & commit & (op == OPC["HALT"])
-        m.d.sync += prime.eq(0)
         with m.If(ev):
             m.d.sync += self.cycles.eq(self.cycles + 1)
             with m.If(done):
@@ -301,14 +331,96 @@ class Sequencer(wiring.Component):
                              self.error_pc.eq(fpc), stale.eq(1)]
             with m.Elif(halt_now):
                 m.d.sync += [self.busy.eq(0), self.halted.eq(1), stale.eq(1)]
-        with m.Elif(~self.busy & self.start):
-            with m.If(stale):  # (else the fetch stage has just moved on from word 0)
-                m.d.sync += fpc_reg.eq(0)
-            m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0), prime.eq(stale),
+        with m.Elif(idle_start):
+            m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0),
                          in_loop.eq(0), probing.eq(0), self.cycles.eq(0),
                          self.executed.eq(0), self.predicated_off.eq(0), self.stalls.eq(0)]
-        m.d.comb += pf.clear.eq(~self.busy & self.start)
+        m.d.comb += pf.clear.eq(idle_start)
         return m
+
+    def _fetch_stage(self, m, rd, word, fpc, n, *, go, adv):
+        """fetch_ports=1: the read port shows the next instruction (``word`` at ``fpc``). When
+        the current instruction completes (``adv``) the next one's successor is read: the
+        next word, the loop's start at the loop's end, or past the body of a LOOP that the
+        forwarded predicates ``n["preds"]`` turn off."""
+        depth = self._p["prog_depth"]
+        fpc_reg = Signal(range(depth + 256))
+        m.d.comb += [word.eq(rd.data), fpc.eq(Mux(self.busy, fpc_reg, 0))]
+        w = _fields(m, word[:WORD], "s")
+        w_checks = Signal(self._predecoded_layout())
+        m.d.comb += w_checks.eq(word[WORD:])
+        back = Signal()
+        m.d.comb += back.eq(n["in_loop"] & (fpc == n["l_end"]) & (n["l_left"] != 0))
+        w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
+        succ = Signal(range(depth + 256))
+        m.d.comb += succ.eq(Mux(back, n["l_start"],
+                                Mux(w_checks.loop & ~w_on, w_checks.skip, fpc + 1)))
+        m.d.comb += [rd.addr.eq(Mux(self.busy | go, succ, 0)), rd.en.eq(~self.busy | adv)]
+        with m.If(adv):
+            m.d.sync += fpc_reg.eq(succ)
+        with m.Elif(~self.busy):
+            m.d.sync += fpc_reg.eq(0)
+
+    def _decode_stage(self, m, prog, rd, word, fpc, n, after, *, fill, adv):
+        """fetch_ports=2: the next instruction's word waits in a register (``word`` at
+        ``fpc``), so that the block RAM's slow output feeds only registers; port A
+        (``rd``) shows the word after it in sequence (at ``apc``), port B its skip target.
+        When the current instruction completes (``adv``), the register takes port B's word
+        if it holds a LOOP that the forwarded predicates ``n["preds"]`` turn off, else port
+        A's, and the ports read that word's successors with the state as it will be after
+        the register's instruction (``after``). A start first takes word 0 (``fill``)."""
+        depth = self._p["prog_depth"]
+        rd_b = prog.read_port()
+        dpc, apc = Signal(range(depth + 256)), Signal(range(depth + 256))
+        m.d.comb += fpc.eq(dpc)
+        d = _fields(m, word[:WORD], "d")
+        d_checks = Signal(self._predecoded_layout())
+        m.d.comb += d_checks.eq(word[WORD:])
+        d_on, take_b = Signal(), Signal()
+        m.d.comb += [d_on.eq(n["preds"].bit_select(d["pred"], 1) ^ d["neg"]),
+                     take_b.eq(d_checks.loop & ~d_on & ~fill)]
+        # both ports' words are registered, with the choice between them (``d_sel``): the late
+        # choice then drives a bit, not a word-wide multiplexer
+        da, db, d_sel = Signal.like(word), Signal.like(word), Signal()
+        m.d.comb += word.eq(Mux(d_sel, db, da))
+        ca, cb = (Signal(self._predecoded_layout()) for _ in range(2))
+        m.d.comb += [ca.eq(rd.data[WORD:]), cb.eq(rd_b.data[WORD:])]
+        # port A's next address: the successor of the word the register takes (at ``apc``,
+        # or past the body of an off LOOP), with the state after the register's instruction:
+        # a LOOP that runs starts its loop (its body follows it: ``apc`` is the body's
+        # first word); one that does not leaves the state alone (a LOOP inside a loop is
+        # illegal, so a loop is not active); any other instruction may end a loop's body
+
+        def seq_fn(st):
+            at_end = st["in_loop"] & (dpc == st["l_end"])
+            left = Mux(at_end, st["l_left"] > 1, st["l_left"] != 0)
+            back = (st["in_loop"] & ~(at_end & (st["l_left"] == 0)) & left
+                    & (apc == st["l_end"]))
+            return Mux(back, st["l_start"], apc + 1)
+
+        seq = after(seq_fn, range(depth + 257), "a_seq")
+        tight = Signal()  # a loop of one instruction, run more than once
+        m.d.comb += tight.eq((d["body"] == 1) & (d["count"] > 1))
+        # the same for either fate of a LOOP in the register, which may depend on a
+        # comparison made this cycle: that choice comes last
+        a_on, a_off = (Signal(range(depth + 257), name=f"a_{k}") for k in ("on", "off"))
+        with m.If(fill):
+            m.d.comb += [a_on.eq(1), a_off.eq(1)]
+        with m.Elif(~self.busy):  # idle: word 0 at the port
+            m.d.comb += [a_on.eq(0), a_off.eq(0)]
+        with m.Elif(d_checks.loop):
+            m.d.comb += [a_on.eq(Mux(tight, apc, apc + 1)), a_off.eq(d_checks.skip + 1)]
+        with m.Else():
+            m.d.comb += [a_on.eq(seq), a_off.eq(seq)]
+        a_next = Signal(range(depth + 257))
+        m.d.comb += a_next.eq(Mux(d_on, a_on, a_off))
+        load = Signal()
+        m.d.comb += load.eq(fill | adv)
+        m.d.comb += [rd.addr.eq(a_next), rd.en.eq((~self.busy & ~fill) | load),
+                     rd_b.addr.eq(Mux(take_b, cb.skip, ca.skip)), rd_b.en.eq(load)]
+        with m.If(load):
+            m.d.sync += [da.eq(rd.data), db.eq(rd_b.data), d_sel.eq(take_b),
+                         dpc.eq(Mux(fill, 0, Mux(take_b, d_checks.skip, apc))), apc.eq(a_next)]
 
     def _commit(self, m, on, legal):
         """The one qualifier of every state write of the current instruction."""
@@ -439,11 +551,12 @@ def _fields(m, word, prefix):
 
 
 def _compare(m, cmp, a, imm):
-    """``a cmp imm`` for cmp 0..5 = EQ, NE, LT, LE, GT, GE (signed)."""
-    r = Signal()
+    """``a cmp imm`` for cmp 0..5 = EQ, NE, LT, LE, GT, GE (signed), from one less-than and
+    one equality."""
+    lt, eq, r = Signal(), Signal(), Signal()
+    m.d.comb += [lt.eq(a < imm), eq.eq(a == imm)]
     with m.Switch(cmp):
-        for code, expr in enumerate((a == imm, a != imm, a < imm, a <= imm, a > imm,
-                                     a >= imm)):
+        for code, expr in enumerate((eq, ~eq, lt, lt | eq, ~(lt | eq), ~lt)):
             with m.Case(code):
                 m.d.comb += r.eq(expr)
     return r
