@@ -78,10 +78,7 @@ class DeltaApply(wiring.Component):
         low = (lanes - 1).bit_length()
         banks = []
         for k in range(2):
-            # a bank is written only as the shadow, whose read data goes unused: what a read
-            # of a word being written returns does not matter (no read-write emulation)
-            mem = Memory(shape=unsigned(8 * lanes), depth=words, init=self._init,
-                         attrs={"no_rw_check": 1})
+            mem = Memory(shape=unsigned(8 * lanes), depth=words, init=self._init)
             m.submodules[f"bank{k}"] = mem
             # one read port (the core's, or the copy's while copying) and one write port:
             # a simple dual-port block RAM
