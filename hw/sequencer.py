@@ -282,13 +282,14 @@ class Sequencer(wiring.Component):
         # fetch_ports=2 the decode stage's (``_decode_stage``)
         fpc = Signal(range(depth + 256))
         word = Signal(WORD + checks.size)
-        if self.fetch_ports == 2:
-            self._decode_stage(m, prog, rd, word, fpc, n, after, fill=fill, adv=adv)
-        else:
-            self._fetch_stage(m, rd, word, fpc, n, go=go, adv=adv)
         w = _fields(m, word[:WORD], "f")
         w_checks = Signal(checks)
         m.d.comb += w_checks.eq(word[WORD:])
+        if self.fetch_ports == 2:
+            self._decode_stage(m, prog, rd, (word, w, w_checks), fpc, n, after, fill=fill,
+                               adv=adv)
+        else:
+            self._fetch_stage(m, rd, (word, w, w_checks), fpc, n, go=go, adv=adv)
         w_at_end = after(lambda st: st["in_loop"] & (fpc == st["l_end"]), 1, "w_at_end")
 
         def decoded(st):
@@ -338,17 +339,15 @@ class Sequencer(wiring.Component):
         m.d.comb += pf.clear.eq(idle_start)
         return m
 
-    def _fetch_stage(self, m, rd, word, fpc, n, *, go, adv):
+    def _fetch_stage(self, m, rd, next_word, fpc, n, *, go, adv):
         """fetch_ports=1: the read port shows the next instruction (``word`` at ``fpc``). When
         the current instruction completes (``adv``) the next one's successor is read: the
         next word, the loop's start at the loop's end, or past the body of a LOOP that the
         forwarded predicates ``n["preds"]`` turn off."""
         depth = self._p["prog_depth"]
         fpc_reg = Signal(range(depth + 256))
+        word, w, w_checks = next_word  # (the word and its fields)
         m.d.comb += [word.eq(rd.data), fpc.eq(Mux(self.busy, fpc_reg, 0))]
-        w = _fields(m, word[:WORD], "s")
-        w_checks = Signal(self._predecoded_layout())
-        m.d.comb += w_checks.eq(word[WORD:])
         back = Signal()
         m.d.comb += back.eq(n["in_loop"] & (fpc == n["l_end"]) & (n["l_left"] != 0))
         w_on = n["preds"].bit_select(w["pred"], 1) ^ w["neg"]
@@ -361,7 +360,7 @@ class Sequencer(wiring.Component):
         with m.Elif(~self.busy):
             m.d.sync += fpc_reg.eq(0)
 
-    def _decode_stage(self, m, prog, rd, word, fpc, n, after, *, fill, adv):
+    def _decode_stage(self, m, prog, rd, next_word, fpc, n, after, *, fill, adv):
         """fetch_ports=2: the next instruction's word waits in a register (``word`` at
         ``fpc``), so that the block RAM's slow output feeds only registers; port A
         (``rd``) shows the word after it in sequence (at ``apc``), port B its skip target.
@@ -373,9 +372,7 @@ class Sequencer(wiring.Component):
         rd_b = prog.read_port()
         dpc, apc = Signal(range(depth + 256)), Signal(range(depth + 256))
         m.d.comb += fpc.eq(dpc)
-        d = _fields(m, word[:WORD], "d")
-        d_checks = Signal(self._predecoded_layout())
-        m.d.comb += d_checks.eq(word[WORD:])
+        word, d, d_checks = next_word  # (the word and its fields)
         d_on, take_b = Signal(), Signal()
         m.d.comb += [d_on.eq(n["preds"].bit_select(d["pred"], 1) ^ d["neg"]),
                      take_b.eq(d_checks.loop & ~d_on & ~fill)]
