@@ -342,6 +342,11 @@ class Core(wiring.Component):
         the beat in the engine's input, reads the region it writes. Returns ``busy`` (a DOT
         queued or a beat in the input), ``room`` (a DOT can be taken) and ``reads_out`` (the
         current REQ must wait).
+
+        Timing (the ECP5 core's critical path was here): the first-beat hazard verdict is a
+        flip-flop, computed the cycle before from the next queue head and the next counters;
+        the read addresses depend on whether the input register moves on, not on the issue
+        decision. Neither changes a cycle.
         """
         p = self._p
         lanes = p["lanes"]
@@ -359,14 +364,20 @@ class Core(wiring.Component):
         b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
         pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_region{k}") for k in range(regions)]
 
-        # per-region pending REQ results
+        # per-region pending REQ results; ``pending_next``: regions with one in flight next cycle
         ow = u.oaddr >> (low + rlow)
         lw = req_fifo.r_data >> (low + rlow)
+        pending_next = Signal(regions)
         for k in range(regions):
-            _count(m, pend_w[k], req_push & (ow == k), req.o.valid & (lw == k))
+            up, down = req_push & (ow == k), req.o.valid & (lw == k)
+            _count(m, pend_w[k], up, down)
+            m.d.comb += pending_next[k].eq(up | Mux(down, pend_w[k] > 1, pend_w[k] != 0))
 
-        raw = Signal()  # a region dotq0 reads has a REQ result in flight
-        m.d.comb += raw.eq((qd[0].reads & Cat(*[c != 0 for c in pend_w])).any())
+        # a region dotq0 reads has a REQ result in flight: registered, from the next cycle's
+        # dotq0 and counters, so that the issue decision starts at a flip-flop
+        raw = Signal()
+        q0_next = Signal(desc)
+        m.d.sync += [raw.eq((q0_next.reads & pending_next).any()), qd[0].eq(q0_next)]
         reads_out = Signal()
         m.d.comb += reads_out.eq(((Mux(qv[0], qd[0].reads, 0) | Mux(qv[1], qd[1].reads, 0))
                                   .bit_select(ow, 1)) | (b_valid & ((b_xw >> rlow) == ow)))
@@ -379,14 +390,17 @@ class Core(wiring.Component):
                      issue.eq(qv[0] & advance & ((j != 0) | ~raw)),
                      last.eq(j == qd[0].beats - 1), pop.eq(issue & last)]
         xw, ww = qd[0].xw + j, qd[0].ww + j
+        # the read ports: the next beat's words, or the held beat's again while the input
+        # register keeps it. The address does not wait for the issue decision: words read
+        # but not issued are not used (the input register empties)
+        with m.If(qv[0] | b_valid):
+            m.d.comb += [x_rd.addr.eq(Mux(advance, xw, b_xw)),
+                         wmem.rd_addr.eq(Mux(advance, ww, b_ww))]
         with m.If(issue):
-            m.d.comb += [x_rd.addr.eq(xw), wmem.rd_addr.eq(ww)]
             m.d.sync += [b_valid.eq(1), b_last.eq(last), b_acc.eq(qd[0].acc), b_xw.eq(xw),
                          b_ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
         with m.Elif(advance):
             m.d.sync += b_valid.eq(0)
-        with m.Else():  # the input register holds its beat: read its words again
-            m.d.comb += [x_rd.addr.eq(b_xw), wmem.rd_addr.eq(b_ww)]
 
         # the queue: push when dotq1 is free; pop when dotq0's last beat is addressed
         new = Signal(desc)
@@ -397,14 +411,16 @@ class Core(wiring.Component):
                      new.beats.eq(u.beats), new.acc.eq(u.acc),
                      new.reads.eq(Cat(*[span[k * g:(k + 1) * g].any()
                                         for k in range(regions)]))]
+        m.d.comb += q0_next.eq(qd[0])
         with m.If(pop):  # (take_dot needs dotq1 free)
-            m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),
-                         qv[1].eq(0)]
+            m.d.comb += q0_next.eq(Mux(qv[1], qd[1], new))
+            m.d.sync += [qv[0].eq(qv[1] | take_dot), qv[1].eq(0)]
         with m.Elif(take_dot):
             with m.If(qv[0]):
                 m.d.sync += [qd[1].eq(new), qv[1].eq(1)]
             with m.Else():
-                m.d.sync += [qd[0].eq(new), qv[0].eq(1)]
+                m.d.comb += q0_next.eq(new)
+                m.d.sync += qv[0].eq(1)
 
         # the engine's input: the beat read in the cycle before (``xs``, ``ws``: its lanes)
         m.d.comb += [eng.i.valid.eq(b_valid), eng.i.payload.last.eq(b_last)]
