@@ -392,10 +392,12 @@ class Core(wiring.Component):
         xw, ww = qd[0].xw + j, qd[0].ww + j
         # the read ports: the next beat's words, or the held beat's again while the input
         # register keeps it. The address does not wait for the issue decision: words read
-        # but not issued are not used (the input register empties)
-        with m.If(qv[0] | b_valid):
-            m.d.comb += [x_rd.addr.eq(Mux(advance, xw, b_xw)),
-                         wmem.rd_addr.eq(Mux(advance, ww, b_ww))]
+        # but not issued are not used (the input register empties). While the feeder is
+        # idle, the datapath's state machine (assigned later) gives the probe's or the host's
+        with m.If(advance):
+            m.d.comb += [x_rd.addr.eq(xw), wmem.rd_addr.eq(ww)]
+        with m.Else():
+            m.d.comb += [x_rd.addr.eq(b_xw), wmem.rd_addr.eq(b_ww)]
         with m.If(issue):
             m.d.sync += [b_valid.eq(1), b_last.eq(last), b_acc.eq(qd[0].acc), b_xw.eq(xw),
                          b_ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
