@@ -344,9 +344,10 @@ class Core(wiring.Component):
         current REQ must wait).
 
         Timing (the ECP5 core's critical path was here): the first-beat hazard verdict is a
-        flip-flop, computed the cycle before from the next queue head and the next counters;
-        the read addresses depend on whether the input register moves on, not on the issue
-        decision. Neither changes a cycle.
+        flip-flop, computed the cycle before for each DOT that may head the queue next (the
+        choice last: it waits for the engine's handshake); the read addresses depend on
+        whether the input register moves on, not on the issue decision. Neither changes a
+        cycle.
         """
         p = self._p
         lanes = p["lanes"]
@@ -364,20 +365,21 @@ class Core(wiring.Component):
         b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
         pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_region{k}") for k in range(regions)]
 
-        # per-region pending REQ results; ``pending_next``: regions with one in flight next cycle
+        # per-region pending REQ results; ``kept``: the regions that still have one in
+        # flight after this cycle's arrivals (a REQ result written) are counted off
         ow = u.oaddr >> (low + rlow)
         lw = req_fifo.r_data >> (low + rlow)
-        pending_next = Signal(regions)
+        kept = Signal(regions)
         for k in range(regions):
-            up, down = req_push & (ow == k), req.o.valid & (lw == k)
-            _count(m, pend_w[k], up, down)
-            m.d.comb += pending_next[k].eq(up | Mux(down, pend_w[k] > 1, pend_w[k] != 0))
+            down = req.o.valid & (lw == k)
+            _count(m, pend_w[k], req_push & (ow == k), down)
+            m.d.comb += kept[k].eq(Mux(down, pend_w[k] > 1, pend_w[k] != 0))
 
-        # a region dotq0 reads has a REQ result in flight: registered, from the next cycle's
-        # dotq0 and counters, so that the issue decision starts at a flip-flop
-        raw = Signal()
-        q0_next = Signal(desc)
-        m.d.sync += [raw.eq((q0_next.reads & pending_next).any()), qd[0].eq(q0_next)]
+        def waits_next(reads):
+            """A DOT reading ``reads`` meets a REQ result in flight next cycle."""
+            return (reads & kept).any() | (req_push & reads.bit_select(ow, 1))
+
+        raw = Signal()  # a region dotq0 reads has a REQ result in flight (a flip-flop)
         reads_out = Signal()
         m.d.comb += reads_out.eq(((Mux(qv[0], qd[0].reads, 0) | Mux(qv[1], qd[1].reads, 0))
                                   .bit_select(ow, 1)) | (b_valid & ((b_xw >> rlow) == ow)))
@@ -413,16 +415,18 @@ class Core(wiring.Component):
                      new.beats.eq(u.beats), new.acc.eq(u.acc),
                      new.reads.eq(Cat(*[span[k * g:(k + 1) * g].any()
                                         for k in range(regions)]))]
-        m.d.comb += q0_next.eq(qd[0])
+        # ``raw`` follows dotq0: the verdict for each DOT that may be dotq0 next cycle is
+        # computed before the late choice (pop waits for the engine's handshake)
+        w0, w1, wn = waits_next(qd[0].reads), waits_next(qd[1].reads), waits_next(new.reads)
+        m.d.sync += raw.eq(w0)
         with m.If(pop):  # (take_dot needs dotq1 free)
-            m.d.comb += q0_next.eq(Mux(qv[1], qd[1], new))
-            m.d.sync += [qv[0].eq(qv[1] | take_dot), qv[1].eq(0)]
+            m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),
+                         qv[1].eq(0), raw.eq(Mux(qv[1], w1, wn))]
         with m.Elif(take_dot):
             with m.If(qv[0]):
                 m.d.sync += [qd[1].eq(new), qv[1].eq(1)]
             with m.Else():
-                m.d.comb += q0_next.eq(new)
-                m.d.sync += qv[0].eq(1)
+                m.d.sync += [qd[0].eq(new), qv[0].eq(1), raw.eq(wn)]
 
         # the engine's input: the beat read in the cycle before (``xs``, ``ws``: its lanes)
         m.d.comb += [eng.i.valid.eq(b_valid), eng.i.payload.last.eq(b_last)]
