@@ -123,12 +123,17 @@ class MultiplierBins:
         nnz = Signal(range(n + 1))
         base = Signal(range(n + s + 1))
         cnt = prefix_counts(mask)
+        # ``done`` is ``base + s >= nnz``, registered: its next value is computed from the
+        # next base and count, so the compare is off the engine's input handshake
+        done_r = Signal(init=1)
+        count = Signal(range(n + 1))
+        m.d.comb += count.eq(popcount(mask))
         with m.If(load):
-            m.d.sync += [nz.eq(mask), nnz.eq(popcount(mask)), base.eq(0)]
+            m.d.sync += [nz.eq(mask), nnz.eq(count), base.eq(0), done_r.eq(count <= s)]
             m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
         with m.Elif(advance):
-            m.d.sync += base.eq(base + s)
-        m.d.comb += done.eq(base + s >= nnz)
+            m.d.sync += [base.eq(base + s), done_r.eq(base + 2 * s >= nnz)]
+        m.d.comb += done.eq(done_r)
         for j in range(s):
             drive(j, [nz[i] & (ranks[i] == base + j) for i in range(n)])
         return nnz, base
