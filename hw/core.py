@@ -408,12 +408,15 @@ class Core(wiring.Component):
 
         # the queue: push when dotq1 is free; pop when dotq0's last beat is addressed
         new = Signal(desc)
-        ones = Signal(16)  # u.beats ones
-        span = Signal(words)  # the words a DOT of u.beats beats reads, from u.xaddr
-        m.d.comb += [ones.eq((Const(1, 17) << u.beats) - 1), span.eq(ones << (u.xaddr >> low))]
-        m.d.comb += [new.xw.eq(u.xaddr >> low), new.ww.eq(u.waddr >> low),
+        # the DOT reads words [x0, x0 + beats): region k (words [kg, (k+1)g)) when the two
+        # meet. Compares with constants and one short sum (a shifted mask of ones was a
+        # carry chain and a barrel shifter on the ECP5 critical path)
+        x0 = Signal(len(u.xaddr), name="dot_x0")
+        end = Signal(len(u.xaddr) + 1, name="dot_xend")
+        m.d.comb += [x0.eq(u.xaddr >> low), end.eq(x0 + u.beats)]
+        m.d.comb += [new.xw.eq(x0), new.ww.eq(u.waddr >> low),
                      new.beats.eq(u.beats), new.acc.eq(u.acc),
-                     new.reads.eq(Cat(*[span[k * g:(k + 1) * g].any()
+                     new.reads.eq(Cat(*[(u.beats != 0) & (x0 < (k + 1) * g) & (end > k * g)
                                         for k in range(regions)]))]
         # ``raw`` follows dotq0: the verdict for each DOT that may be dotq0 next cycle is
         # computed before the late choice (pop waits for the engine's handshake)
