@@ -12,8 +12,8 @@ import spec.params
 from .arith import fits_signed
 from .pipeline import StallPipeline, carried
 
-# f is saturated to this many bits before the zero point is added: every value outside the
-# range clamps to act_min/act_max either way, since |zp| <= 128 (see _tail).
+# f is added to the zero point in this many bits: every value outside them clamps to
+# act_min/act_max either way, since |zp| <= 128 (see _tail).
 _SAT_BITS = 11
 
 
@@ -133,16 +133,23 @@ class Requantizer(wiring.Component):
         return bad, s3.p, s3.sm1, carried(s3, keep)
 
     def _tail(self, pipe, prod, sm1, keep):
-        """Round-shift by sm1+1 (two stages), saturate, add the zero point, clamp."""
+        """Round-shift by sm1+1 (two stages), add the zero point, clamp.
+
+        The rounded value ``f + half`` is only added to the zero point in ``_SAT_BITS`` bits;
+        whether ``f`` fits them is decided beside that sum and chosen last: a value that does
+        not fit clamps to ``act_min`` or ``act_max`` by its sign whatever the zero point
+        (``|f| >= 2**(_SAT_BITS-1)`` and ``|zp| <= 128``), so the wide test is off the
+        adders' path (the same result as saturating first)."""
         coarse = Cat(Const(0, 3), sm1[3:])
         s1 = pipe.stage(t=prod >> coarse, sm1=sm1, **keep)
         s2 = pipe.stage(r=s1.t >> s1.sm1[:3], **carried(s1, keep))
         # (p + 2**(s-1)) >> s == (p >> s) + bit s-1 of p; with r = p >> (s-1):
         f, half = s2.r >> 1, s2.r[0]
-        q = _saturate(f, _SAT_BITS) + half
-        s3 = pipe.stage(q=q, **carried(s2, keep))
+        s3 = pipe.stage(q=f[:_SAT_BITS].as_signed() + half, big=~fits_signed(f, _SAT_BITS),
+                        neg=f[-1], **carried(s2, keep))
         v = s3.q + s3.zp
-        out = Mux(v < s3.lo, s3.lo, Mux(v > s3.hi, s3.hi, v))
+        near = Mux(v < s3.lo, s3.lo, Mux(v > s3.hi, s3.hi, v))
+        out = Mux(s3.big, Mux(s3.neg, s3.lo, s3.hi), near)
         s4 = pipe.stage(out=out[:8].as_signed())
         return s4.out
 
