@@ -4,6 +4,7 @@
 #   make sim-blocks every block's co-simulation against its golden model
 #   make verilog   build/verilog/*.v and port metadata JSON per block configuration
 #   make synth     yosys + nextpnr for ECP5 and iCE40 -> build/reports/synth.json
+#                  (SEEDS=1,2,3: one place and route per nextpnr seed, the lowest Fmax kept)
 #   make bench     build/reports/bench.json and plots
 #   make formal    the proofs (z3, SymbiYosys)
 #   make lint      ruff
@@ -47,7 +48,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=12 -p no:cacheprovider $(PYTEST_ARGS)
 
 synth: $(STAMP)
-	$(BIN)/python -m hw.synth
+	$(BIN)/python -m hw.synth $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: $(STAMP)
 	$(BIN)/python -m sim.bench
