@@ -44,20 +44,23 @@ def test_round_shift_identity():
     prove(z3.Implies(z3.And(s >= 1, s <= 62, p < bound, p > -bound), lhs == rhs))
 
 
-def test_saturate_before_zero_point():
-    """clamp(sat(f) + half + zp) == clamp(f + half + zp) for every 64-bit f, zp, and
-    lo <= hi in int8: saturating f to _SAT_BITS bits first never changes the output."""
+def test_narrow_zero_point_add():
+    """The Requantizer's tail equals clamp(f + half + zp) for every 64-bit f, zp, and lo <= hi
+    in int8: it adds only f's low _SAT_BITS bits (sign-extended) to half and zp, and when f
+    does not fit them it takes lo or hi by f's sign instead (``hw.requant``'s ``_tail``)."""
     w = 72
     f, half, zp, lo, hi = (z3.BitVec(n, w) for n in ("f", "half", "zp", "lo", "hi"))
     lim = 1 << (_SAT_BITS - 1)
-    sat = z3.If(f > lim - 1, z3.BitVecVal(lim - 1, w), z3.If(f < -lim, z3.BitVecVal(-lim, w), f))
+    low = z3.SignExt(w - _SAT_BITS, z3.Extract(_SAT_BITS - 1, 0, f))
+    fits = z3.And(f >= -lim, f <= lim - 1)
 
     def clamp(v):
         return z3.If(v < lo, lo, z3.If(v > hi, hi, v))
 
+    tail = z3.If(fits, clamp(low + half + zp), z3.If(f < 0, lo, hi))
     pre = z3.And(f >= -(2**63), f < 2**63, z3.Or(half == 0, half == 1),
                  zp >= -128, zp <= 127, lo >= -128, hi <= 127, lo <= hi)
-    prove(z3.Implies(pre, clamp(sat + half + zp) == clamp(f + half + zp)))
+    prove(z3.Implies(pre, tail == clamp(f + half + zp)))
 
 
 def test_partial_product_split():
