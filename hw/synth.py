@@ -11,7 +11,10 @@ iCE40 UP5K), with the yowasp wheels:
    tests re-simulate with yosys' cell models (``build/synth/NAME_ice40_gl.v``).
 
 The figures are merged into ``build/reports/synth.json`` as
-``{NAME: {"ecp5": {luts, ffs, dsps, fmax_mhz, device}, "ice40": {...}}}``.
+``{NAME: {"ecp5": {luts, ffs, dsps, fmax_mhz, device}, "ice40": {...}}}``. ``--seeds 1,2,3``
+(``make synth SEEDS=1,2,3``) places and routes each netlist once per nextpnr placer seed:
+``fmax_mhz`` is then the lowest and ``fmax_mhz_by_seed`` lists each (the seed alone moves
+Fmax by several percent).
 """
 
 import argparse
