@@ -177,37 +177,49 @@ def place_route(pnr_json, name, family, out_dir, seed=1):
     return round(min(v["achieved"] for v in fmax.values()), 1)
 
 
+def _placement_failure(log):
+    """The over-used resources if nextpnr's ``log`` shows a failed placement, else None."""
+    text = log.read_text() if log.exists() else ""
+    if "Unable to place" not in text and "Failed to expand region" not in text:
+        return None
+    use = re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text)
+    return [f"{kind} {used}/{avail}" for kind, used, avail, _ in use if int(used) > int(avail)]
+
+
 def fmax_mhz(name, family, out_dir, meta, seeds=(1,)):
     """Place and route the block in its 4-pin harness, once per nextpnr seed (one
-    synthesis); return ``{seed: achieved Fmax in MHz}``."""
+    synthesis); return ``{seed: achieved Fmax in MHz, or None where placement failed}`` and
+    the over-used resources of the last failed placement (None if every seed placed)."""
     pnr_json = harness_netlist(name, family, out_dir, meta)
-    return {seed: place_route(pnr_json, name, family, out_dir, seed) for seed in seeds}
+    by_seed, over = {}, None
+    for seed in seeds:
+        try:
+            by_seed[seed] = place_route(pnr_json, name, family, out_dir, seed)
+        except RuntimeError:
+            over = _placement_failure(pnr_log(name, family, out_dir, seed))
+            if over is None:
+                raise
+            by_seed[seed] = None
+    return by_seed, over
 
 
 def synth_one(name, family, out_dir, seeds=(1,)):
     """Figures of one configuration on one family; a design that does not fit the device
     is recorded (``fits: false``, the placer's utilization line) instead of failing.
-    ``fmax_mhz`` is the lowest over the placer ``seeds``; with more than one seed,
-    ``fmax_mhz_by_seed`` lists each."""
+    ``fmax_mhz`` is the lowest over the placer ``seeds`` that placed; with more than one
+    seed, ``fmax_mhz_by_seed`` lists each (``null`` where placement failed)."""
     figures, _, meta = synthesize(name, family, out_dir)
     figures["device"] = FAMILIES[family]["device"]
-    try:
-        by_seed = fmax_mhz(name, family, out_dir, meta, seeds)
-        figures["fmax_mhz"] = min(by_seed.values())
-        if len(by_seed) > 1:
-            figures["fmax_mhz_by_seed"] = {str(k): v for k, v in by_seed.items()}
-        figures["fits"] = True
-    except RuntimeError as e:
-        log = pnr_log(name, family, out_dir, seeds[0])
-        text = log.read_text() if log.exists() else ""
-        if "Unable to place" not in text and "Failed to expand region" not in text:
-            raise
-        use = re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text)
-        over = [f"{kind} {used}/{avail}" for kind, used, avail, _ in use
-                if int(used) > int(avail)]
-        figures.update(fmax_mhz=None, fits=False, overused=over)
-        print(f"[synth] {name} does not fit {figures['device']}: {over}", flush=True)
-        del e
+    by_seed, over = fmax_mhz(name, family, out_dir, meta, seeds)
+    placed = [v for v in by_seed.values() if v is not None]
+    figures.update(fmax_mhz=min(placed) if placed else None, fits=bool(placed))
+    if len(by_seed) > 1:
+        figures["fmax_mhz_by_seed"] = {str(k): v for k, v in by_seed.items()}
+    if over is not None:
+        figures["overused"] = over
+        failed = [k for k, v in by_seed.items() if v is None]
+        print(f"[synth] {name} did not place on {figures['device']} with seeds {failed}: "
+              f"{over}", flush=True)
     return figures
 
 
