@@ -66,23 +66,41 @@ class SparseModel:
     history: list  # (seed, validation accuracy) per candidate
 
 
+def train_one(x_fit, y_fit, *, seed, widths=(32, 16, 10), keeps=(4, 4, 8), lanes=16,
+              epochs=160, fine_tune_epochs=30, prune_window=(1 / 8, 1 / 2), fine_tune_lr=1.0):
+    """One block-pruned int8 MLP: float training with the pruning ``schedule`` over the
+    fraction ``prune_window`` of the ``epochs``, int8 quantization, then
+    ``fine_tune_epochs`` of quantization-aware fine-tuning with the pruned weights held at
+    zero (none for 0)."""
+    if len(keeps) != len(widths):
+        raise ValueError(f"keeps has {len(keeps)} entries for {len(widths)} layers")
+    lo_f, hi_f = prune_window
+    if not 0 <= lo_f <= hi_f <= 1:
+        raise ValueError(f"prune_window must be 0 <= start <= stop <= 1, not {prune_window!r}")
+    prune = schedule(keeps, lanes, start=int(epochs * lo_f), stop=int(epochs * hi_f),
+                     every=max(1, epochs // 32))
+    params = mlp.train_float(x_fit, y_fit, widths, epochs=epochs, seed=seed, prune=prune)
+    layers = mlp.quantize(params, x_fit)
+    if not fine_tune_epochs:
+        return layers
+    ws = mlp.weights(layers)
+    lo = [np.where(w != 0, -127, 0) for w in ws]
+    hi = [np.where(w != 0, 127, 0) for w in ws]
+    return mlp.with_weights(layers, mlp.fine_tune(
+        layers, x_fit, y_fit, lo=lo, hi=hi, epochs=fine_tune_epochs, lr=fine_tune_lr,
+        seed=seed, teacher=0.5))
+
+
 def sparse_int8(x_fit, y_fit, x_val, y_val, *, widths=(32, 16, 10), keeps=(4, 4, 8), lanes=16,
                 seeds=range(6), epochs=160, fine_tune_epochs=30, log=None):
-    """The block-pruned int8 MLP with the best validation accuracy over ``seeds``."""
+    """The block-pruned int8 MLP (``train_one``) with the best validation accuracy over
+    ``seeds``."""
     if len(keeps) != len(widths):
         raise ValueError(f"keeps has {len(keeps)} entries for {len(widths)} layers")
     best, history = None, []
     for seed in seeds:
-        prune = schedule(keeps, lanes, start=epochs // 8, stop=epochs // 2,
-                         every=max(1, epochs // 32))
-        params = mlp.train_float(x_fit, y_fit, widths, epochs=epochs, seed=seed, prune=prune)
-        layers = mlp.quantize(params, x_fit)
-        ws = mlp.weights(layers)
-        lo = [np.where(w != 0, -127, 0) for w in ws]
-        hi = [np.where(w != 0, 127, 0) for w in ws]
-        layers = mlp.with_weights(layers, mlp.fine_tune(
-            layers, x_fit, y_fit, lo=lo, hi=hi, epochs=fine_tune_epochs, lr=1.0, seed=seed,
-            teacher=0.5))
+        layers = train_one(x_fit, y_fit, seed=seed, widths=widths, keeps=keeps, lanes=lanes,
+                           epochs=epochs, fine_tune_epochs=fine_tune_epochs)
         acc = mlp.accuracy(layers, mlp.quantize_input(layers, x_val), y_val)
         history.append((seed, acc))
         if log:
