@@ -267,9 +267,14 @@ class Sequencer(wiring.Component):
         n = {k: by_case(lambda st, k=k: st[k], s.shape(), f"n_{k}")
              for k, s in loop_state.items()}
         n["preds"] = Signal(N_PRED, name="n_preds")
-        m.d.comb += n["preds"].eq(Mux(go, 1, pf.values))
-        with m.If(~go & commit & writes_p):
+        p_base, p_we = Signal(N_PRED, name="p_base"), Signal(name="p_we")
+        m.d.comb += [p_base.eq(Mux(go, 1, pf.values)), p_we.eq(~go & commit & writes_p),
+                     n["preds"].eq(p_base)]
+        with m.If(p_we):
             m.d.comb += n["preds"].bit_select(f["pd"], 1).eq(pf.wdata)
+        # the same forwarding for one predicate, with the written value (a SETP's comparison,
+        # late) chosen last: see ``_forwarded``
+        n["p_fwd"] = (p_we, f["pd"], pf.wdata, p_base)
 
         def after(fn, shape, name):
             if self.fetch_ports == 2:
@@ -360,6 +365,16 @@ class Sequencer(wiring.Component):
         with m.Elif(~self.busy):
             m.d.sync += fpc_reg.eq(0)
 
+    def _forwarded(self, m, n, sel):
+        """``n["preds"][sel]`` (the predicates after the current instruction) computed as
+        ``wdata if (written and pd == sel) else before[sel]``: the predicate write's value,
+        which a SETP's comparison of the value just arrived makes late, drives only the last
+        multiplexer instead of the write into the vector and the 8:1 selection after it."""
+        we, pd, wdata, base = n["p_fwd"]
+        hit = Signal(name="p_fwd_hit")
+        m.d.comb += hit.eq(we & (pd == sel))
+        return Mux(hit, wdata, base.bit_select(sel, 1))
+
     def _decode_stage(self, m, prog, rd, next_word, fpc, n, after, *, fill, adv):
         """fetch_ports=2: the next instruction's word waits in a register (``word`` at
         ``fpc``), so that the block RAM's slow output feeds only registers; port A
@@ -374,7 +389,7 @@ class Sequencer(wiring.Component):
         m.d.comb += fpc.eq(dpc)
         word, d, d_checks = next_word  # (the word and its fields)
         d_on, take_b = Signal(), Signal()
-        m.d.comb += [d_on.eq(n["preds"].bit_select(d["pred"], 1) ^ d["neg"]),
+        m.d.comb += [d_on.eq(self._forwarded(m, n, d["pred"]) ^ d["neg"]),
                      take_b.eq(d_checks.loop & ~d_on & ~fill)]
         # both ports' words are registered, with the choice between them (``d_sel``): the late
         # choice then drives a bit, not a word-wide multiplexer
