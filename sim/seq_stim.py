@@ -133,6 +133,36 @@ def random_program(rng, cfg, *, length=None, bad_rate=0.02):
     return words + [0] * (cfg.prog_depth - len(words))
 
 
+PRED_WRITERS = {isa.OPS[k] for k in ("SETP", "PAND", "POR", "PNOT")}
+
+
+def _draw(rng, cfg, ops, *, in_body):
+    """A random legal instruction word whose opcode is in ``ops``."""
+    while True:
+        w = random_instr(rng, cfg, in_body=in_body, bad_rate=0.0)
+        if w >> 44 in ops:
+            return w
+
+
+def pred_loop_program(rng, cfg, *, length=40):
+    """Predicate writes (SETP, PAND, POR, PNOT), each followed at once by a LOOP guarded by
+    the predicate it writes (either polarity) with a short body: the LOOP's fate is decided
+    in the cycle that predicate is written, from the value being written. Ends in HALT,
+    padded to prog_depth."""
+    body_ops = {isa.OPS[k] for k in (*UOP_OPS, "SETP", "PAND", "POR", "PNOT")}
+    words = []
+    while len(words) < length - 6:
+        w = _draw(rng, cfg, PRED_WRITERS, in_body=False)
+        body = int(rng.integers(1, 4))
+        words += [w, isa.ins("LOOP", (w >> 37) & 7, int(rng.integers(0, 2)),
+                             count=int(rng.integers(1, 4)), body=body,
+                             xstride=cfg.lanes * int(rng.integers(0, 2)),
+                             ostride=int(rng.integers(0, 2)))]
+        words += [_draw(rng, cfg, body_ops, in_body=True) for _ in range(body)]
+    words.append(isa.ins("HALT"))
+    return words + [0] * (cfg.prog_depth - len(words))
+
+
 def hazard_program(rng, cfg, *, length=40, window=8):
     """LDB, DOT and REQ only, every activation address in the first ``window`` words, so
     that REQ results and DOT reads of nearby words follow each other closely (the hazards'

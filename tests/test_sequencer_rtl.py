@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden import isa
+from golden import isa, isa_sim
 from hw.sequencer import PredicateFile, Sequencer
 from sim import seq_stim
 from tests.conftest import SEED
@@ -112,6 +112,29 @@ def test_random_programs(idle, stall, fetch_ports):
                             for w in case.program if w))
             raise AssertionError(f"case {n}") from None
     assert 0 < errors < len(cases)  # both paths exercised
+
+
+@pytest.mark.parametrize("fetch_ports", [1, 2])
+def test_loop_guarded_by_the_predicate_just_written(fetch_ports):
+    """A LOOP right after the SETP, PAND, POR or PNOT that writes its predicate: the
+    Sequencer decides to run or skip it from the value written that cycle (forwarding)."""
+    rng = np.random.default_rng(SEED + 2)
+    print(f"seed {SEED + 2}")
+    cases = []
+    for _ in range(16):
+        case = seq_stim.random_case(rng, bad_rate=0.0)
+        case.program = seq_stim.pred_loop_program(rng, case.cfg)
+        cases.append(case)
+    runs = skipped = 0
+    for n, (case, (state, counters)) in enumerate(zip(
+            cases, run_cases(cases, idle=0.2, stall=0.3, fetch_ports=fetch_ports), strict=True)):
+        assert check(case, state, counters) is None, f"case {n}"
+        m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
+        isa_sim.run(m, case.program)
+        skipped += m.predicated_off
+        runs += m.executed
+    print(f"{runs} instructions executed, {skipped} predicated off")
+    assert skipped and runs
 
 
 def _legal(word):
