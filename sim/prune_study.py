@@ -19,6 +19,7 @@ one core with the defaults (``--scale`` shortens every training, for a quick loo
 """
 
 import argparse
+import inspect
 import json
 import pathlib
 import time
@@ -29,7 +30,6 @@ from golden import block_prune, digits_model, mlp
 from golden.data import digits_split
 from sim.runner import BUILD
 
-INT8_EPOCHS = 120  # golden.mlp.train_float's default: the plain int8 model's training
 RECIPES = {
     "shipped": {},
     "longer schedule": dict(epochs=240),
@@ -40,16 +40,24 @@ RECIPES = {
 }
 
 
+def _default(fn, name):
+    """The default of ``fn``'s keyword ``name`` (the recipes' epoch counts are scaled from
+    the trainers' own defaults, not copies of them)."""
+    return inspect.signature(fn).parameters[name].default
+
+
 def _scaled(recipe, scale):
     r = dict(recipe)
-    r["epochs"] = max(2, round(r.get("epochs", 160) * scale))
-    r["fine_tune_epochs"] = round(r.get("fine_tune_epochs", 30) * scale)
+    for key, least in (("epochs", 2), ("fine_tune_epochs", 0)):
+        r[key] = max(least, round(r.get(key, _default(block_prune.train_one, key)) * scale))
     return r
 
 
 def _int8(x, y, seed, scale):
-    params = mlp.train_float(x, y, digits_model.WIDTHS, seed=seed,
-                             epochs=max(2, round(INT8_EPOCHS * scale)))
+    """The plain int8 model's recipe (``golden.digits_model.int8_model``: ``train_float``
+    with its default epochs, then ``quantize``)."""
+    epochs = max(2, round(_default(mlp.train_float, "epochs") * scale))
+    params = mlp.train_float(x, y, digits_model.WIDTHS, seed=seed, epochs=epochs)
     return mlp.quantize(params, x)
 
 
