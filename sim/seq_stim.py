@@ -149,7 +149,7 @@ def pred_loop_program(rng, cfg, *, length=40):
     the predicate it writes (either polarity) with a short body: the LOOP's fate is decided
     in the cycle that predicate is written, from the value being written. Ends in HALT,
     padded to prog_depth."""
-    body_ops = {isa.OPS[k] for k in (*UOP_OPS, "SETP", "PAND", "POR", "PNOT")}
+    body_ops = {isa.OPS[k] for k in UOP_OPS} | PRED_WRITERS
     words = []
     while len(words) < length - 6:
         w = _draw(rng, cfg, PRED_WRITERS, in_body=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden import isa, isa_sim
+from golden import isa
 from hw.sequencer import PredicateFile, Sequencer
 from sim import seq_stim
 from tests.conftest import SEED
@@ -129,10 +129,8 @@ def test_loop_guarded_by_the_predicate_just_written(fetch_ports):
     for n, (case, (state, counters)) in enumerate(zip(
             cases, run_cases(cases, idle=0.2, stall=0.3, fetch_ports=fetch_ports), strict=True)):
         assert check(case, state, counters) is None, f"case {n}"
-        m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
-        isa_sim.run(m, case.program)
-        skipped += m.predicated_off
-        runs += m.executed
+        skipped += counters["predicated_off"]  # the model's, as check has just asserted
+        runs += counters["executed"]
     print(f"{runs} instructions executed, {skipped} predicated off")
     assert skipped and runs
 
