@@ -52,7 +52,7 @@ def run_image(compiled, xq_row, dot_cost=None):
 # cycles after its last beat leaves the front end; a REQ result is written REQ_LATENCY
 # cycles after the REQ (the Requantizer's latency: 8, or 4 with ``short_requant``). A probe
 # (SETP) starts when the feeder is empty (and, for an activation source, every REQ result
-# has been written) and takes 4 cycles for one element, 4 + beats for a block (the words
+# has been written) and takes 5 cycles for one element, 5 + beats for a block (the words
 # read are registered, then reduced, then accumulated). DOT_LATENCY is the RTL's, fitted once;
 # tests/test_core_rtl.py and the end-to-end run compare the prediction with the RTL's cycle
 # counter.
@@ -157,7 +157,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
             start = max(t, hs + 1)
             if ins.src not in (0, 5):
                 start = max(start, req_done)
-            t = start + (4 if ins.src in (0, 1) else 4 + ins.beats)
+            t = start + (5 if ins.src in (0, 1) else 5 + ins.beats)
         else:
             t += 1
         if timeline is not None:

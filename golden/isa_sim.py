@@ -8,8 +8,8 @@ models' (``golden.requant.requantize`` in the machine's mode, exact int32 accumu
 accumulator leaving int32 raises).
 
 Cycle model of the sequencer (``Machine.cycles``), with the datapath always ready: every
-instruction fetched costs one cycle, executed or predicated off; an executed SETP one more
-(the representative value's round trip); the jump back of a loop costs nothing. With a
+instruction fetched costs one cycle, executed or predicated off; an executed SETP two more
+(the representative value's round trip, then its comparison, registered); the jump back of a loop costs nothing. With a
 ``dot_cost`` (the core model), an executed DOT costs what the datapath takes instead of one.
 
 An illegal instruction raises ``IllegalInstruction`` before it changes anything; the state
@@ -168,7 +168,7 @@ def execute(m, ins, i):
             act_min=int(prm.act_min[c]), act_max=int(prm.act_max[c]), mode=cfg.mode)[0])
     elif ins.op == "SETP":
         m.p[ins.pd] = bool(_compare(ins.cmp, representative(m, ins, i), ins.imm))
-        return 1
+        return 2
     elif ins.op == "PAND":
         m.p[ins.pd] = m.p[ins.pa] and m.p[ins.pb]
     elif ins.op == "POR":

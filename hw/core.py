@@ -375,9 +375,12 @@ class Core(wiring.Component):
             _count(m, pend_w[k], req_push & (ow == k), down)
             m.d.comb += kept[k].eq(Mux(down, pend_w[k] > 1, pend_w[k] != 0))
 
-        def waits_next(reads):
-            """A DOT reading ``reads`` meets a REQ result in flight next cycle."""
-            return (reads & kept).any() | (req_push & reads.bit_select(ow, 1))
+        def waits_next(reads, *, queued=True):
+            """A DOT reading ``reads`` meets a REQ result in flight next cycle; a DOT taken
+            from the uop stream now (not ``queued``) cannot meet this cycle's REQ, which
+            would be the same uop, so its verdict has no term for it (a shorter path)."""
+            pushed = req_push & reads.bit_select(ow, 1) if queued else 0
+            return (reads & kept).any() | pushed
 
         raw = Signal()  # a region dotq0 reads has a REQ result in flight (a flip-flop)
         reads_out = Signal()
@@ -420,7 +423,8 @@ class Core(wiring.Component):
                                         for k in range(regions)]))]
         # ``raw`` follows dotq0: the verdict for each DOT that may be dotq0 next cycle is
         # computed before the late choice (pop waits for the engine's handshake)
-        w0, w1, wn = waits_next(qd[0].reads), waits_next(qd[1].reads), waits_next(new.reads)
+        w0, w1 = waits_next(qd[0].reads), waits_next(qd[1].reads)
+        wn = waits_next(new.reads, queued=False)
         m.d.sync += raw.eq(w0)
         with m.If(pop):  # (take_dot needs dotq1 free)
             m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take_dot),

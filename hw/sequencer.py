@@ -14,7 +14,8 @@ signal, ``commit = on & legal``; a predicated-off instruction only advances the 
 counter and costs one cycle (a predicated-off LOOP skips its body in that cycle).
 
 Timing with an always-ready datapath (``golden.isa_sim`` cycle model): one instruction per
-cycle, executed or not; an executed SETP two (probe, then value); loop jumps are free. Any
+cycle, executed or not; an executed SETP three (probe, value, its comparison registered);
+loop jumps are free. Any
 extra cycle waiting on a stream is counted in ``stalls``, so ``cycles - stalls`` equals the
 model. Illegal instructions (static or, when executed, an address out of range) set ``error``
 and halt in that cycle with no state written; ``error_pc`` names the instruction.
@@ -174,6 +175,8 @@ class Sequencer(wiring.Component):
         # loop step and the next instruction's addresses
         xoff_next, ooff_next = Signal(18), Signal(18)
         probing = Signal()  # SETP: probe sent, waiting for the value
+        compared = Signal()  # SETP: the value arrived and its comparison is in ``cmp_r``
+        cmp_r = Signal()
 
         on, legal, done = self.on, self.legal, self.done
         m.d.comb += on.eq(pf.values.bit_select(f["pred"], 1) ^ f["neg"])
@@ -198,7 +201,7 @@ class Sequencer(wiring.Component):
             self.probe.valid.eq(commit & (op == OPC["SETP"]) & ~probing),
             self.probe.payload.src.eq(f["src"]), self.probe.payload.addr.eq(esa),
             self.probe.payload.beats.eq(f["sbeats"]),
-            self.value.ready.eq(commit & (op == OPC["SETP"]) & probing),
+            self.value.ready.eq(commit & (op == OPC["SETP"]) & compared),
         ]
         with m.If(prime):
             m.d.comb += done.eq(1)
@@ -207,21 +210,27 @@ class Sequencer(wiring.Component):
         with m.Elif(is_uop):
             m.d.comb += done.eq(self.uop.ready)
         with m.Elif(op == OPC["SETP"]):
-            m.d.comb += done.eq(probing & self.value.valid)
+            m.d.comb += done.eq(compared)
         with m.Else():
             m.d.comb += done.eq(1)
 
         m.d.comb += adv.eq(go | (ev & done))
 
-        # predicate writes
-        cmp_true = _compare(m, f["cmp"], self.value.payload, f["imm"])
+        # predicate writes. A SETP's comparison is registered (``cmp_r``): the value is
+        # compared in the cycle it arrives and written the cycle after (it stays valid until
+        # taken), so that the comparison's carry chain feeds a flip-flop, not the next
+        # program address
+        with m.If(~compared):
+            m.d.sync += cmp_r.eq(_compare(m, f["cmp"], self.value.payload, f["imm"]))
+        with m.If(commit & (op == OPC["SETP"]) & probing & self.value.valid):
+            m.d.sync += compared.eq(1)
         writes_p = _writes_pred(op)
         pa, pb = pf.values.bit_select(f["pa"], 1), pf.values.bit_select(f["pb"], 1)
         m.d.comb += [pf.waddr.eq(f["pd"]), pf.we.eq(commit & done & writes_p),
                      self.pred_we.eq(pf.we)]
         with m.Switch(op):
             with m.Case(OPC["SETP"]):
-                m.d.comb += pf.wdata.eq(cmp_true)
+                m.d.comb += pf.wdata.eq(cmp_r)
             with m.Case(OPC["PAND"]):
                 m.d.comb += pf.wdata.eq(pa & pb)
             with m.Case(OPC["POR"]):
@@ -231,7 +240,7 @@ class Sequencer(wiring.Component):
         with m.If(self.probe.valid & self.probe.ready):
             m.d.sync += probing.eq(1)
         with m.If(done):
-            m.d.sync += probing.eq(0)
+            m.d.sync += [probing.eq(0), compared.eq(0)]
 
         # the state once the current instruction completes (the reset state when a program
         # starts), by case: a start, a LOOP that runs, the end of an iteration with more to
@@ -339,7 +348,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.busy.eq(0), self.halted.eq(1), stale.eq(1)]
         with m.Elif(idle_start):
             m.d.sync += [self.busy.eq(1), self.halted.eq(0), self.error.eq(0),
-                         in_loop.eq(0), probing.eq(0), self.cycles.eq(0),
+                         in_loop.eq(0), probing.eq(0), compared.eq(0), self.cycles.eq(0),
                          self.executed.eq(0), self.predicated_off.eq(0), self.stalls.eq(0)]
         m.d.comb += pf.clear.eq(idle_start)
         return m

@@ -102,7 +102,7 @@ def test_variable_length_loop_predicates_off_the_missing_steps():
     assert np.all(got[length:] == zp)  # never written
     body = 1 + 3 * 10
     assert m.predicated_off == (steps - length) * (body - 1)
-    assert m.cycles == 1 + steps * (body + 1) + 1  # LOOP, bodies (SETP 2 cycles), HALT
+    assert m.cycles == 1 + steps * (body + 2) + 1  # LOOP, bodies (SETP 3 cycles), HALT
 
 
 def test_compile_errors(digits):

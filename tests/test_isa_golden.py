@@ -107,7 +107,7 @@ def test_predicated_off_ops_change_nothing_and_cost_one_cycle():
     m = isa_sim.run(machine(), prog)
     assert m.state()["p"] == [True] + [False] * 7 and m.acc == [0, 0, 0, 0]
     assert m.predicated_off == 5 and m.executed == 2  # SETP and HALT
-    assert m.cycles == 5 + 2 + 1  # one per fetch, SETP's probe cycle; the loop body skipped
+    assert m.cycles == 5 + 2 + 2  # one per fetch, SETP's probe and compare; body skipped
     assert [pc for pc, _, _ in m.trace] == [0, 1, 2, 3, 4, 5, 8]
 
 
