@@ -9,8 +9,9 @@ accumulator leaving int32 raises).
 
 Cycle model of the sequencer (``Machine.cycles``), with the datapath always ready: every
 instruction fetched costs one cycle, executed or predicated off; an executed SETP two more
-(the representative value's round trip, then its comparison, registered); the jump back of a loop costs nothing. With a
-``dot_cost`` (the core model), an executed DOT costs what the datapath takes instead of one.
+(the representative value's round trip, then its comparison, registered); the jump back of
+a loop costs nothing. With a ``dot_cost`` (the core model), an executed DOT costs what the
+datapath takes instead of one.
 
 An illegal instruction raises ``IllegalInstruction`` before it changes anything; the state
 is then that of the previous instruction, which is what the hardware keeps when it halts
