@@ -114,6 +114,9 @@ class Sequencer(wiring.Component):
         # instruction executes / is legal / completes this cycle; the predicate file's write
         self.on, self.legal, self.done, self.pred_we = (
             Signal(name=n) for n in ("on", "legal", "done", "pred_we"))
+        # the current instruction's predicate read from the predicate file: ``on`` is a
+        # register, and equals this while an instruction executes (proved, test_formal)
+        self.on_from_preds = Signal(name="on_from_preds")
         # a start waiting for the program's first word (not counted in ``cycles``)
         self.prime = Signal(name="prime")
 
@@ -179,7 +182,12 @@ class Sequencer(wiring.Component):
         cmp_r = Signal()
 
         on, legal, done = self.on, self.legal, self.done
-        m.d.comb += on.eq(pf.values.bit_select(f["pred"], 1) ^ f["neg"])
+        # ``on`` is registered when the instruction is handed on (``e_on``), from the
+        # predicates as the instruction before leaves them (forwarded), so that no predicate
+        # selection sits before the handshakes it qualifies
+        e_on = Signal()
+        m.d.comb += [on.eq(e_on),
+                     self.on_from_preds.eq(pf.values.bit_select(f["pred"], 1) ^ f["neg"])]
         op = f["op"]
         is_loop = op == OPC["LOOP"]
         illegal = Signal()
@@ -277,7 +285,9 @@ class Sequencer(wiring.Component):
              for k, s in loop_state.items()}
         n["preds"] = Signal(N_PRED, name="n_preds")
         p_base, p_we = Signal(N_PRED, name="p_base"), Signal(name="p_we")
-        m.d.comb += [p_base.eq(Mux(go, 1, pf.values)), p_we.eq(~go & commit & writes_p),
+        # (p0 is never written: an instruction writing it is illegal, and the file ignores it)
+        m.d.comb += [p_base.eq(Mux(go, 1, pf.values)),
+                     p_we.eq(~go & commit & writes_p & (f["pd"] != 0)),
                      n["preds"].eq(p_base)]
         with m.If(p_we):
             m.d.comb += n["preds"].bit_select(f["pd"], 1).eq(pf.wdata)
@@ -300,10 +310,10 @@ class Sequencer(wiring.Component):
         w_checks = Signal(checks)
         m.d.comb += w_checks.eq(word[WORD:])
         if self.fetch_ports == 2:
-            self._decode_stage(m, prog, rd, (word, w, w_checks), fpc, n, after, fill=fill,
-                               adv=adv)
+            next_on = self._decode_stage(m, prog, rd, (word, w, w_checks), fpc, n, after,
+                                         fill=fill, adv=adv)
         else:
-            self._fetch_stage(m, rd, (word, w, w_checks), fpc, n, go=go, adv=adv)
+            next_on = self._fetch_stage(m, rd, (word, w, w_checks), fpc, n, go=go, adv=adv)
         w_at_end = after(lambda st: st["in_loop"] & (fpc == st["l_end"]), 1, "w_at_end")
 
         def decoded(st):
@@ -321,7 +331,7 @@ class Sequencer(wiring.Component):
 
         dec = after(decoded, 3 * 19 + 1, "decoded")
         with m.If(adv):
-            m.d.sync += [ir.eq(word), epc.eq(fpc), e_at_end.eq(w_at_end),
+            m.d.sync += [ir.eq(word), epc.eq(fpc), e_at_end.eq(w_at_end), e_on.eq(next_on),
                          Cat(exa, eoa, esa, e_dyn).eq(dec), e_static.eq(w_checks.static)]
         with m.If(ev & done):
             m.d.sync += [s.eq(n[k]) for k, s in loop_state.items()]
@@ -357,7 +367,8 @@ class Sequencer(wiring.Component):
         """fetch_ports=1: the read port shows the next instruction (``word`` at ``fpc``). When
         the current instruction completes (``adv``) the next one's successor is read: the
         next word, the loop's start at the loop's end, or past the body of a LOOP that the
-        forwarded predicates ``n["preds"]`` turn off."""
+        forwarded predicates ``n["preds"]`` turn off. Returns whether the next instruction
+        executes (its predicate, forwarded)."""
         depth = self._p["prog_depth"]
         fpc_reg = Signal(range(depth + 256))
         word, w, w_checks = next_word  # (the word and its fields)
@@ -373,6 +384,7 @@ class Sequencer(wiring.Component):
             m.d.sync += fpc_reg.eq(succ)
         with m.Elif(~self.busy):
             m.d.sync += fpc_reg.eq(0)
+        return w_on
 
     def _forwarded(self, m, n, sel):
         """``n["preds"][sel]`` (the predicates after the current instruction) computed as
@@ -391,7 +403,8 @@ class Sequencer(wiring.Component):
         When the current instruction completes (``adv``), the register takes port B's word
         if it holds a LOOP that the forwarded predicates ``n["preds"]`` turn off, else port
         A's, and the ports read that word's successors with the state as it will be after
-        the register's instruction (``after``). A start first takes word 0 (``fill``)."""
+        the register's instruction (``after``). A start first takes word 0 (``fill``).
+        Returns whether the register's instruction executes (its predicate, forwarded)."""
         depth = self._p["prog_depth"]
         rd_b = prog.read_port()
         dpc, apc = Signal(range(depth + 256)), Signal(range(depth + 256))
@@ -442,6 +455,7 @@ class Sequencer(wiring.Component):
         with m.If(load):
             m.d.sync += [da.eq(rd.data), db.eq(rd_b.data), d_sel.eq(take_b),
                          dpc.eq(Mux(fill, 0, Mux(take_b, d_checks.skip, apc))), apc.eq(a_next)]
+        return d_on
 
     def _commit(self, m, on, legal):
         """The one qualifier of every state write of the current instruction."""

@@ -110,7 +110,8 @@ class _GatingHarness(Elaboratable):
     """The Sequencer with its gating as assertions. While it runs, an instruction that is
     predicated off (or illegal) issues no uop and no probe, takes no value, writes no
     predicate (the predicates are the same the next cycle) and starts no loop; a
-    predicated-off legal instruction completes in its cycle (costs at most one)."""
+    predicated-off legal instruction completes in its cycle (costs at most one). And the
+    registered ``on`` is the predicate file's bit for the running instruction."""
 
     def __init__(self, **params):
         self.dut = Sequencer(**params)
@@ -128,6 +129,8 @@ class _GatingHarness(Elaboratable):
             m.d.comb += Assert(dut.done)
         with m.If(gated):
             m.d.comb += Assert(dut.preds == prev)
+        with m.If(dut.busy & ~dut.prime):
+            m.d.comb += Assert(dut.on == dut.on_from_preds)
         return m
 
 
