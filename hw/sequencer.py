@@ -15,10 +15,10 @@ counter and costs one cycle (a predicated-off LOOP skips its body in that cycle)
 
 Timing with an always-ready datapath (``golden.isa_sim`` cycle model): one instruction per
 cycle, executed or not; an executed SETP three (probe, value, its comparison registered);
-loop jumps are free. Any
-extra cycle waiting on a stream is counted in ``stalls``, so ``cycles - stalls`` equals the
-model. Illegal instructions (static or, when executed, an address out of range) set ``error``
-and halt in that cycle with no state written; ``error_pc`` names the instruction.
+loop jumps are free. Any extra cycle waiting on a stream is counted in ``stalls``, so
+``cycles - stalls`` equals the model. Illegal instructions (static or, when executed, an
+address out of range) set ``error`` and halt in that cycle with no state written;
+``error_pc`` names the instruction.
 
 Pipeline (for the clock; the timing above is unchanged):
 
@@ -230,8 +230,8 @@ class Sequencer(wiring.Component):
         # program address
         with m.If(~compared):
             m.d.sync += cmp_r.eq(_compare(m, f["cmp"], self.value.payload, f["imm"]))
-        with m.If(commit & (op == OPC["SETP"]) & probing & self.value.valid):
-            m.d.sync += compared.eq(1)
+        with m.If(commit & (op == OPC["SETP"]) & probing & self.value.valid & ~compared):
+            m.d.sync += compared.eq(1)  # (cleared when the SETP is done, the cycle after)
         writes_p = _writes_pred(op)
         pa, pb = pf.values.bit_select(f["pa"], 1), pf.values.bit_select(f["pb"], 1)
         m.d.comb += [pf.waddr.eq(f["pd"]), pf.we.eq(commit & done & writes_p),
