@@ -33,11 +33,13 @@ TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / 
     "digits_mlp_fc.tflite"
 
 
-def fit_val_split():
-    """``(x_fit, x_val, y_fit, y_val)`` from the training split."""
+def fit_val_split(x_train=None, y_train=None):
+    """``(x_fit, x_val, y_fit, y_val)`` from the training split (or from the training data
+    given, cut the same way: ``sim.prune_study`` re-runs the recipes on other splits)."""
     from sklearn.model_selection import train_test_split
 
-    x_train, _, y_train, _ = digits_split()
+    if x_train is None:
+        x_train, _, y_train, _ = digits_split()
     return train_test_split(x_train, y_train, test_size=0.2, random_state=0, stratify=y_train)
 
 

@@ -11,6 +11,16 @@ less noisily than on the one test split that ``make sim`` reports.
    int8 recipe and of the shipped block-pruned recipe (this reads the test split and chooses
    nothing: it is ``make sim``'s comparison averaged over seeds, where ``make sim`` shows
    one seed of int8 against the best of six by validation).
+3. The two pipelines exactly as ``make sim`` runs them, re-run on other splits of the whole
+   data set (``--repeats`` x 5 stratified outer folds of the 1,797 images; an outer fold holds
+   359 or 360 images, the test split's size): on each outer training part, cut into fitting
+   and validation parts as ``golden.digits_model.fit_val_split`` cuts the training split,
+   the plain int8 model (seed 0) and the block-pruned model (the best of six seeds by
+   validation) are made and both scored on the outer fold. Reported: mean accuracies, the
+   paired gap with its standard error (the spread of the fold gaps over the square root of
+   the folds in one repeat: one pass over the data's worth of evidence, as the repeats
+   re-use the same images), the worst and best fold, and the share of folds where the gap
+   is below -0.5 points (how often a test split of 360 images shows a miss).
 
 Writes build/reports/prune_study.json (``--report``) and prints a table; about 5 minutes on
 one core with the defaults (``--scale`` shortens every training, for a quick look).
@@ -29,6 +39,8 @@ import numpy as np
 from golden import block_prune, digits_model, mlp
 from golden.data import digits_split
 from sim.runner import BUILD
+
+WHOLE_FOLDS = 5  # outer folds of the whole data set: 359-360 images each, as the test split
 
 RECIPES = {
     "shipped": {},
@@ -100,7 +112,41 @@ def fixed_split(*, split_seeds, scale, log=print):
     return out
 
 
-def summarize(cv, split):
+def whole_data(*, repeats, folds, scale, log=print):
+    """Outer-fold accuracies of the shipped pipelines: ``{"int8": [...], "block-pruned":
+    [...]}``, ``repeats * folds`` entries each, repeat by repeat."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x_tr, x_te, y_tr, y_te = digits_split()
+    x, y = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+    shipped = _scaled(RECIPES["shipped"], scale)
+    acc = {"int8": [], "block-pruned": []}
+    t0 = time.time()
+    for r in range(repeats):
+        for train, held in StratifiedKFold(folds, shuffle=True, random_state=r).split(x, y):
+            x_fit, x_val, y_fit, y_val = digits_model.fit_val_split(x[train], y[train])
+            pruned = block_prune.sparse_int8(x_fit, y_fit, x_val, y_val,
+                                             widths=digits_model.WIDTHS, **shipped).layers
+            acc["int8"].append(_acc(_int8(x_fit, y_fit, digits_model.SEED, scale),
+                                    x[held], y[held]))
+            acc["block-pruned"].append(_acc(pruned, x[held], y[held]))
+        log(f"[prune_study] whole data set, repeat {r + 1}/{repeats} done "
+            f"({time.time() - t0:.0f} s)")
+    return acc
+
+
+def _whole_data_summary(acc, folds, goal=0.5):
+    gaps = np.array(acc["block-pruned"]) - np.array(acc["int8"])
+    se = float(gaps.std(ddof=1) / np.sqrt(folds)) if len(gaps) > 1 else float("nan")
+    return {"int8": round(float(np.mean(acc["int8"])), 2),
+            "block-pruned": round(float(np.mean(acc["block-pruned"])), 2),
+            "gap": round(float(gaps.mean()), 2), "gap_se": round(se, 2),
+            "fold_gap_min": round(float(gaps.min()), 2),
+            "fold_gap_max": round(float(gaps.max()), 2),
+            "folds": len(gaps), "share_below_goal": round(float(np.mean(gaps < -goal)), 3)}
+
+
+def summarize(cv, split, whole=None, folds=5):
     """The report: means, paired gaps to int8 and their standard errors (points)."""
     base = np.array(cv["int8"])
     rep = {"cross_validation": {"int8": round(float(base.mean()), 2), "recipes": {}},
@@ -115,6 +161,8 @@ def summarize(cv, split):
             gap_se=round(se, 2))
     for n, parts in split.items():
         rep["fixed_split"][n] = {k: round(float(np.mean(v)), 2) for k, v in parts.items()}
+    if whole is not None:
+        rep["whole_data"] = _whole_data_summary(whole, folds)
     return rep
 
 
@@ -123,6 +171,8 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=2, help="seeds per fold")
     ap.add_argument("--split-seeds", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=10,
+                    help="repeats of the 5-fold whole-data-set run (0: skip it)")
     ap.add_argument("--recipes", default=",".join(RECIPES),
                     help=f"comma-separated, of: {', '.join(RECIPES)}")
     ap.add_argument("--scale", type=float, default=1.0,
@@ -133,18 +183,22 @@ def main(argv=None):
     unknown = [n for n in names if n not in RECIPES]
     if unknown or not names:
         ap.error(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
-    if args.folds < 2 or args.seeds < 1 or args.split_seeds < 1:
-        ap.error(f"need --folds >= 2, --seeds >= 1, --split-seeds >= 1 (got {args.folds}, "
-                 f"{args.seeds}, {args.split_seeds})")
+    if args.folds < 2 or args.seeds < 1 or args.split_seeds < 1 or args.repeats < 0:
+        ap.error(f"need --folds >= 2, --seeds >= 1, --split-seeds >= 1, --repeats >= 0 (got "
+                 f"{args.folds}, {args.seeds}, {args.split_seeds}, {args.repeats})")
     if not 0 < args.scale <= 4:
         ap.error(f"--scale must be in (0, 4], not {args.scale}")
     print(f"[prune_study] {args.folds} folds x {args.seeds} seeds, recipes {names}; "
-          f"fixed split x {args.split_seeds} seeds", flush=True)
+          f"fixed split x {args.split_seeds} seeds; whole data set x {args.repeats} repeats",
+          flush=True)
+    whole = whole_data(repeats=args.repeats, folds=WHOLE_FOLDS, scale=args.scale) \
+        if args.repeats else None
     rep = summarize(cross_validation(names, folds=args.folds, seeds=args.seeds,
                                      scale=args.scale),
-                    fixed_split(split_seeds=args.split_seeds, scale=args.scale))
+                    fixed_split(split_seeds=args.split_seeds, scale=args.scale),
+                    whole, WHOLE_FOLDS)
     rep["settings"] = dict(folds=args.folds, seeds=args.seeds, split_seeds=args.split_seeds,
-                           scale=args.scale)
+                           repeats=args.repeats, scale=args.scale)
     cv = rep["cross_validation"]
     print(f"\ncross-validation (paired with int8, {cv['int8']:.2f}%):")
     for n, r in cv["recipes"].items():
@@ -152,6 +206,12 @@ def main(argv=None):
     print(f"fixed split, mean over {args.split_seeds} seeds:")
     for n, r in rep["fixed_split"].items():
         print(f"  {n:22s} validation {r['val']:.2f}%  test {r['test']:.2f}%")
+    if "whole_data" in rep:
+        w = rep["whole_data"]
+        print(f"whole data set, the pipelines as shipped ({w['folds']} outer folds of ~360 "
+              f"images): int8 {w['int8']:.2f}%, block-pruned {w['block-pruned']:.2f}%, gap "
+              f"{w['gap']:+.2f} +- {w['gap_se']:.2f} (folds {w['fold_gap_min']:+.2f} to "
+              f"{w['fold_gap_max']:+.2f}; below -0.5 in {100 * w['share_below_goal']:.0f}%)")
     out = pathlib.Path(args.report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rep, indent=1) + "\n")
