@@ -29,7 +29,13 @@ def test_end_to_end_subset(tmp_path):
     # the same model on the iCE40 configuration's RTL (4 lanes, 2 multipliers)
     assert r["ice40"]["bit_exact"] == "8/8" and r["ice40"]["predicted_exactly"] == "8/8"
     assert r["ice40"]["cycles_per_image"] > r["cycles_per_image"]["core"]
-    assert (tmp_path / "sim.md").read_text().startswith("# sparq end-to-end run")
+    t = r["targets"]
+    assert t["speedup_met"] == (r["cycles_per_image"]["speedup"] >= 3.0)
+    assert t["accuracy_gap_points"] == pytest.approx(
+        r["accuracy"]["sparse"] - r["accuracy"]["int8"], abs=0.011)
+    assert t["accuracy_met"] == (t["accuracy_gap_points"] >= -0.5)
+    md = (tmp_path / "sim.md").read_text()
+    assert md.startswith("# sparq end-to-end run") and "| targets: >= 3x fewer cycles" in md
 
 
 @pytest.mark.cocotb
