@@ -7,6 +7,7 @@ interpreter needs it too, with ``OpResolverType.BUILTIN_REF`` (the reference ker
 """
 
 import pathlib
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,10 +67,22 @@ def _act_range(code, scale, zp):
 def read_dense_layers(path):
     """Return the model's dense layers in execution order, as ``DenseLayer`` records.
 
-    Raises ValueError naming the op if a layer is not int8 dense (or not 1x1 for CONV_2D).
+    Raises ValueError naming the op if a layer is not int8 dense (or not 1x1 for CONV_2D),
+    and naming the fault if the file is not a .tflite flatbuffer or is damaged.
     """
-    s = _schema()
     buf = open(path, "rb").read()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ValueError(f"not a .tflite file (bytes 4-7 are {bytes(buf[4:8])!r}, not the "
+                         "flatbuffer identifier b'TFL3')")
+    try:
+        return _dense_layers(buf)
+    except (struct.error, IndexError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"a damaged .tflite file ({len(buf)} bytes; {type(e).__name__}: "
+                         f"{e})") from None
+
+
+def _dense_layers(buf):
+    s = _schema()
     model = s.ModelT.InitFromObj(s.Model.GetRootAs(buf, 0))
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}

@@ -33,6 +33,33 @@ def test_errors(tmp_path, capsys):
                            str(tmp_path / "bad.npy")]) == 2
 
 
+def test_files_that_are_not_models(tmp_path, capsys):
+    """Not a .tflite file, and a .tflite file damaged in 300 ways (cut short, or a few bytes
+    overwritten; fixed seed): each is refused with exit 2 and a message, or read."""
+    np.save(tmp_path / "x.npy", np.zeros((1, 64), np.float32))
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model at all")
+    assert sparq_cli.main(["compile", str(junk), "-o", str(tmp_path / "o")]) == 2
+    assert "not a .tflite file" in capsys.readouterr().err
+    good = digits_model.TEMPLATE.read_bytes()
+    rng = np.random.default_rng(7)
+    print("damaged-file seed 7")
+    refused = {"cut": 0, "overwritten": 0}
+    for k in range(300):
+        kind = "cut" if k % 2 else "overwritten"
+        b = bytearray(good[:rng.integers(8, len(good))] if k % 2 else good)
+        for _ in range(0 if k % 2 else rng.integers(1, 6)):
+            b[rng.integers(8, len(b))] = rng.integers(0, 256)
+        junk.write_bytes(bytes(b))
+        code = sparq_cli.main(["compile", str(junk), "-o", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code in (0, 2), (kind, code)
+        assert (err.startswith("sparq: error: ") and str(junk) in err) if code else not err, err
+        refused[kind] += code == 2
+    print(refused)
+    assert refused["cut"] == 150 and 0 < refused["overwritten"] < 150, refused
+
+
 def test_the_ice40_configuration(tmp_path, capsys):
     """``--config core_ice40``: 4 lanes, so a 64-input row is two DOTs (15 and 1 beats); its
     16 blocks are more than the block predicates, which the error says how to avoid."""
