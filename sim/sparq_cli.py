@@ -62,11 +62,21 @@ def _inputs(path, layers):
     except (OSError, ValueError) as e:
         raise _Usage(f"cannot read inputs {path}: {e}") from None
     x = np.atleast_2d(x)
+    if x.ndim != 2 or not len(x):
+        raise _Usage(f"inputs must be an array of rows (inputs, features) with at least one "
+                     f"row, not of shape {x.shape}")
     if x.shape[1] != layers[0].w.shape[1]:
         raise _Usage(f"inputs have {x.shape[1]} features, the model takes "
                      f"{layers[0].w.shape[1]}")
     if x.dtype == np.int8:
         return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise _Usage(f"inputs are {x.dtype}: give float inputs (quantized here with the "
+                     "model's input scale and zero point) or int8 ones (used as they are)")
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        raise _Usage(f"inputs hold {len(bad)} values that are not finite numbers (the first "
+                     f"at row {bad[0][0]}, feature {bad[0][1]})")
     return quantize_input(layers, x)
 
 

@@ -31,6 +31,16 @@ def test_errors(tmp_path, capsys):
     assert "CONV_2D" in capsys.readouterr().err
     assert sparq_cli.main(["run", str(tmp_path / "missing.tflite"),
                            str(tmp_path / "bad.npy")]) == 2
+    nan = np.zeros((3, 64), np.float32)
+    nan[2, 5] = np.nan
+    for arr, said in ((nan, "1 values that are not finite numbers (the first at row 2, "
+                            "feature 5)"),
+                      (np.zeros((2, 64), np.int64), "inputs are int64: give float inputs"),
+                      (np.zeros((0, 64), np.float32), "not of shape (0, 64)"),
+                      (np.zeros((2, 64, 1), np.float32), "not of shape (2, 64, 1)")):
+        np.save(tmp_path / "in.npy", arr)
+        assert sparq_cli.main(["run", model, str(tmp_path / "in.npy")]) == 2
+        assert said in capsys.readouterr().err
 
 
 def test_files_that_are_not_models(tmp_path, capsys):
