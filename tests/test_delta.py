@@ -457,6 +457,10 @@ def test_bad_constraints_are_named():
         train.constrained_update(sc.base, x, y, k=5, score="iterative", rounds=0)
     with pytest.raises(ValueError, match="^step must be an integer in \\[1, 254\\], not 0"):
         train.constrained_update(sc.base, x, y, k=5, step=0, epochs=1)
+    with pytest.raises(ValueError, match=r"^l1 must be a number >= 0 .*, not -1.0"):
+        train.constrained_update(sc.base, x, y, k=5, l1=-1.0)
+    with pytest.raises(ValueError, match="^epochs must be an integer >= 0, not -2"):
+        train.constrained_update(sc.base, x, y, k=5, epochs=-2)
     w = mlp.weights(sc.base)
     lo = [np.full(v.shape, -127) for v in w]
     hi = [np.full(v.shape, 127) for v in w]

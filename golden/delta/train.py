@@ -125,6 +125,10 @@ def constrained_update(layers, x, y, *, k=None, bits=None, l1=0.0, step=1, score
         raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
     if not (isinstance(step, int) and 1 <= step <= 254):
         raise ValueError(f"step must be an integer in [1, 254], not {step!r}")
+    if not (isinstance(l1, (int, float)) and l1 >= 0):
+        raise ValueError(f"l1 must be a number >= 0 (a penalty on the change), not {l1!r}")
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ValueError(f"epochs must be an integer >= 0, not {epochs!r}")
     tune = dict(lo=lo, hi=hi, l1=l1, epochs=epochs, lr=lr, seed=seed, step=step)
     mask = None
     if k is not None:
