@@ -33,11 +33,11 @@ import time
 import numpy as np
 
 from golden import compiler, core_model, digits_model, mlp
-from golden.data import digits_split
+from golden.data import TEST_SIZE, digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
 from sim.core_run import run_core, weight_records
-from sim.runner import BUILD
+from sim.runner import BUILD, SIMULATORS
 from spec.configs import CONFIGS
 
 K_UPDATE = 75
@@ -73,10 +73,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=360, help="test images (default all 360)")
     ap.add_argument("--sim", default=os.environ.get("SIM") or "verilator",
-                    choices=("verilator", "icarus"))
+                    choices=SIMULATORS)
     ap.add_argument("--report", default=str(BUILD / "reports" / "sim"),
                     help="report path without suffix (.md and .json are written)")
     args = ap.parse_args(argv)
+    if args.sim not in SIMULATORS:  # argparse does not check a default (here: $SIM)
+        ap.error(f"the simulator (SIM or --sim) must be one of {', '.join(SIMULATORS)}, "
+                 f"not {args.sim!r}")
+    if not 1 <= args.images <= TEST_SIZE:
+        ap.error(f"--images must be in [1, {TEST_SIZE}], not {args.images}")
     step = Progress(8)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]

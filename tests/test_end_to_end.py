@@ -74,3 +74,16 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
         assert all(np.array_equal(r["layers"][k], golden[k][n]) for k in range(len(layers))), n
         assert r["cycles"] == core_model.predict_cycles(c, xq[n], **timing)[0], n
     print(f"core_ice40 netlist: 4 images bit-exact, cycles {[r['cycles'] for r in res]}")
+
+
+@pytest.mark.parametrize("env, argv, said", [
+    ("foo", [], "must be one of icarus, verilator, not 'foo'"),
+    ("", ["--images", "0"], "--images must be in [1, 360], not 0"),
+    ("", ["--images", "361"], "--images must be in [1, 360], not 361"),
+])
+def test_bad_options_are_named(monkeypatch, capsys, env, argv, said):
+    """Refused before anything is trained or simulated (a bad $SIM was a traceback)."""
+    monkeypatch.setenv("SIM", env)
+    with pytest.raises(SystemExit) as e:
+        end_to_end.main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err
