@@ -1,10 +1,15 @@
-"""The sparq command: compile a .tflite MLP and run it on the core model (LiteRT-checked)."""
+"""The sparq command: compile a .tflite MLP and run it on the core model and the RTL
+(LiteRT-checked)."""
+
+import re
 
 import numpy as np
+import pytest
 
 from golden import digits_model
 from golden.data import digits_split
 from sim import sparq_cli
+from sim.runner import simulator_available
 
 
 def test_compile_and_run(tmp_path, capsys):
@@ -87,3 +92,26 @@ def test_the_ice40_configuration(tmp_path, capsys):
     assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--config", "core_ice40",
                            "--no-predicates"]) == 0
     assert "every layer equals LiteRT" in capsys.readouterr().out
+
+
+@pytest.mark.cocotb
+@pytest.mark.skipif(not simulator_available("icarus"), reason="needs Icarus (iverilog)")
+def test_run_on_the_rtl(tmp_path, capsys):
+    """``sparq run --rtl`` (Icarus, 3 images): the RTL's outputs and cycles per input are
+    the core model's, and every layer equals LiteRT."""
+    model = str(digits_model.TEMPLATE)
+    _, x_test, _, _ = digits_split()
+    np.save(tmp_path / "x.npy", x_test[:3])
+    assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--out",
+                           str(tmp_path / "model.npy")]) == 0
+    by_model = capsys.readouterr().out
+    assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--rtl", "--sim", "icarus",
+                           "--out", str(tmp_path / "rtl.npy")]) == 0
+    by_rtl = capsys.readouterr().out
+    assert "every layer equals LiteRT" in by_rtl
+    assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "model.npy"))
+
+    def cycles(out):
+        return re.search(r"cycles per input: ([0-9.]+) \((RTL|core model)\)", out).groups()
+
+    assert cycles(by_rtl) == (cycles(by_model)[0], "RTL"), (by_rtl, by_model)
