@@ -44,7 +44,7 @@ sim-blocks: $(STAMP)
 	$(BIN)/python -m sim.run_all
 
 test: $(STAMP)
-	@$(BIN)/python -c "from sim.runner import default_simulator as d; print('make test: cocotb main simulator:', d())"
+	@$(BIN)/python -m sim.runner
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=12 -p no:cacheprovider $(PYTEST_ARGS)
 
 synth: $(STAMP)

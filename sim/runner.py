@@ -178,3 +178,10 @@ def _check_results(xml_path, log):
         lines = pathlib.Path(log).read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln][:12]
         raise AssertionError(f"cocotb tests failed: {failed}; log {log}:\n" + "\n".join(errors))
+
+
+if __name__ == "__main__":  # make test's banner: which simulator, or why $SIM is refused
+    try:
+        print(f"make test: cocotb main simulator: {default_simulator()}")
+    except ValueError as e:
+        sys.exit(f"make test: {e}")
