@@ -189,7 +189,9 @@ def write_dense_model(template, layers, path):
             [lay.output_zero_point]
     builder = flatbuffers.Builder(len(buf) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    tmp = pathlib.Path(path).with_name(pathlib.Path(path).name + ".tmp")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(bytes(builder.Output()))
     tmp.replace(path)
     return path

@@ -60,3 +60,11 @@ def test_write_dense_model_checks_the_template(model, tmp_path):
                                          "the model 2"):
         litert_model.write_dense_model(digits_model.TEMPLATE, model[:2], tmp_path / "m.tflite")
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_write_dense_model_makes_its_folder(model, tmp_path):
+    """make sim on a fresh clone writes build/digits_core.tflite before build/ exists."""
+    path = tmp_path / "build" / "m.tflite"
+    assert litert_model.write_dense_model(digits_model.TEMPLATE, model, path) == path
+    back = litert_model.read_dense_layers(path)
+    assert [np.array_equal(a.w, b.w) for a, b in zip(back, model)] == [True] * len(model)
