@@ -349,6 +349,37 @@ def test_cli(models, tmp_path, capsys):
     assert e.value.code == 0 and "exit codes" in capsys.readouterr().out
 
 
+
+def test_cli_output_paths(models, tmp_path, capsys, monkeypatch):
+    """Outputs go into folders made for them; an output that cannot be written is refused,
+    by name, before any work (train does not train first)."""
+    old, new = models
+    (tmp_path / "old.st").write_bytes(old)
+    (tmp_path / "new.st").write_bytes(new)
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "folder").mkdir()
+    run = lambda *a: cli.main([str(x) for x in a])  # noqa: E731
+    assert run("keygen", tmp_path / "keys" / "k.pem") == 0
+    assert (tmp_path / "keys" / "k.pub").exists()
+    assert run("make", tmp_path / "old.st", tmp_path / "new.st",
+               "-o", tmp_path / "out" / "u.spqd") == 0
+    assert (tmp_path / "out" / "u.spqd").stat().st_size > 0
+    capsys.readouterr()
+    assert run("make", tmp_path / "old.st", tmp_path / "new.st", "-o", tmp_path / "folder") == 2
+    assert f"the delta file {tmp_path / 'folder'} is a folder" in capsys.readouterr().err
+    assert run("keygen", tmp_path / "file" / "k.pem") == 2
+    assert "cannot make the folder of the private key" in capsys.readouterr().err
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking its outputs")
+
+    monkeypatch.setattr(train, "scenario", no_training)
+    assert run("train", "--base-out", tmp_path / "b.st",
+               "--new-out", tmp_path / "file" / "n.st") == 2
+    assert "cannot make the folder of the new model" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "file", "folder", "keys", "new.st", "old.st", "out"]
+
 def test_model_file_errors():
     with pytest.raises(model_file.ModelFileError, match="too short"):
         model_file.parse(b"abc")

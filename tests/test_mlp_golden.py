@@ -67,4 +67,4 @@ def test_write_dense_model_makes_its_folder(model, tmp_path):
     path = tmp_path / "build" / "m.tflite"
     assert litert_model.write_dense_model(digits_model.TEMPLATE, model, path) == path
     back = litert_model.read_dense_layers(path)
-    assert [np.array_equal(a.w, b.w) for a, b in zip(back, model)] == [True] * len(model)
+    assert all(np.array_equal(a.w, b.w) for a, b in zip(back, model, strict=True))

@@ -27,6 +27,19 @@ class _Usage(Exception):
     pass
 
 
+def _out(path, what):
+    """The output file ``path``, its folder made; refused before any work is done if it is a
+    folder or its folder cannot be made."""
+    p = pathlib.Path(path)
+    if p.is_dir():
+        raise _Usage(f"the {what} {path} is a folder")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _Usage(f"cannot make the folder of the {what} {path}: {e.strerror}") from None
+    return p
+
+
 def _private_key(path):
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -50,8 +63,8 @@ def cmd_keygen(args):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    priv = pathlib.Path(args.out)
-    pub = priv.with_suffix(".pub")
+    priv = _out(args.out, "private key")
+    pub = _out(priv.with_suffix(".pub"), "public key")
     for p in (priv, pub):
         if p.exists() and not args.force:
             raise _Usage(f"{p} exists (use --force to overwrite)")
@@ -71,6 +84,7 @@ def cmd_train(args):
     from . import train
     from .model_file import save_model
 
+    base_out, new_out = _out(args.base_out, "base model"), _out(args.new_out, "new model")
     t0 = time.time()
     _say(f"scenario {args.scenario}: training the base model ...")
     sc = train.scenario(args.scenario, seed=args.seed)
@@ -86,8 +100,8 @@ def cmd_train(args):
         raise _Usage(str(e)) from None
     new = mlp.with_weights(sc.base, new_w)
     changed = train.changed_count(new_w, mlp.weights(sc.base))
-    save_model(sc.base, args.base_out, counter=args.counter)
-    save_model(new, args.new_out, counter=args.counter + 1)
+    save_model(sc.base, base_out, counter=args.counter)
+    save_model(new, new_out, counter=args.counter + 1)
     print(f"base {args.base_out}: accuracy {base_acc:.2f}%, counter {args.counter}")
     print(f"new  {args.new_out}: accuracy {sc.accuracy(new):.2f}%, counter "
           f"{args.counter + 1}, {changed} weights changed ({time.time() - t0:.1f} s)")
@@ -100,7 +114,8 @@ def cmd_make(args):
     key = _private_key(args.sign) if args.sign else None
     data = make_delta(_read(args.old, "old model"), _read(args.new, "new model"),
                       signing_key=key)
-    tmp = pathlib.Path(args.out).with_name(pathlib.Path(args.out).name + ".tmp")
+    out = _out(args.out, "delta file")
+    tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(args.out)
     print(f"wrote {args.out}: {len(data)} bytes{' (signed)' if key else ''}")
@@ -228,6 +243,9 @@ def main(argv=None):
     except (DeltaError, ModelFileError) as e:
         _say(f"refused: {e}")
         return EXIT_REFUSED
+    except OSError as e:  # a write that failed after the checks (disk full, permissions)
+        _say(f"error: cannot write {e.filename}: {e.strerror}")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
