@@ -80,10 +80,19 @@ def _inputs(path, layers):
     return quantize_input(layers, x)
 
 
+def _folder(path, what):
+    """Make the folder ``path`` (and its parents); a clear error if it cannot be made."""
+    path = pathlib.Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _Usage(f"cannot make the {what} {path}: {e.strerror}") from None
+    return path
+
+
 def cmd_compile(args):
+    out = _folder(args.out, "output folder")
     layers, c = _load(args.model, not args.no_predicates, config=args.config)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "program.s").write_text(c.listing() + "\n")
     np.save(out / "weights.npy", c.params.w.astype(np.int8))
     prm = {k: getattr(c.params, k).tolist() for k in
@@ -101,6 +110,10 @@ def cmd_run(args):
     from golden.litert_model import run_reference
     from spec.configs import CONFIGS
 
+    if args.out:  # checked before the run, which may be a long simulation
+        if pathlib.Path(args.out).is_dir():
+            raise _Usage(f"--out {args.out} is a folder; give a file name (.npy)")
+        _folder(pathlib.Path(args.out).parent, "folder of --out")
     layers, c = _load(args.model, not args.no_predicates, config=args.config)
     xq = _inputs(args.inputs, layers)
     t0 = time.time()

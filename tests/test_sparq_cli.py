@@ -20,10 +20,10 @@ def test_compile_and_run(tmp_path, capsys):
     _, x_test, _, _ = digits_split()
     np.save(tmp_path / "x.npy", x_test[:12])
     assert sparq_cli.main(["run", model, str(tmp_path / "x.npy"), "--out",
-                           str(tmp_path / "y.npy")]) == 0
+                           str(tmp_path / "new" / "y.npy")]) == 0  # its folder is made
     out = capsys.readouterr().out
     assert "every layer equals LiteRT" in out and "cycles per input" in out
-    assert np.load(tmp_path / "y.npy").shape == (12, 10)
+    assert np.load(tmp_path / "new" / "y.npy").shape == (12, 10)
 
 
 def test_errors(tmp_path, capsys):
@@ -45,6 +45,13 @@ def test_errors(tmp_path, capsys):
                       (np.zeros((2, 64, 1), np.float32), "not of shape (2, 64, 1)")):
         np.save(tmp_path / "in.npy", arr)
         assert sparq_cli.main(["run", model, str(tmp_path / "in.npy")]) == 2
+        assert said in capsys.readouterr().err
+    (tmp_path / "file").write_text("not a folder")
+    assert sparq_cli.main(["compile", model, "-o", str(tmp_path / "file" / "o")]) == 2
+    assert "cannot make the output folder" in capsys.readouterr().err
+    for out, said in ((tmp_path, "is a folder; give a file name"),
+                      (tmp_path / "file" / "y.npy", "cannot make the folder of --out")):
+        assert sparq_cli.main(["run", model, str(tmp_path / "in.npy"), "--out", str(out)]) == 2
         assert said in capsys.readouterr().err
 
 
