@@ -37,7 +37,7 @@ from golden.data import TEST_SIZE, digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
 from sim.core_run import run_core, weight_records
-from sim.runner import BUILD, SIMULATORS
+from sim.runner import BUILD, SIMULATORS, make_report_folder
 from spec.configs import CONFIGS
 
 K_UPDATE = 75
@@ -82,6 +82,7 @@ def main(argv=None):
                  f"not {args.sim!r}")
     if not 1 <= args.images <= TEST_SIZE:
         ap.error(f"--images must be in [1, {TEST_SIZE}], not {args.images}")
+    make_report_folder(ap, args.report)
     step = Progress(8)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
@@ -282,7 +283,6 @@ def _markdown(r):
 
 
 def _write(report, base):
-    os.makedirs(os.path.dirname(base), exist_ok=True)
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=1)
     with open(base + ".md", "w") as f:

@@ -38,7 +38,7 @@ import numpy as np
 
 from golden import block_prune, digits_model, mlp
 from golden.data import digits_split
-from sim.runner import BUILD
+from sim.runner import BUILD, make_report_folder
 
 WHOLE_FOLDS = 5  # outer folds of the whole data set: 359-360 images each, as the test split
 
@@ -188,6 +188,7 @@ def main(argv=None):
                  f"{args.folds}, {args.seeds}, {args.split_seeds}, {args.repeats})")
     if not 0 < args.scale <= 4:
         ap.error(f"--scale must be in (0, 4], not {args.scale}")
+    make_report_folder(ap, args.report)
     print(f"[prune_study] {args.folds} folds x {args.seeds} seeds, recipes {names}; "
           f"fixed split x {args.split_seeds} seeds; whole data set x {args.repeats} repeats",
           flush=True)
@@ -213,7 +214,6 @@ def main(argv=None):
               f"{w['gap']:+.2f} +- {w['gap_se']:.2f} (folds {w['fold_gap_min']:+.2f} to "
               f"{w['fold_gap_max']:+.2f}; below -0.5 in {100 * w['share_below_goal']:.0f}%)")
     out = pathlib.Path(args.report)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rep, indent=1) + "\n")
     print(f"wrote {out}")
     return rep

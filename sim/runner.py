@@ -180,6 +180,17 @@ def _check_results(xml_path, log):
         raise AssertionError(f"cocotb tests failed: {failed}; log {log}:\n" + "\n".join(errors))
 
 
+def make_report_folder(ap, path, option="--report"):
+    """Make the folder of the output ``path`` before a long run, so that a path that cannot
+    be written stops the run at once (``ap.error``, naming ``option`` and the path) rather
+    than after it."""
+    folder = pathlib.Path(path).absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        ap.error(f"cannot make the folder of {option} {path}: {e.strerror}")
+
+
 def warm_yosys():
     """Run the yowasp Yosys once (``-V``), so that a fresh machine compiles its WebAssembly
     (about a minute, cached under ~/.cache/YoWASP) here, on both cores, rather than in

@@ -80,6 +80,7 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
     ("foo", [], "must be one of icarus, verilator, not 'foo'"),
     ("", ["--images", "0"], "--images must be in [1, 360], not 0"),
     ("", ["--images", "361"], "--images must be in [1, 360], not 361"),
+    ("", ["--report", __file__ + "/sim"], f"cannot make the folder of --report {__file__}/sim"),
 ])
 def test_bad_options_are_named(monkeypatch, capsys, env, argv, said):
     """Refused before anything is trained or simulated (a bad $SIM was a traceback)."""

@@ -34,6 +34,7 @@ def test_quick_study_reports_paired_gaps(tmp_path):
     (["--folds", "1"], "--folds >= 2"),
     (["--scale", "0"], "--scale must be in"),
     (["--repeats", "-1"], "--repeats >= 0"),
+    (["--report", __file__ + "/r.json"], "cannot make the folder of --report"),
 ])
 def test_bad_options_are_named(argv, said, capsys):
     with pytest.raises(SystemExit):
