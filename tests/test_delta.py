@@ -349,7 +349,6 @@ def test_cli(models, tmp_path, capsys):
     assert e.value.code == 0 and "exit codes" in capsys.readouterr().out
 
 
-
 def test_cli_output_paths(models, tmp_path, capsys, monkeypatch):
     """Outputs go into folders made for them; an output that cannot be written is refused,
     by name, before any work (train does not train first)."""
@@ -379,6 +378,7 @@ def test_cli_output_paths(models, tmp_path, capsys, monkeypatch):
     assert "cannot make the folder of the new model" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "file", "folder", "keys", "new.st", "old.st", "out"]
+
 
 def test_model_file_errors():
     with pytest.raises(model_file.ModelFileError, match="too short"):

@@ -117,7 +117,7 @@ def cmd_make(args):
     out = _out(args.out, "delta file")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)
-    tmp.replace(args.out)
+    tmp.replace(out)
     print(f"wrote {args.out}: {len(data)} bytes{' (signed)' if key else ''}")
     return EXIT_OK
 
