@@ -1,9 +1,10 @@
 """``make sim``: the digits MLP end to end through the RTL core, then a delta update.
 
-1. the models: the digits MLP trained in NumPy, quantized to int8 and to mixed precision
-   (``golden.digits_model``), and the core's model: the same MLP trained with block-structured
-   pruning (``sparse_model``: at most 4, 4 and 8 non-zero weights per 16 inputs); it is
-   written into a .tflite file for LiteRT;
+1. the models, as committed (``golden.trained``: float training lands elsewhere on other
+   CPUs, so the trained models are files and every figure here is the same on every
+   machine): the digits MLP in float, int8 and mixed precision, and the core's model, the
+   same MLP trained with block-structured pruning (at most 4, 4 and 8 non-zero weights per
+   16 inputs); it is written into a .tflite file for LiteRT;
 2. compiled (``golden.compiler``: one DOT per row, four accumulators in turn) and run on the
    ``core`` configuration's RTL under cocotb (Verilator unless ``SIM`` says otherwise) for
    every test image; every layer's output is compared with the golden model and with
@@ -13,13 +14,15 @@
    (core model);
 3. the same model compiled for ``core_ice40`` (the configuration that fits the iCE40 UP5K: 4
    lanes, 2 multipliers) and run on its RTL: bit-exact and cycle-exact as well;
-4. the sensor changes (``golden.delta.train.shift_images``); a constrained update (at most
-   ``K`` weights) is trained, its delta file made, and its weight records streamed through
-   the core's delta port between two runs over the shifted images: accuracy before and
-   after, the delta's bytes, the records;
-5. the core's targets (DESIGN.md): at least 3x fewer cycles than the dense baseline, at most
-   0.5 points below int8, as measured here (the accuracy on this one split; how the gap
-   varies over other splits: ``python -m sim.prune_study``).
+4. the sensor changes (its black level rises to 40% of full scale, ``golden.trained.SHIFT``),
+   which costs the deployed model about 11 points; the committed constrained update (at
+   most 150 weights change, each by at most 15, pruned weights stay zero) is made into a
+   delta file and its weight records are streamed through the core's delta port between
+   two RTL runs over the shifted test images: accuracy before and after, against the
+   unconstrained fine-tune's (goal: the update wins back at least 90% of its gain);
+5. the core's targets (docs/core.md): at least 3x fewer cycles than the dense baseline, at
+   most 0.5 points below int8, as measured here (the accuracy on this one split; how the
+   gap varies over other splits: ``python -m sim.prune_study``).
 
 Writes build/reports/sim.md and sim.json. ``--images N`` runs fewer images (the CI test).
 """
@@ -32,7 +35,7 @@ import time
 
 import numpy as np
 
-from golden import compiler, core_model, digits_model, mlp
+from golden import compiler, core_model, digits_model, mlp, trained
 from golden.data import TEST_SIZE, digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
@@ -40,7 +43,6 @@ from sim.core_run import run_core, weight_records
 from sim.runner import BUILD, SIMULATORS, make_report_folder
 from spec.configs import CONFIGS
 
-K_UPDATE = 75
 CORE = core_model.timing(CONFIGS["core"][1])  # predict_cycles' view of the configurations
 DENSE = core_model.timing(CONFIGS["core_dense"][1])
 ICE40 = core_model.timing(CONFIGS["core_ice40"][1])
@@ -86,13 +88,11 @@ def main(argv=None):
     step = Progress(8)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
-    x_train, _, y_train, _ = digits_split()
 
-    fl = digits_model.float_model()
-    base = digits_model.int8_model()
-    mixed_layers, _ = digits_model.mixed_model(base)
-    sparse = digits_model.sparse_model()
-    layers = sparse.layers
+    fl = trained.load_float()
+    base = trained.load("int8")
+    mixed_layers = trained.load("mixed")
+    layers = trained.load("sparse")
     tfl = digits_model.write_tflite(layers, BUILD / "digits_core.tflite")
     xq = mlp.quantize_input(layers, x_test)
     golden = mlp.run_int8(layers, xq)
@@ -149,40 +149,12 @@ def main(argv=None):
     off = np.array([r["predicated_off"] for r in res])
     executed = np.array([r["executed"] for r in res])
 
-    # the sensor shift and a constrained update through the delta port
-    xs_train = train.shift_images(x_train, seed=1)
-    xs_test = train.shift_images(x_test, seed=2)
-    new_w = train.constrained_update(layers, xs_train, y_train, k=K_UPDATE, seed=0,
-                                     keep_zeros=True)
-    new_layers = mlp.with_weights(layers, new_w)
-    old_file = model_file.dump(model_file.layers_to_tensors(layers), 1)
-    new_file = model_file.dump(model_file.layers_to_tensors(new_layers), 2)
-    delta = fileformat.make_delta(old_file, new_file)
-    step(f"update trained: {train.changed_count(new_w, mlp.weights(layers))} weights "
-         f"changed, delta file {len(delta)} bytes (model file {len(old_file)} bytes)")
-
-    new_prog = compiler.compile_mlp(new_layers, predicate_blocks=False, prog_depth=512)
-    assert new_prog.program == prog.program
-    w_old = np.zeros(prog.cfg.w_depth, np.int64)
-    w_old[:prog.params.w.size] = prog.params.w
-    w_new = np.zeros_like(w_old)
-    w_new[:new_prog.params.w.size] = new_prog.params.w
-    records = weight_records(w_old, w_new)
-    xsq = mlp.quantize_input(layers, xs_test)
-    both = np.concatenate([xsq, xsq])
-    ures, _ = run_core("core", prog, both, sim=args.sim, seed=SEED + 1, tag="e2e",
-                       updates={len(xsq) - 1: records})
-    before, after = ures[:len(xsq)], ures[len(xsq):]
-    acc_before = 100.0 * float(np.mean([r["layers"][-1].argmax() for r in before] == y_test))
-    acc_after = 100.0 * float(np.mean([r["layers"][-1].argmax() for r in after] == y_test))
-    want_after = mlp.run_int8(new_layers, xsq)
-    exact_after = _layer_mismatches(after, want_after)
-    assert after[0]["delta_updates"] == 2 and after[0]["weights_active"] != \
-        before[-1]["weights_active"], "the update did not commit"
-    acc_golden = mlp.accuracy(new_layers, xsq, y_test)
-    step(f"update through the delta port ({len(records)} records): shifted-image accuracy "
-         f"{acc_before:.2f}% -> {acc_after:.2f}% (golden {acc_golden:.2f}%), "
-         f"{exact_after}/{len(after)} images bit-exact")
+    upd = _update_run(layers, prog, xq, y_test, args)
+    step(f"update through the delta port ({upd['records']} records, {upd['delta_file_bytes']} "
+         f"bytes): shifted-image accuracy on the RTL {upd['shifted_accuracy_before']:.2f}% -> "
+         f"{upd['shifted_accuracy_after']:.2f}% (unconstrained fine-tune "
+         f"{upd['unconstrained_accuracy']:.2f}%: {100 * upd['recovered_share']:.0f}% of its "
+         f"gain), {upd['bit_exact_after']} images bit-exact")
 
     report = dict(
         images=len(res), simulator=args.sim, seed=SEED,
@@ -198,18 +170,65 @@ def main(argv=None):
         ops_per_image=round(float((executed + off).mean()), 1),
         ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
         predicated_program=predicated, ice40=ice,
-        update=dict(k=K_UPDATE, delta_file_bytes=len(delta), model_file_bytes=len(old_file),
-                    records=len(records), shifted_accuracy_before=round(acc_before, 2),
-                    shifted_accuracy_after=round(acc_after, 2),
-                    bit_exact_after=f"{exact_after}/{len(after)}"))
+        update=upd)
     report["targets"] = _targets(report)
-    ok = exact_golden == exact_litert == len(res) and exact_after == len(after) and \
+    ok = exact_golden == exact_litert == len(res) and upd["bit_exact"] and \
         exact_cycles == len(res) + n_dense and ice["pass"]
     report["pass"] = bool(ok)
     _write(report, args.report)
     step(f"report: {args.report}.md, .json")
     print(_markdown(report))
     return 0 if ok else 1
+
+
+def _update_run(layers, prog, xq, y_test, args):
+    """The sensor shift and the committed constrained update (``golden.trained``): its delta
+    file made, its weight records streamed through the core's delta port between two runs of
+    the RTL over the shifted test images; accuracy before and after on the RTL, against the
+    unconstrained fine-tune's (golden model) on the same images."""
+    new_layers = trained.load("sparse_shift_update")
+    full = trained.load("sparse_shift_full")
+    old_file = model_file.dump(model_file.layers_to_tensors(layers), 1)
+    new_file = model_file.dump(model_file.layers_to_tensors(new_layers), 2)
+    delta = fileformat.make_delta(old_file, new_file)
+    new_prog = compiler.compile_mlp(new_layers, predicate_blocks=False, prog_depth=512)
+    assert new_prog.program == prog.program, "the update changed the program"
+    w_old = np.zeros(prog.cfg.w_depth, np.int64)
+    w_old[:prog.params.w.size] = prog.params.w
+    w_new = np.zeros_like(w_old)
+    w_new[:new_prog.params.w.size] = new_prog.params.w
+    records = weight_records(w_old, w_new)
+    xsq = mlp.quantize_input(layers, trained.shifted("test")[:len(y_test)])
+    ures, _ = run_core("core", prog, np.concatenate([xsq, xsq]), sim=args.sim, seed=SEED + 1,
+                       tag="e2e", updates={len(xsq) - 1: records})
+    before, after = ures[:len(xsq)], ures[len(xsq):]
+    assert after[0]["delta_updates"] == 2 and after[0]["weights_active"] != \
+        before[-1]["weights_active"], "the update did not commit"
+
+    def rtl_acc(res):
+        return 100.0 * float(np.mean(np.array([r["layers"][-1].argmax() for r in res])
+                                     == y_test))
+
+    acc_before, acc_after = rtl_acc(before), rtl_acc(after)
+    acc_full = mlp.accuracy(full, xsq, y_test)
+    exact_before = _layer_mismatches(before, mlp.run_int8(layers, xsq))
+    exact_after = _layer_mismatches(after, mlp.run_int8(new_layers, xsq))
+    gain = acc_full - acc_before
+    share = (acc_after - acc_before) / gain if gain > 0 else float("nan")
+    return dict(constraints={k: v for k, v in trained.UPDATE.items() if k != "seed"},
+                shift=trained.SHIFT,
+                changed_weights=train.changed_count(mlp.weights(new_layers),
+                                                    mlp.weights(layers)),
+                delta_file_bytes=len(delta), model_file_bytes=len(old_file),
+                records=len(records), shifted_accuracy_before=round(acc_before, 2),
+                shifted_accuracy_after=round(acc_after, 2),
+                clean_accuracy_before=round(mlp.accuracy(layers, xq, y_test), 2),
+                clean_accuracy_after=round(mlp.accuracy(new_layers, xq, y_test), 2),
+                unconstrained_accuracy=round(acc_full, 2),
+                recovered_share=round(share, 3),
+                recovered_met=bool(share >= RECOVERED_GOAL),
+                bit_exact_after=f"{exact_after}/{len(after)}",
+                bit_exact=exact_before == exact_after == len(xsq))
 
 
 def _ice40_run(layers, xq, golden, sim):
@@ -226,7 +245,8 @@ def _ice40_run(layers, xq, golden, sim):
                 **{"pass": exact == n_ok == len(res)})
 
 
-SPEEDUP_GOAL, ACCURACY_LOSS_GOAL = 3.0, 0.5  # DESIGN.md, "The core"
+SPEEDUP_GOAL, ACCURACY_LOSS_GOAL = 3.0, 0.5  # docs/core.md, "Targets"
+RECOVERED_GOAL = 0.9  # the update wins back >= 90% of what an unconstrained fine-tune wins
 
 
 def _targets(r):
@@ -263,10 +283,16 @@ def _markdown(r):
          f"{r['ice40']['bit_exact']}, {r['ice40']['cycles_per_image']} "
          f"({r['ice40']['predicted_exactly']} exactly)"),
         ("update: delta file / model file",
-         f"{u['delta_file_bytes']} / {u['model_file_bytes']} bytes, {u['records']} records"),
-        ("shifted images: accuracy before / after the update",
+         f"{u['delta_file_bytes']} / {u['model_file_bytes']} bytes, {u['records']} records "
+         f"through the delta port ({u['changed_weights']} weights changed; at most "
+         f"{u['constraints']['k']}, each by at most {2 ** u['constraints']['bits'] - 1})"),
+        (f"sensor shift (black level +{u['shift']['offset']:g}): RTL accuracy before / after "
+         "the update; unconstrained fine-tune",
          f"{u['shifted_accuracy_before']:.2f}% / {u['shifted_accuracy_after']:.2f}% "
-         f"(bit-exact {u['bit_exact_after']})"),
+         f"(bit-exact {u['bit_exact_after']}); {u['unconstrained_accuracy']:.2f}%"),
+        (f"update wins back (goal >= {100 * RECOVERED_GOAL:.0f}% of the unconstrained gain)",
+         f"{100 * u['recovered_share']:.0f}% ({'met' if u['recovered_met'] else 'missed'}); "
+         f"clean images {u['clean_accuracy_before']:.2f}% -> {u['clean_accuracy_after']:.2f}%"),
     ]
     t = r["targets"]
     rows.append((f"targets: >= {SPEEDUP_GOAL:g}x fewer cycles, <= {ACCURACY_LOSS_GOAL:g} "

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import digits_model, mlp
+from golden import mlp, trained
 from golden.delta import apply as dapply
 from golden.delta import cli, fileformat, model_file, train
 from golden.delta.fileformat import DeltaError, make_delta, parse_delta
@@ -20,7 +20,7 @@ from tests.conftest import SEED
 @pytest.fixture(scope="module")
 def models():
     """(old bytes, new bytes): the int8 digits model and a 150-weight constrained update."""
-    base = digits_model.int8_model()
+    base = trained.load("int8")
     sc = train.Scenario("shift", base, *_shifted())
     new = mlp.with_weights(base, train.constrained_update(base, sc.x_train, sc.y_train, k=150,
                                                           epochs=5))
@@ -133,7 +133,7 @@ def test_model_file_round_trip(models):
     tensors, counter = model_file.parse(old)
     assert model_file.dump(tensors, counter) == old and counter == 1
     layers = model_file.tensors_to_layers(tensors)
-    base = digits_model.int8_model()
+    base = trained.load("int8")
     assert all(np.array_equal(a.w, b.w) and a.act_min == b.act_min
                for a, b in zip(layers, base, strict=True))
 
@@ -418,7 +418,7 @@ def test_malformed_payloads_with_valid_check_bytes_are_refused(models, tmp_path)
 
 
 def test_constraints_combine():
-    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    sc = train.Scenario("shift", trained.load("int8"), *_shifted())
     base_w = mlp.weights(sc.base)
     new = train.constrained_update(sc.base, sc.x_train[:400], sc.y_train[:400], k=60, bits=3,
                                    l1=0.05, epochs=4)
@@ -463,7 +463,7 @@ def test_iterative_mask_on_a_coarse_grid():
     """score="iterative" with step 32 and bits 7: at most k changes, each a non-zero multiple
     of 32 of at most 127 (so at most 3 x 32); the delta file stores them shifted by 5, in at
     most 3 bits."""
-    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    sc = train.Scenario("shift", trained.load("int8"), *_shifted())
     base_w = mlp.weights(sc.base)
     new = train.constrained_update(sc.base, sc.x_train[:400], sc.y_train[:400], k=80,
                                    score="iterative", step=32, bits=7, epochs=4, rounds=2)
@@ -480,7 +480,7 @@ def test_iterative_mask_on_a_coarse_grid():
 
 
 def test_bad_constraints_are_named():
-    sc = train.Scenario("shift", digits_model.int8_model(), *_shifted())
+    sc = train.Scenario("shift", trained.load("int8"), *_shifted())
     x, y = sc.x_train[:50], sc.y_train[:50]
     with pytest.raises(ValueError, match="score must be one of .* not 'best'"):
         train.constrained_update(sc.base, x, y, k=5, score="best")

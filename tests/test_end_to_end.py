@@ -21,7 +21,12 @@ def test_end_to_end_subset(tmp_path):
     print(r)
     assert r["bit_exact"] == {"golden": "8/8", "litert": "8/8"}
     assert r["cycles_predicted_exactly"] == "16/16"  # 8 sparse and 8 dense runs
-    assert r["update"]["bit_exact_after"] == "8/8" and r["update"]["records"] > 0
+    u = r["update"]
+    # one record per changed weight, BEGIN and COMMIT
+    assert u["bit_exact_after"] == "8/8" and 0 < u["records"] - 2 == u["changed_weights"] <= 150
+    assert u["shift"]["offset"] == 0.4 and u["constraints"]["k"] == 150
+    # the figures of all 360 images are in test_trained (golden model) and make sim
+    assert u["recovered_met"] == (u["recovered_share"] >= 0.9)
     # the block-pruned model on the feeder core: 3.0x fewer cycles than dense on all images
     assert r["cycles_per_image"]["speedup"] > 2.5, r["cycles_per_image"]
     assert 0.5 < r["pairs_skipped_share"] < 1
@@ -39,6 +44,7 @@ def test_end_to_end_subset(tmp_path):
 
 
 @pytest.mark.cocotb
+@pytest.mark.long
 @pytest.mark.skipif(not simulator_available("icarus"), reason="needs Icarus (iverilog)")
 def test_end_to_end_on_icarus(tmp_path):
     """The same run on Icarus, the sparse core and the dense baseline (2 images)."""
@@ -53,17 +59,18 @@ def test_end_to_end_on_icarus(tmp_path):
 
 
 @pytest.mark.cocotb
+@pytest.mark.gate
 @needs_icarus
 def test_ice40_core_netlist_runs_the_digits_mlp():
     """The whole core_ice40 synthesized for the iCE40 (yosys synth_ice40 -dsp, yosys' cell
     models, Icarus): the block-pruned digits MLP on 4 test images, every layer bit-exact
     with golden and every cycle count as the core model predicts."""
-    from golden import compiler, core_model, digits_model, mlp
+    from golden import compiler, core_model, mlp, trained
     from golden.data import digits_split
     from sim.core_run import run_core
     from spec.configs import CONFIGS
 
-    layers = digits_model.sparse_model().layers
+    layers = trained.load("sparse")
     _, x_test, _, _ = digits_split()
     xq = mlp.quantize_input(layers, x_test[:4])
     c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from golden import digits_model, litert_model, mlp
+from golden import digits_model, litert_model, mlp, trained
 
 
 @pytest.fixture(scope="module")
 def model():
-    return digits_model.int8_model()
+    return trained.load("int8")
 
 
 def test_int8_model_learns_digits(model):
