@@ -1,5 +1,7 @@
 # sparq: every target bootstraps .venv (from pyproject.toml) when needed, then runs.
-#   make test      the test suite (golden, amaranth.sim, cocotb on Icarus and Verilator)
+#   make test      the test suite's first tier: golden, amaranth.sim, cocotb on Icarus and
+#                  Verilator, proofs (a few minutes)
+#   make test-long the second tier: gate-level netlists and the long runs (.ci/run runs both)
 #   make sim       the main job: the digits MLP end to end through the RTL core
 #   make sim-blocks every block's co-simulation against its golden model
 #   make verilog   build/verilog/*.v and port metadata JSON per block configuration
@@ -22,7 +24,7 @@ export AMARANTH_USE_YOSYS := builtin
 export SIM
 export WAVES
 
-.PHONY: all venv verilog sim sim-blocks test synth bench formal lint clean
+.PHONY: all venv verilog sim sim-blocks test test-long synth bench formal lint clean
 
 all: test
 
@@ -43,9 +45,15 @@ sim: $(STAMP)
 sim-blocks: $(STAMP)
 	$(BIN)/python -m sim.run_all
 
+PYTEST := $(BIN)/python -m pytest -n 2 --dist worksteal --durations=12 -p no:cacheprovider
+
 test: $(STAMP)
 	@$(BIN)/python -m sim.runner
-	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=12 -p no:cacheprovider $(PYTEST_ARGS)
+	$(PYTEST) -m "not long and not gate" $(PYTEST_ARGS)
+
+test-long: $(STAMP)
+	@$(BIN)/python -m sim.runner
+	$(PYTEST) -m "long or gate" $(PYTEST_ARGS)
 
 synth: $(STAMP)
 	$(BIN)/python -m hw.synth $(if $(SEEDS),--seeds $(SEEDS))

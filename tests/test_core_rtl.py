@@ -163,6 +163,7 @@ def test_hazard_regions(hazard_words):
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
+@pytest.mark.long
 def test_ice40_configuration_random_programs():
     """The iCE40 configuration as synthesized (spec.configs "core_ice40"): values and cycles
     on random programs."""
