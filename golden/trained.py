@@ -22,7 +22,13 @@ name                          recipe
                               ``SHIFT`` (``UPDATE``: at most 150 weights, each by at most 15)
 ``sparse_shift_full``         the unconstrained fine-tune of ``sparse`` for the same shift
                               (every weight free on the int8 grid), the update's yardstick
+``more_data_base``            the ``more_data`` scenario's base model (``golden.delta.train``:
+                              trained on 30% of the training split)
 ============================  ==============================================================
+
+``update_study.npz`` holds the updates ``make bench``'s section ``delta`` measures (dozens of
+constrained fine-tunes of the two scenarios' base models), as their changes from the base,
+keyed by their arguments (``Study``); ``python -m golden.trained --study`` retrains them.
 
 ``manifest.json`` records, per model, its file's SHA-256, its recipe, and the figures it was
 chosen by (validation accuracy) with the machine that trained it; ``tests/test_trained.py``
@@ -59,7 +65,8 @@ SHIFT_SEEDS = dict(train=1, test=2)
 UPDATE = dict(k=150, bits=4, score="iterative", keep_zeros=True, seed=0)
 FULL_UPDATE = dict(seed=0)  # the unconstrained fine-tune: the same training, no constraint
 
-INT8_MODELS = ("int8", "mixed", "levels", "sparse", "sparse_shift_update", "sparse_shift_full")
+INT8_MODELS = ("int8", "mixed", "levels", "sparse", "sparse_shift_update", "sparse_shift_full",
+               "more_data_base")
 NAMES = ("float", *INT8_MODELS)
 
 
@@ -149,6 +156,10 @@ def train_all(log=print):
                                  f"y_train, **{kw})", shift=SHIFT,
                           changed=delta_train.changed_count(w, mlp.weights(sp.layers))))
     step("shift updates trained")
+    out["more_data_base"] = (delta_train.scenario("more_data", committed=False).base,
+                             dict(recipe='delta.train.scenario("more_data", committed=False)'
+                                         ".base"))
+    step("more_data base model trained")
     _, _, _, y_test = digits_split()
     xs_test = shifted("test")
     for name in INT8_MODELS:
@@ -193,9 +204,72 @@ def _same_layer(a, b):
                                            b.output_zero_point, b.act_min, b.act_max))
 
 
+STUDY = "update_study.npz"
+# the updates make bench's section "delta" measures: per scenario the unconstrained fine-tune
+# and, at each budget k, the mask chosen once by the change score (plain, and with
+# |d| <= 63) and the iterative mask on a step-32 grid of the change (chosen on a validation
+# split)
+DELTA_K = (25, 50, 75, 100, 150, 200, 250, 300)
+DELTA_RECIPES = (dict(score="change", bits=None, step=1), dict(score="change", bits=6, step=1),
+                 dict(score="iterative", bits=None, step=32))
+
+
+def study_runs():
+    """``(scenario, constrained_update keywords)`` of every update of the study."""
+    for name in delta_train.SCENARIOS:
+        yield name, {}
+        for k in DELTA_K:
+            for recipe in DELTA_RECIPES:
+                yield name, dict(k=k, **recipe)
+
+
+class Study:
+    """Committed results of ``golden.delta.train.constrained_update`` on the scenarios'
+    committed base models, keyed by scenario and arguments: ``update(scenario, **kw)``
+    returns the weights from ``update_study.npz`` when it holds them, else trains them here
+    (``trained_here`` counts those: their figures then depend on this machine's floating
+    point) and keeps them for ``save()``."""
+
+    def __init__(self, folder=FOLDER):
+        self.path = folder / STUDY
+        self.changes, self.trained_here = {}, 0
+        if self.path.exists():
+            with np.load(self.path) as z:
+                self.changes = {k: z[k] for k in z.files}
+        self._scenarios = {}
+
+    @staticmethod
+    def key(scenario, **kw):
+        return scenario + "|" + ",".join(f"{k}={kw[k]!r}" for k in sorted(kw))
+
+    def scenario(self, name):
+        if name not in self._scenarios:
+            self._scenarios[name] = delta_train.scenario(name)
+        return self._scenarios[name]
+
+    def update(self, scenario, **kw):
+        """The int8 weight matrices of ``constrained_update(base, x_train, y_train, **kw)``."""
+        sc = self.scenario(scenario)
+        base = mlp.weights(sc.base)
+        names = [f"{self.key(scenario, **kw)}|{k}" for k in range(len(base))]
+        if not all(n in self.changes for n in names):
+            self.trained_here += 1
+            new = delta_train.constrained_update(sc.base, sc.x_train, sc.y_train, **kw)
+            for n, w, b in zip(names, new, base, strict=True):
+                self.changes[n] = (w.astype(np.int16) - b).astype(np.int16)
+        return [(b + self.changes[n]).astype(np.int8) for n, b in zip(names, base, strict=True)]
+
+    def save(self):
+        np.savez_compressed(self.path, **self.changes)
+        return self.path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Re-run the recipes of the committed digits "
                                              "models on this machine and write them.")
+    ap.add_argument("--study", action="store_true",
+                    help="also retrain the update study of make bench's section delta "
+                         f"({STUDY}; about 10 minutes)")
     ap.add_argument("--out", default=str(FOLDER),
                     help=f"folder to write (default: the committed one, {FOLDER})")
     args = ap.parse_args(argv)
@@ -204,6 +278,13 @@ def main(argv=None):
         ap.error(f"--out {out} exists and is not a folder")
     old = manifest(FOLDER) if (FOLDER / MANIFEST).exists() else {}
     entries = write_all(train_all(), out)
+    if args.study:
+        study = Study(out)
+        study.changes.clear()
+        for k, (scenario, kw) in enumerate(study_runs()):
+            print(f"[trained] study {k + 1}: {Study.key(scenario, **kw)}", flush=True)
+            study.update(scenario, **kw)
+        print(f"wrote {study.save()} ({study.trained_here} updates trained)")
     for name in NAMES:
         e, o = entries[name], old.get(name, {})
         same = "same bytes" if o.get("sha256") == e["sha256"] else "changed"

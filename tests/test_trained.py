@@ -76,3 +76,21 @@ def test_retraining_writes_a_folder_that_reads_back(tmp_path, monkeypatch):
     for name in trained.INT8_MODELS:
         assert entries[name]["sha256"] == trained.manifest()[name]["sha256"]
     assert trained.manifest(tmp_path)["machine"]["numpy"] == np.__version__
+
+
+def test_update_study_holds_every_run_within_its_constraints():
+    """make bench's delta section reads every update from the committed study (none trained
+    there), and each one keeps the constraints it was trained under."""
+    study = trained.Study()
+    runs = list(trained.study_runs())
+    assert len(runs) == 2 * (1 + len(trained.DELTA_K) * len(trained.DELTA_RECIPES))
+    for scenario, kw in runs:
+        base = mlp.weights(study.scenario(scenario).base)
+        d = np.concatenate([(w.astype(int) - b).ravel()
+                            for w, b in zip(study.update(scenario, **kw), base, strict=True)])
+        if "k" in kw:
+            assert 0 < np.count_nonzero(d) <= kw["k"], (scenario, kw)
+            assert not (d % kw["step"]).any()
+            if kw["bits"] is not None:
+                assert np.abs(d).max() <= 2 ** kw["bits"] - 1
+    assert study.trained_here == 0
