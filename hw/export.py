@@ -24,6 +24,7 @@ from .delta_apply import DeltaApply
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .sparse_dot import SparseDotProduct
+from .verilog_merge import merge
 
 BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct,
           "Sequencer": Sequencer, "DeltaApply": DeltaApply, "Core": Core}
@@ -62,7 +63,9 @@ def build(name, cls=None, params=None):
     block = cls(**params)
     meta = dict(block=cls.__name__, name=name, params=block.params,
                 ports=block.metadata.as_json(), payloads=payload_layouts(block))
-    text = verilog.convert(block, name=name, emit_src=False)
+    # one concatenation per wire that Yosys drives part by part: the same netlist, and Icarus
+    # simulates it about 20x faster (hw.verilog_merge)
+    text = merge(verilog.convert(block, name=name, emit_src=False))
     return text, meta
 
 
