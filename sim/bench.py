@@ -12,10 +12,18 @@ Sections:
 - ``sparse_dot``: for N=16, M=4 and N=8, M=8, RTL cycles (the block's counter, checked equal
   to the model and cycle-exact) against the dense baseline's over joint densities, and on
   the real digits MLP; ``sparse_dot_speedup.png``.
+- ``sim_speed``: the core's simulation throughput on the digits program (as ``make sim`` runs
+  it) under Verilator (its default C++ optimization and ``-O0``, the tests') and Icarus,
+  without and with waveforms: simulated clock cycles per wall-clock second of the
+  testbench's body, the core's busy cycles per second, the build's time apart, and what
+  that makes a keyword-spotter inference (about 500,000 core cycles) cost
+  (docs/simulation.md).
 """
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import shutil
 import time
@@ -27,6 +35,7 @@ from golden.layers import fc_accumulators
 from golden.litert_model import quantize_input, read_dense_layers, run_reference
 from golden.qparams import derive_prepost, prepost_error_bound
 from golden.requant import requantize
+from golden.trained import DELTA_K, DELTA_RECIPES  # the updates the delta section measures
 from sim.requant_stim import digits_vectors
 from sim.runner import BUILD, ROOT, default_simulator, run, run_given
 from sim.sparse_stim import beats, beats_file_content, digits_beats
@@ -276,7 +285,7 @@ def bench_mulbins():
     per 1,000 LUTs (dense-equivalent MACs: lanes x beats) for the weight mixes, each bins
     engine against the uniform engine its LUTs buy; the engines' RTL cycles checked equal to
     the schedule model on the digits mixed model."""
-    from golden import digits_model
+    from golden import digits_model, trained
     from golden.mulbins import bin_cycles
     from golden.sparse_dot import beat_cycles
     from hw.sparse_dot import SparseDotProduct
@@ -285,9 +294,8 @@ def bench_mulbins():
     rng = np.random.default_rng(SEED)
     lanes = CONFIGS[BINS_NAMES[0]][1]["lanes"]
     _, x_test, _, _ = digits_split()
-    base = digits_model.int8_model()
-    mixed, record = digits_model.mixed_model(base, log=_log)
-    levels, _ = digits_model.mixed_model(base, method="levels", log=_log)
+    base, mixed, levels = (trained.load(n) for n in ("int8", "mixed", "levels"))
+    record = trained.manifest()["mixed"]  # the recipe's validation figures
     acc = dict(int8=digits_model.test_accuracy(base), mixed=digits_model.test_accuracy(mixed),
                levels=digits_model.test_accuracy(levels))
     images = 40
@@ -315,8 +323,8 @@ def bench_mulbins():
     out = dict(engines=engines, uniform_luts_lutmul={f"M{m}": luts[m] for m in UNIFORM_SLOTS},
                note="equal budget: the uniform 8-bit slots a bins engine's LUTs buy, by linear "
                     "interpolation of the synthesized uniform engines",
-               mixed_model=dict(method="widths", val_accuracy=record.val_accuracy,
-                                base_val_accuracy=record.base_val_accuracy,
+               mixed_model=dict(method="widths", val_accuracy=record["val_accuracy"],
+                                base_val_accuracy=record["base_val_accuracy"],
                                 test_accuracy_int8=acc["int8"],
                                 test_accuracy_mixed=acc["mixed"],
                                 test_accuracy_fixed_scales=acc["levels"]),
@@ -363,10 +371,10 @@ def bench_predicate():
     the core's cost model on the test images: cycles per image with the sparse engine
     (N16 M4) and with the dense baseline, the share of ops predicated off; the compiled
     program also checked on the RTL Sequencer for one image."""
-    from golden import compiler, core_model, digits_model, mlp
+    from golden import compiler, core_model, mlp, trained
     from sim import seq_stim
 
-    layers, _ = digits_model.mixed_model()
+    layers = trained.load("mixed")
     x_train, x_test, _, _ = digits_split()
     xt = mlp.quantize_input(layers, x_train[:300])
     xq = mlp.quantize_input(layers, x_test)
@@ -416,13 +424,6 @@ def bench_predicate():
     return dict(out, seed=SEED)
 
 
-DELTA_K = (25, 50, 75, 100, 150, 200, 250, 300)
-# constrained recipes: the mask chosen once by the change score (plain, and with |d| <= 63),
-# and the iterative mask on a step-32 grid of the change (chosen on a validation split)
-DELTA_RECIPES = (dict(score="change", bits=None, step=1), dict(score="change", bits=6, step=1),
-                 dict(score="iterative", bits=None, step=32))
-
-
 def _delta_bytes(old, base, weights, counter=2):
     from golden import mlp
     from golden.delta import fileformat, model_file
@@ -438,18 +439,19 @@ def bench_delta():
     import bsdiff4
     import zstandard
 
-    from golden import mlp
+    from golden import mlp, trained
     from golden.delta import model_file, train
 
     out = {}
+    study = trained.Study()  # the committed updates: the same figures on every machine
     for name in train.SCENARIOS:
-        sc = train.scenario(name)
+        sc = study.scenario(name)
         base = sc.base
         base_w = mlp.weights(base)
         acc0 = sc.accuracy(base)
         old = model_file.dump(model_file.layers_to_tensors(base), 1)
         _log(f"delta: {name}: unconstrained fine-tune")
-        un = train.constrained_update(base, sc.x_train, sc.y_train)
+        un = study.update(name)
         acc_u = sc.accuracy(mlp.with_weights(base, un))
         new_u, ours_u = _delta_bytes(old, base, un)
         gain = acc_u - acc0
@@ -474,7 +476,7 @@ def bench_delta():
                                               gain_retained=round((a - acc0) / gain, 3)))
             for recipe in DELTA_RECIPES:
                 _log(f"delta: {name}: constrained k={k} {recipe}")
-                c = train.constrained_update(base, sc.x_train, sc.y_train, k=k, **recipe)
+                c = study.update(name, k=k, **recipe)
                 a = sc.accuracy(mlp.with_weights(base, c))
                 nbytes = _delta_bytes(old, base, c)[1]
                 row["constrained"].append(dict(
@@ -490,10 +492,13 @@ def bench_delta():
         out[name] = row
         _log(f"delta: {name}: base {acc0:.2f}%, unconstrained {acc_u:.2f}%, patch-from "
              f"{patch_from} B, goal met by {row['goal_met_by']}")
+    if study.trained_here:
+        _log(f"delta: {study.trained_here} updates were not in the committed study and were "
+             "trained here: their figures depend on this machine's floating point")
     img = REPORTS / "delta_bytes_accuracy.png"
     _plot_delta(out, img)
     shutil.copy(img, DOC_IMG / img.name)
-    return dict(out, seed=SEED)
+    return dict(out, seed=SEED, trained_here=study.trained_here)
 
 
 def _recipe_label(recipe):
@@ -542,8 +547,142 @@ def _plot_delta(out, path):
     plt.close(fig)
 
 
+SPEED_SECONDS = 5.0  # each sim_speed run simulates images for at least this long (wall)
+SPEED_MAX_IMAGES = 5000
+KWS_CYCLES = 500_000  # core cycles of one keyword-spotter inference, about
+SPEED_RUNS = {  # name: (simulator, waves, SPARQ_VERILATOR_OPT)
+    "verilator": ("verilator", False, ""),  # make sim's models (Verilator's own C++ level)
+    "verilator_O0": ("verilator", False, "-O0"),  # the tests' models
+    "verilator_waves": ("verilator", True, ""),
+    "icarus": ("icarus", False, None),
+    "icarus_waves": ("icarus", True, None),
+}
+
+
+@contextlib.contextmanager
+def _environ(**values):
+    """Set environment variables (a string) or unset them (None) for the block's duration."""
+    old = {k: os.environ.get(k) for k in values}
+
+    def put(d):
+        for k, v in d.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    put(values)
+    try:
+        yield
+    finally:
+        put(old)
+
+
+def _speed_run(sim, waves, prog, layers, xq_all, seconds):
+    """One sim_speed figure: a fresh build (its time: from calling ``run_core`` to the
+    test's first line, Verilog export and simulator start included), then runs with more
+    images until the testbench's body lasts ``seconds``; the last run's figures."""
+    from golden import mlp
+    from sim.core_run import run_core, throughput
+    from sim.runner import verilator_cxx_opt
+
+    tag = "speed-waves" if waves else "speed"  # (a Verilator model is built with or without
+    # tracing: one build directory each, or every run would rebuild)
+    folder = sim + (verilator_cxx_opt() if sim == "verilator" else "")
+    shutil.rmtree(BUILD / "sim" / folder / f"core-{tag}", ignore_errors=True)  # runner's path
+
+    def once(n):
+        xq = np.resize(xq_all, (n, xq_all.shape[1]))  # the test images, repeated past 360
+        t = time.time()
+        res, rep = run_core("core", prog, xq, sim=sim, seed=SEED, tag=tag, waves=waves)
+        golden = mlp.run_int8(layers, xq)
+        exact = sum(all(np.array_equal(r["layers"][k], golden[k][i]) for k in range(len(golden)))
+                    for i, r in enumerate(res))
+        return rep, rep["started_at"] - t, exact
+
+    rep, build_seconds, _ = once(1)
+    n = 1
+    for _ in range(4):
+        n = min(SPEED_MAX_IMAGES,
+                max(n + 1, math.ceil(n * 1.15 * seconds / rep["wall_seconds"])))
+        rep, start_seconds, exact = once(n)
+        if rep["wall_seconds"] >= seconds or n == SPEED_MAX_IMAGES:
+            break
+    t = throughput(rep)
+    busy_cps = rep["core_cycles"] / rep["busy_wall_seconds"]
+    wave_files = [f for f in (BUILD / "sim" / folder / f"core-{tag}").iterdir()
+                  if f.suffix in (".vcd", ".fst")] if waves else []
+    out = dict(
+        simulator=sim, waves=waves,
+        waves_format=(wave_files[0].suffix[1:].upper() if wave_files else None),
+        waves_bytes=sum(f.stat().st_size for f in wave_files) if waves else None,
+        verilator_cxx_opt=(verilator_cxx_opt() or "default") if sim == "verilator" else None,
+        images=rep["images"], bit_exact=f"{exact}/{rep['images']}",
+        clock_cycles=t["clock_cycles"], core_cycles=rep["core_cycles"],
+        wall_seconds=t["wall_seconds"], busy_wall_seconds=rep["busy_wall_seconds"],
+        cycles_per_second=t["cycles_per_second"],
+        core_cycles_per_second=round(rep["core_cycles"] / t["wall_seconds"], 1),
+        busy_cycles_per_second=round(busy_cps, 1),
+        build_seconds=round(build_seconds, 2), start_seconds=round(start_seconds, 2),
+        kws_inference_estimate_seconds=round(KWS_CYCLES / t["cycles_per_second"], 1),
+        kws_inference_estimate_seconds_busy_rate=round(KWS_CYCLES / busy_cps, 1),
+        load_average=[round(v, 2) for v in os.getloadavg()])
+    # an inference is all busy cycles: the busy rate is the one it runs at
+    out["kws_inferences_per_minute_busy_rate"] = round(
+        60 / out["kws_inference_estimate_seconds_busy_rate"], 3)
+    for f in wave_files:  # (hundreds of MB for a few seconds' run: measured, not kept)
+        f.unlink()
+    return out
+
+
+def bench_sim_speed(seconds=SPEED_SECONDS, runs=None):
+    """The core's simulation throughput with cocotb attached: the digits program (the
+    block-pruned digits MLP compiled for ``core``, as ``make sim`` runs it) on each
+    simulator and Verilator C++ level, without and with waveforms (``SPEED_RUNS``)."""
+    from golden import compiler, mlp, trained
+    from sim.runner import simulator_available
+
+    layers = trained.load("sparse")
+    _, x_test, _, _ = digits_split()
+    xq = mlp.quantize_input(layers, x_test)
+    prog = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
+    out = dict(model="golden.trained 'sparse' (block-pruned digits MLP), compiled for core "
+                     "(predicate_blocks=False, prog_depth=512), as make sim runs it",
+               kws_cycles=KWS_CYCLES, target_seconds=seconds, cpus=os.cpu_count(), runs={})
+    for name in runs or SPEED_RUNS:
+        sim, waves, opt = SPEED_RUNS[name]
+        if not simulator_available(sim):
+            _log(f"sim_speed: {name}: {sim} not available, skipped")
+            continue
+        env = dict(WAVES=None)  # (WAVES=1 from make would put waves in every run)
+        if sim == "verilator":
+            env["SPARQ_VERILATOR_OPT"] = opt
+        with _environ(**env):
+            row = _speed_run(sim, waves, prog, layers, xq, seconds)
+        out["runs"][name] = row
+        _log(f"sim_speed: {name}: {row['cycles_per_second']:.0f} cycles/s "
+             f"({row['busy_cycles_per_second']:.0f} while the core is busy), "
+             f"{row['images']} images, build {row['build_seconds']} s; load "
+             f"{row['load_average']}")
+    r = out["runs"]
+
+    def ratio(a, b, key):
+        return round(r[a][key] / r[b][key], 2) if a in r and b in r else None
+
+    out["ratios"] = dict(  # a/b of cycles per second, and of busy cycles per second
+        verilator_default_over_O0=ratio("verilator", "verilator_O0", "cycles_per_second"),
+        verilator_default_over_O0_busy=ratio("verilator", "verilator_O0",
+                                             "busy_cycles_per_second"),
+        verilator_without_over_with_waves_busy=ratio("verilator", "verilator_waves",
+                                                     "busy_cycles_per_second"),
+        icarus_without_over_with_waves_busy=ratio("icarus", "icarus_waves",
+                                                  "busy_cycles_per_second"),
+        verilator_over_icarus_busy=ratio("verilator", "icarus", "busy_cycles_per_second"))
+    return out
+
+
 SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins,
-            "predicate": bench_predicate, "delta": bench_delta}
+            "predicate": bench_predicate, "delta": bench_delta, "sim_speed": bench_sim_speed}
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@
 testbench's job (weights as delta records from an all-zero bank, parameters, program,
 activation-memory images, the addresses to read back); ``run_core`` runs it on a Core
 configuration and returns, per image, every layer's output (in the model's order) and the
-core's counters.
+core's counters; ``throughput`` reads a run's simulation speed from its report.
 """
 
 import json
@@ -19,7 +19,9 @@ def weight_records(old, new):
     return [dict(op=op, arg=arg) for op, arg in delta_port.records_for(old, new)]
 
 
-def core_job(compiled, xq_rows, *, updates=None):
+def core_job(compiled, xq_rows, *, updates=None, max_cycles=None):
+    """The testbench's job; ``max_cycles``: how long an image may keep the core busy before
+    the testbench gives up (its default, 200,000 cycles, when None)."""
     c = compiled
     w = np.zeros(c.cfg.w_depth, np.int64)
     w[:c.params.w.size] = c.params.w
@@ -30,18 +32,21 @@ def core_job(compiled, xq_rows, *, updates=None):
               for ch in range(len(prm.bias))]
     first = c.outputs[0][0]
     last = c.outputs[-1][0] + c.outputs[-1][1]
-    return dict(records=weight_records(np.zeros_like(w), w), params=params,
-                program=[dict(addr=a, word=int(v)) for a, v in enumerate(c.program)],
-                images=[[int(v) for v in c.x_image(row)] for row in xq_rows],
-                read=list(range(first, last)), updates=updates or {}), w
+    job = dict(records=weight_records(np.zeros_like(w), w), params=params,
+               program=[dict(addr=a, word=int(v)) for a, v in enumerate(c.program)],
+               images=[[int(v) for v in c.x_image(row)] for row in xq_rows],
+               read=list(range(first, last)), updates=updates or {})
+    if max_cycles is not None:
+        job["max_cycles"] = int(max_cycles)
+    return job, w
 
 
 def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=None, tag="run",
-             **run_kw):
+             max_cycles=None, **run_kw):
     """Run the images; returns (per-image list of dicts: ``layers`` (outputs per layer) and
     the counters, the testbench report). ``run_kw`` goes to ``sim.runner.run`` (a gate-level
-    netlist as ``sources``, its ``defines`` and ``meta``)."""
-    job, _ = core_job(compiled, xq_rows, updates=updates)
+    netlist as ``sources``, its ``defines`` and ``meta``; ``waves``)."""
+    job, _ = core_job(compiled, xq_rows, updates=updates, max_cycles=max_cycles)
     folder = BUILD / "given" / "core" / f"{name}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
     job_file, out_file = folder / "job.json", folder / "results.json"
@@ -57,3 +62,13 @@ def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=Non
         x[first:first + len(r["outputs"])] = r["outputs"]
         r["layers"] = [compiled.layer_output(x, k) for k in range(len(compiled.outputs))]
     return results, rep
+
+
+def throughput(rep):
+    """A ``run_core`` run's simulation speed, from its report: ``clock_cycles`` (simulated
+    clock cycles of the whole test), ``wall_seconds`` (wall-clock seconds of the test body,
+    the build and the simulator's start-up left out) and ``cycles_per_second``, their
+    ratio."""
+    cycles, wall = int(rep["clock_cycles"]), float(rep["wall_seconds"])
+    return dict(clock_cycles=cycles, wall_seconds=wall,
+                cycles_per_second=round(cycles / wall, 1) if wall > 0 else None)

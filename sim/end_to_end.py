@@ -39,7 +39,7 @@ from golden import compiler, core_model, digits_model, mlp, trained
 from golden.data import TEST_SIZE, digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
-from sim.core_run import run_core, weight_records
+from sim.core_run import run_core, throughput, weight_records
 from sim.runner import BUILD, SIMULATORS, make_report_folder
 from spec.configs import CONFIGS
 
@@ -107,7 +107,10 @@ def main(argv=None):
          f"the core's model: level shares {np.round(shares, 3).tolist()}")
 
     prog = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
-    res, _ = run_core("core", prog, xq, sim=args.sim, seed=SEED, tag="e2e")
+    res, rep = run_core("core", prog, xq, sim=args.sim, seed=SEED, tag="e2e")
+    speed = dict(throughput(rep), simulator=args.sim,
+                 core_cycles_per_second=round(rep["core_cycles"] / rep["busy_wall_seconds"], 1)
+                 if rep["busy_wall_seconds"] > 0 else None)
     rtl_pred = np.array([r["layers"][-1].argmax() for r in res])
     acc["rtl"] = 100.0 * float(np.mean(rtl_pred == y_test))
     exact_golden = _layer_mismatches(res, golden)
@@ -119,7 +122,7 @@ def main(argv=None):
     step(f"RTL core: {exact_golden}/{len(res)} images bit-exact with golden, "
          f"{exact_litert}/{len(res)} with LiteRT; accuracy {acc['rtl']:.2f}%; "
          f"{cycles.mean():.1f} cycles/image, the core model predicts {exact_cycles}/{len(res)} "
-         "exactly")
+         f"exactly; simulated at {speed['cycles_per_second']:.0f} cycles/s")
 
     n_dense = min(len(xq), 20)
     dense_pred = np.array([core_model.predict_cycles(prog, row, **DENSE)[0]
@@ -169,7 +172,7 @@ def main(argv=None):
         pairs_skipped_share=round(float(skipped.sum() / pairs.sum()), 4),
         ops_per_image=round(float((executed + off).mean()), 1),
         ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
-        predicated_program=predicated, ice40=ice,
+        predicated_program=predicated, ice40=ice, sim_speed=speed,
         update=upd)
     report["targets"] = _targets(report)
     ok = exact_golden == exact_litert == len(res) and upd["bit_exact"] and \
@@ -294,6 +297,11 @@ def _markdown(r):
          f"{100 * u['recovered_share']:.0f}% ({'met' if u['recovered_met'] else 'missed'}); "
          f"clean images {u['clean_accuracy_before']:.2f}% -> {u['clean_accuracy_after']:.2f}%"),
     ]
+    sp = r["sim_speed"]
+    rows.append((f"simulation speed ({sp['simulator']}, cocotb attached): clock cycles per "
+                 "second; core busy cycles per second",
+                 f"{sp['cycles_per_second']:,.0f}; {sp['core_cycles_per_second'] or 0:,.0f} "
+                 "(make bench sim_speed: both simulators, with waves)"))
     t = r["targets"]
     rows.append((f"targets: >= {SPEEDUP_GOAL:g}x fewer cycles, <= {ACCURACY_LOSS_GOAL:g} "
                  "points below int8",

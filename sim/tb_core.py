@@ -6,15 +6,32 @@ back after each image, and optionally updates: delta records to stream through t
 delta port after a given image (a good update, or a corrupted one that must be refused). The
 host streams are driven with random idle cycles. Per image the testbench saves the values
 read back and the core's counters (``outputs_file``, JSON).
+
+The report also gives the simulation's speed (``sim.core_run.throughput``): ``clock_cycles``
+(simulated clock cycles of the whole test, reset included), ``wall_seconds`` (wall-clock
+seconds of the test body: the build and the simulator's start-up are not in it),
+``core_cycles`` (the core's own ``cycles`` counter summed over the images: its busy cycles),
+``busy_wall_seconds`` (the part of ``wall_seconds`` spent waiting for the busy core) and
+``started_at`` (``time.time()`` at the test's first line: what came before it, the Verilog
+export, the build, the simulator's start, is a caller's ``started_at - time before run``).
 """
 
 import json
+import time
 
 import cocotb
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
+from cocotb.utils import get_sim_steps, get_sim_time
 
 from sim.stream import StreamSource
 from sim.tb_common import config, report, rng_for, start
+
+CLOCK_NS = 10  # sim.tb_common.start's clock period
+
+
+def _clock_steps():
+    """The clock period in simulator steps (``get_sim_time()``'s unit)."""
+    return get_sim_steps(CLOCK_NS, "ns")
 
 
 async def _send(src, payloads):
@@ -32,18 +49,27 @@ async def _read_back(dut, addrs):
 
 
 async def _wait_idle(dut, max_cycles):
-    for _ in range(max_cycles):
+    """Return at the first falling clock edge at which the core is not busy, as a loop over
+    the clock's edges would, but without waking Python on every edge while the core is busy:
+    one trigger on ``busy`` falling (or on the timeout: ``max_cycles`` clock periods of
+    simulated time), then the next falling clock edge, where ``busy`` is checked again (a
+    glitch of the combinational ``busy`` costs one more round, not a wrong answer)."""
+    deadline = get_sim_time() + max_cycles * _clock_steps()
+    await FallingEdge(dut.clk)
+    while int(dut.busy.value):
+        left = deadline - get_sim_time()
+        timeout = Timer(max(left, 1), "step")
+        if left <= 0 or await First(FallingEdge(dut.busy), timeout) is timeout:
+            raise AssertionError(
+                f"the core was still busy after {max_cycles} cycles: executed "
+                f"{int(dut.executed.value)}, engine cycles {int(dut.engine_cycles.value)}, "
+                f"datapath state {dut.dp_state.value}")
         await FallingEdge(dut.clk)
-        if not int(dut.busy.value):
-            return
-        await RisingEdge(dut.clk)
-    raise AssertionError(f"the core was still busy after {max_cycles} cycles: executed "
-                         f"{int(dut.executed.value)}, engine cycles "
-                         f"{int(dut.engine_cycles.value)}, datapath state {dut.dp_state.value}")
 
 
 @cocotb.test()
 async def given_images(dut):
+    started_at, t0 = time.time(), time.perf_counter()
     cfg = config()
     block = cfg["block"]
     rng = rng_for(cfg)
@@ -62,13 +88,16 @@ async def given_images(dut):
     await _send(srcs["pload"], job["program"])
     updates = {int(k): v for k, v in job.get("updates", {}).items()}
     results = []
+    busy_wall = 0.0  # wall seconds spent waiting for the core (its busy cycles)
     for n, image in enumerate(job["images"]):
         await _send(srcs["x_wr"], [dict(addr=a, value=v) for a, v in enumerate(image)])
         await RisingEdge(dut.clk)
         dut.start.value = 1
         await RisingEdge(dut.clk)
         dut.start.value = 0
+        t_busy = time.perf_counter()
         await _wait_idle(dut, job.get("max_cycles", 200_000))
+        busy_wall += time.perf_counter() - t_busy
         got = await _read_back(dut, job["read"])
         counters = {k: int(getattr(dut, k).value) for k in (
             "cycles", "executed", "predicated_off", "engine_cycles", "pairs", "skipped",
@@ -81,7 +110,10 @@ async def given_images(dut):
             await _send(srcs["records"], updates[n])
             for _ in range(4):
                 await RisingEdge(dut.clk)
+    wall = time.perf_counter() - t0
     with open(cfg["outputs_file"], "w") as f:
         json.dump(results, f)
-    report(cfg, images=len(results))
+    report(cfg, images=len(results), clock_cycles=get_sim_time() // _clock_steps(),
+           wall_seconds=round(wall, 6), core_cycles=sum(r["cycles"] for r in results),
+           busy_wall_seconds=round(busy_wall, 6), started_at=round(started_at, 3))
     assert all(not r["error"] for r in results), "the core raised its error flag"

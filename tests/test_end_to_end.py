@@ -31,6 +31,7 @@ def test_end_to_end_subset(tmp_path):
     assert r["cycles_per_image"]["speedup"] > 2.5, r["cycles_per_image"]
     assert 0.5 < r["pairs_skipped_share"] < 1
     assert r["predicated_program"]["cycles"] > 0
+    assert r["sim_speed"]["cycles_per_second"] > 0 and r["sim_speed"]["simulator"] == "verilator"
     # the same model on the iCE40 configuration's RTL (4 lanes, 2 multipliers)
     assert r["ice40"]["bit_exact"] == "8/8" and r["ice40"]["predicted_exactly"] == "8/8"
     assert r["ice40"]["cycles_per_image"] > r["cycles_per_image"]["core"]
