@@ -45,7 +45,7 @@ def pytest_report_header(config):
 
 # the block configurations whose testbench tier 1 also runs on the second simulator; the
 # second simulator's runs of every other configuration are tier 2
-OTHER_SIMULATOR_TIER1 = {"sparse_dot_N16_M4", "sparse_dot_N16_bins222", "requant_tflite"}
+OTHER_SIMULATOR_TIER1 = {"sparse_dot_N16_M4", "requant_tflite"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -62,6 +62,7 @@ endmodule
     assert "assign o = { \\$3 , \\$2  };" in out
 
 
+@pytest.mark.long  # (20 s of Yosys; every RTL test on Icarus checks the merge's results)
 def test_sequencer_verilog_is_the_same_netlist():
     """Yosys' equivalence check (equiv_make, equiv_struct, equiv_simple) of the Sequencer's
     Verilog as Amaranth writes it and as merged (36 wires merged)."""
