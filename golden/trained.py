@@ -44,7 +44,7 @@ import pathlib
 import platform
 import sys
 import time
-from functools import cache
+from dataclasses import replace
 
 import numpy as np
 
@@ -83,10 +83,9 @@ def _path(name, folder=FOLDER):
     return folder / (f"{name}.npz" if name == "float" else f"{name}.safetensors")
 
 
-@cache
 def manifest(folder=FOLDER):
     """The manifest: ``{name: {"file", "sha256", "recipe", ...figures}, "machine": ...}``."""
-    return json.loads((folder / MANIFEST).read_text())
+    return json.loads((pathlib.Path(folder) / MANIFEST).read_text())
 
 
 def load(name, folder=FOLDER):
@@ -192,7 +191,6 @@ def write_all(models, folder=FOLDER):
         entries[name] = dict(file=path.name, sha256=_sha256(path), **figs)
     entries["machine"] = _machine()
     (folder / MANIFEST).write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
-    manifest.cache_clear()
     return entries
 
 
@@ -223,28 +221,41 @@ def study_runs():
                 yield name, dict(k=k, **recipe)
 
 
+BASE_MODELS = {"shift": "int8", "more_data": "more_data_base"}  # the scenarios' bases
+
+
 class Study:
     """Committed results of ``golden.delta.train.constrained_update`` on the scenarios'
-    committed base models, keyed by scenario and arguments: ``update(scenario, **kw)``
-    returns the weights from ``update_study.npz`` when it holds them, else trains them here
-    (``trained_here`` counts those: their figures then depend on this machine's floating
-    point) and keeps them for ``save()``."""
+    committed base models (``BASE_MODELS``, read from ``folder``), keyed by scenario and
+    arguments: ``update(scenario, **kw)`` returns the weights from ``update_study.npz`` when
+    it holds them, else trains them here (``trained_here`` counts those: their figures then
+    depend on this machine's floating point) and keeps them for ``save()``. The study
+    stores changes from the base models and their SHA-256: a study made on other base
+    models is not used (its updates are trained again)."""
 
     def __init__(self, folder=FOLDER):
-        self.path = folder / STUDY
-        self.changes, self.trained_here = {}, 0
+        self.folder = pathlib.Path(folder)
+        self.path = self.folder / STUDY
+        self.changes, self.trained_here, self._scenarios = {}, 0, {}
+        self.bases = {name: _sha256(_path(model, self.folder))
+                      for name, model in BASE_MODELS.items()}
         if self.path.exists():
             with np.load(self.path) as z:
-                self.changes = {k: z[k] for k in z.files}
-        self._scenarios = {}
+                stored = {k: z[k] for k in z.files}
+            made_on = {name: bytes(stored.pop(f"base_sha256|{name}", b"")).decode()
+                       for name in BASE_MODELS}
+            if made_on == self.bases:
+                self.changes = stored
 
     @staticmethod
     def key(scenario, **kw):
         return scenario + "|" + ",".join(f"{k}={kw[k]!r}" for k in sorted(kw))
 
     def scenario(self, name):
+        """``golden.delta.train.scenario(name)`` with the base model from this folder."""
         if name not in self._scenarios:
-            self._scenarios[name] = delta_train.scenario(name)
+            sc = delta_train.scenario(name)
+            self._scenarios[name] = replace(sc, base=load(BASE_MODELS[name], self.folder))
         return self._scenarios[name]
 
     def update(self, scenario, **kw):
@@ -257,10 +268,16 @@ class Study:
             new = delta_train.constrained_update(sc.base, sc.x_train, sc.y_train, **kw)
             for n, w, b in zip(names, new, base, strict=True):
                 self.changes[n] = (w.astype(np.int16) - b).astype(np.int16)
-        return [(b + self.changes[n]).astype(np.int8) for n, b in zip(names, base, strict=True)]
+        out = [b.astype(np.int16) + self.changes[n] for n, b in zip(names, base, strict=True)]
+        if any(np.abs(w).max() > 127 for w in out):
+            raise ValueError(f"the study's update {self.key(scenario, **kw)} leaves the int8 "
+                             "weight range: it was made on other base models")
+        return [w.astype(np.int8) for w in out]
 
     def save(self):
-        np.savez_compressed(self.path, **self.changes)
+        marks = {f"base_sha256|{n}": np.frombuffer(h.encode(), np.uint8)
+                 for n, h in self.bases.items()}
+        np.savez_compressed(self.path, **self.changes, **marks)
         return self.path
 
 
@@ -269,7 +286,7 @@ def main(argv=None):
                                              "models on this machine and write them.")
     ap.add_argument("--study", action="store_true",
                     help="also retrain the update study of make bench's section delta "
-                         f"({STUDY}; about 10 minutes)")
+                         f"({STUDY}; about 30 seconds)")
     ap.add_argument("--out", default=str(FOLDER),
                     help=f"folder to write (default: the committed one, {FOLDER})")
     args = ap.parse_args(argv)

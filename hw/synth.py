@@ -37,7 +37,7 @@ BUILD = ROOT / "build"
 # whole mapped design against ABC's input. On ``core`` that check took 8 minutes (the block)
 # and 35 (the harness), the rest of ABC9 about 10 s: it was the whole cost of ``-dff``
 # (docs/synthesis.md). The ECP5 flows keep ``-dff`` and skip the check: the same netlist in
-# about 20 s. iCE40 has no ``-dff``; its combinational check costs about a second and stays.
+# about 20 s. iCE40 has no ``-dff``; its combinational check costs about 3 s and stays.
 NO_SEQ_VERIFY = "scratchpad -set abc9.verify 0"
 # The harness's reset pin drives every flip-flop's reset (2,415 LSR inputs on ``core``).
 # nextpnr-ice40 puts such a net on a global network by itself; nextpnr-ecp5 promotes only

@@ -58,9 +58,11 @@ def _width(expr, widths):
     if m:
         return int(m.group(1))
     m = _SELECT.match(e)
-    if m:
+    if m:  # a select of a declared vector (not a memory word, not an unknown name)
         hi, lo = int(m.group(2)), m.group(3)
-        return 1 if lo is None else hi - int(lo) + 1
+        lo = hi if lo is None else int(lo)
+        width = widths.get(_name(m.group(1)))
+        return hi - lo + 1 if width is not None and 0 <= lo <= hi < width else None
     return widths.get(_name(e + " " if e.startswith("\\") else e))
 
 

@@ -85,7 +85,7 @@ def main(argv=None):
     if not 1 <= args.images <= TEST_SIZE:
         ap.error(f"--images must be in [1, {TEST_SIZE}], not {args.images}")
     make_report_folder(ap, args.report)
-    step = Progress(8)
+    step = Progress(7)
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
 
@@ -109,7 +109,7 @@ def main(argv=None):
     prog = compiler.compile_mlp(layers, predicate_blocks=False, prog_depth=512)
     res, rep = run_core("core", prog, xq, sim=args.sim, seed=SEED, tag="e2e")
     speed = dict(throughput(rep), simulator=args.sim,
-                 core_cycles_per_second=round(rep["core_cycles"] / rep["busy_wall_seconds"], 1)
+                 busy_cycles_per_second=round(rep["core_cycles"] / rep["busy_wall_seconds"], 1)
                  if rep["busy_wall_seconds"] > 0 else None)
     rtl_pred = np.array([r["layers"][-1].argmax() for r in res])
     acc["rtl"] = 100.0 * float(np.mean(rtl_pred == y_test))
@@ -156,7 +156,7 @@ def main(argv=None):
     step(f"update through the delta port ({upd['records']} records, {upd['delta_file_bytes']} "
          f"bytes): shifted-image accuracy on the RTL {upd['shifted_accuracy_before']:.2f}% -> "
          f"{upd['shifted_accuracy_after']:.2f}% (unconstrained fine-tune "
-         f"{upd['unconstrained_accuracy']:.2f}%: {100 * upd['recovered_share']:.0f}% of its "
+         f"{upd['unconstrained_accuracy']:.2f}%: {_share(upd['recovered_share'])} of its "
          f"gain), {upd['bit_exact_after']} images bit-exact")
 
     report = dict(
@@ -217,7 +217,8 @@ def _update_run(layers, prog, xq, y_test, args):
     exact_before = _layer_mismatches(before, mlp.run_int8(layers, xsq))
     exact_after = _layer_mismatches(after, mlp.run_int8(new_layers, xsq))
     gain = acc_full - acc_before
-    share = (acc_after - acc_before) / gain if gain > 0 else float("nan")
+    # (None where the unconstrained fine-tune gains nothing on these images: a few of them)
+    share = round((acc_after - acc_before) / gain, 3) if gain > 0 else None
     return dict(constraints={k: v for k, v in trained.UPDATE.items() if k != "seed"},
                 shift=trained.SHIFT,
                 changed_weights=train.changed_count(mlp.weights(new_layers),
@@ -228,8 +229,8 @@ def _update_run(layers, prog, xq, y_test, args):
                 clean_accuracy_before=round(mlp.accuracy(layers, xq, y_test), 2),
                 clean_accuracy_after=round(mlp.accuracy(new_layers, xq, y_test), 2),
                 unconstrained_accuracy=round(acc_full, 2),
-                recovered_share=round(share, 3),
-                recovered_met=bool(share >= RECOVERED_GOAL),
+                recovered_share=share,
+                recovered_met=None if share is None else bool(share >= RECOVERED_GOAL),
                 bit_exact_after=f"{exact_after}/{len(after)}",
                 bit_exact=exact_before == exact_after == len(xsq))
 
@@ -252,13 +253,20 @@ SPEEDUP_GOAL, ACCURACY_LOSS_GOAL = 3.0, 0.5  # docs/core.md, "Targets"
 RECOVERED_GOAL = 0.9  # the update wins back >= 90% of what an unconstrained fine-tune wins
 
 
+def _share(v):
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
 def _targets(r):
-    """The core's DESIGN.md targets as measured in this run (on the one test split: the
-    accuracy gap's expectation over other splits is ``python -m sim.prune_study``'s)."""
+    """The core's targets as measured in this run (on the one test split: the accuracy gap's
+    expectation over other splits is ``python -m sim.prune_study``'s), and the update's
+    (``pass`` is about correctness: bit-exact results and cycles, not these)."""
     gap = round(r["accuracy"]["sparse"] - r["accuracy"]["int8"], 2)
     return dict(speedup=r["cycles_per_image"]["speedup"],
                 speedup_met=r["cycles_per_image"]["speedup"] >= SPEEDUP_GOAL,
-                accuracy_gap_points=gap, accuracy_met=gap >= -ACCURACY_LOSS_GOAL)
+                accuracy_gap_points=gap, accuracy_met=gap >= -ACCURACY_LOSS_GOAL,
+                update_recovered_share=r["update"]["recovered_share"],
+                update_recovered_met=r["update"]["recovered_met"])
 
 
 def _markdown(r):
@@ -294,13 +302,14 @@ def _markdown(r):
          f"{u['shifted_accuracy_before']:.2f}% / {u['shifted_accuracy_after']:.2f}% "
          f"(bit-exact {u['bit_exact_after']}); {u['unconstrained_accuracy']:.2f}%"),
         (f"update wins back (goal >= {100 * RECOVERED_GOAL:.0f}% of the unconstrained gain)",
-         f"{100 * u['recovered_share']:.0f}% ({'met' if u['recovered_met'] else 'missed'}); "
+         f"{_share(u['recovered_share'])} "
+         f"({ {True: 'met', False: 'missed', None: 'no gain to win back'}[u['recovered_met']]}); "
          f"clean images {u['clean_accuracy_before']:.2f}% -> {u['clean_accuracy_after']:.2f}%"),
     ]
     sp = r["sim_speed"]
     rows.append((f"simulation speed ({sp['simulator']}, cocotb attached): clock cycles per "
                  "second; core busy cycles per second",
-                 f"{sp['cycles_per_second']:,.0f}; {sp['core_cycles_per_second'] or 0:,.0f} "
+                 f"{sp['cycles_per_second']:,.0f}; {sp['busy_cycles_per_second'] or 0:,.0f} "
                  "(make bench sim_speed: both simulators, with waves)"))
     t = r["targets"]
     rows.append((f"targets: >= {SPEEDUP_GOAL:g}x fewer cycles, <= {ACCURACY_LOSS_GOAL:g} "

@@ -32,9 +32,12 @@ def rng_for(cfg, salt=0):
     return np.random.default_rng(seed)
 
 
+CLOCK_NS = 10  # the testbenches' clock period
+
+
 async def start(dut, cycles=3):
     """Start a 100 MHz clock and hold reset for ``cycles`` cycles."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     dut.rst.value = 1
     for _ in range(cycles):
         await RisingEdge(dut.clk)

@@ -24,9 +24,7 @@ from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
 from sim.stream import StreamSource
-from sim.tb_common import config, report, rng_for, start
-
-CLOCK_NS = 10  # sim.tb_common.start's clock period
+from sim.tb_common import CLOCK_NS, config, report, rng_for, start
 
 
 def _clock_steps():

@@ -67,7 +67,7 @@ def test_shift_update_keeps_its_constraints_and_wins_back_the_accuracy():
     assert acc["update"] - acc["before"] >= 0.9 * (acc["full"] - acc["before"])
 
 
-def test_retraining_writes_a_folder_that_reads_back(tmp_path, monkeypatch):
+def test_retraining_writes_a_folder_that_reads_back(tmp_path):
     """``write_all`` round-trips whatever the recipes give (here the committed models
     themselves, so the test does not hang on a training run)."""
     models = {"float": (trained.load_float(), {})}
@@ -94,3 +94,21 @@ def test_update_study_holds_every_run_within_its_constraints():
             if kw["bits"] is not None:
                 assert np.abs(d).max() <= 2 ** kw["bits"] - 1
     assert study.trained_here == 0
+
+
+def test_a_study_made_on_other_base_models_is_not_used(tmp_path):
+    """The study's changes are from the base models it was made on (their SHA-256 are in
+    it): after the base models change, it is not applied to them."""
+    import shutil
+
+    from golden.delta import model_file
+
+    for f in trained.FOLDER.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    assert trained.Study(tmp_path).changes  # the same base models: used
+    base = trained.load("int8")
+    moved = mlp.with_weights(base, [w if k else np.where(w == 0, 1, w).astype(np.int8)
+                                    for k, w in enumerate(mlp.weights(base))])
+    model_file.save_model(moved, tmp_path / "int8.safetensors")
+    study = trained.Study(tmp_path)
+    assert study.changes == {} and study.scenario("shift").base[0].w.min() >= -127
