@@ -1,4 +1,4 @@
-"""Core: the sparq inference core (DESIGN.md, "The core").
+"""Core: the sparq inference core (docs/architecture.md, docs/core.md).
 
     program --pload--> Sequencer --uop/probe--> datapath --> SparseDotProduct (MultiplierBins)
                                                     |    --> Requantizer --> activation memory
