@@ -22,7 +22,9 @@ os.environ.setdefault("SPARQ_VERILATOR_OPT", "-O0")
 
 # No test may fail from the machine's load: hypothesis' per-example deadline and its
 # too-slow health check (data generation timed in wall-clock seconds) are off everywhere.
-settings.register_profile("sparq", deadline=None,
+# And the same examples on every run and machine: derandomized (a fixed seed), no example
+# database carried over from earlier runs.
+settings.register_profile("sparq", deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("sparq")
 
