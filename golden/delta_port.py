@@ -25,12 +25,13 @@ import zlib
 import numpy as np
 
 import spec.params
+from spec.delta_port import STATUS_TEXT, RecordOp, Status
 
 from .requant import check_range
 
-DATA, BEGIN, COMMIT, ABORT = 0, 1, 2, 3
-NONE, COMMITTED, BAD_CHECKSUM, BAD_COUNT, PROTOCOL, ABORTED = range(6)
-STATUS = ("none", "committed", "bad checksum", "bad count", "protocol error", "aborted")
+DATA, BEGIN, COMMIT, ABORT = RecordOp  # (spec.delta_port: one source with the hardware)
+NONE, COMMITTED, BAD_CHECKSUM, BAD_COUNT, PROTOCOL, ABORTED = Status
+STATUS = tuple(STATUS_TEXT[s] for s in Status)
 
 
 def check_depth(depth):

@@ -44,6 +44,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 import spec.params
+from spec.delta_port import STATUS_BITS
 
 from .arith import adder_tree, popcount
 from .delta_apply import DeltaApply, record_layout
@@ -79,7 +80,7 @@ class Core(wiring.Component):
             "error_pc": Out(range(p["prog_depth"] + 256)),
             "cycles": Out(32), "executed": Out(32), "predicated_off": Out(32),
             "engine_cycles": Out(32), "pairs": Out(32), "skipped": Out(32),
-            "weights_active": Out(1), "delta_status": Out(3), "delta_updates": Out(16),
+            "weights_active": Out(1), "delta_status": Out(STATUS_BITS), "delta_updates": Out(16),
         })
 
     @property

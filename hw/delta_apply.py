@@ -20,14 +20,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 import spec.params
+from spec.delta_port import OP_BITS, STATUS_BITS, RecordOp, Status
 
-NONE, COMMITTED, BAD_CHECKSUM, BAD_COUNT, PROTOCOL, ABORTED = range(6)
-DATA, BEGIN, COMMIT, ABORT = 0, 1, 2, 3
+NONE, COMMITTED, BAD_CHECKSUM, BAD_COUNT, PROTOCOL, ABORTED = Status  # (spec.delta_port)
+DATA, BEGIN, COMMIT, ABORT = RecordOp
 CRC_POLY = 0xEDB88320  # CRC-32 (IEEE 802.3, reflected), as zlib
 
 
 def record_layout():
-    return data.StructLayout({"op": 2, "arg": 48})
+    return data.StructLayout({"op": OP_BITS, "arg": 48})
 
 
 def crc32_step_matrix(nbits=24):
@@ -64,7 +65,7 @@ class DeltaApply(wiring.Component):
             "rd_addr": In(range(depth // lanes)),
             "rd_data": Out(data.ArrayLayout(signed(8), lanes)),
             "active": Out(1), "open": Out(1), "copying": Out(1),
-            "status": Out(3), "updates": Out(16),
+            "status": Out(STATUS_BITS), "updates": Out(16),
         })
 
     @property

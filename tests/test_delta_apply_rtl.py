@@ -124,3 +124,16 @@ def test_records_for_and_port_errors():
         DeltaApply(depth=1 << 17)
     with pytest.raises(ValueError, match="differ in size"):
         gp.records_for(old, new[:4])
+
+
+def test_encodings_have_one_source():
+    """Record operations and status codes come from spec.delta_port in the block and its
+    twin alike (they were written in both before)."""
+    import hw.delta_apply as hd
+    from spec.delta_port import RecordOp, Status
+
+    for name in RecordOp.__members__:
+        assert getattr(hd, name) is getattr(gp, name) is RecordOp[name]
+    for name in Status.__members__:
+        assert getattr(hd, name) is getattr(gp, name) is Status[name]
+    assert gp.STATUS[Status.PROTOCOL] == "protocol error"
