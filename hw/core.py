@@ -45,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 
 import spec.params
 from spec.delta_port import STATUS_BITS
+from spec.isa import Src, UopKind
 
 from .arith import adder_tree, popcount
 from .delta_apply import DeltaApply, record_layout
@@ -226,7 +227,7 @@ class Core(wiring.Component):
                                   "nw": data.ArrayLayout(3, groups)})
         a = Signal(part, name="probe_part")
         lane = q.addr[:low] if low else Const(0, 1)
-        single = (q.src == 0) | (q.src == 1)
+        single = (q.src == Src.W) | (q.src == Src.X)
 
         # a probe's registered words: a single element's value, or a beat's partial terms
         px, pw = Signal(8 * lanes, name="probe_x"), Signal(8 * lanes, name="probe_w")
@@ -237,7 +238,7 @@ class Core(wiring.Component):
         with m.If(p_valid):
             m.d.sync += _beat_terms(m, a, pxs, pws, zp) + [a_valid.eq(~single)]
             with m.If(single):
-                m.d.sync += value_reg.eq(Mux(q.src == 0, pw.word_select(lane, 8),
+                m.d.sync += value_reg.eq(Mux(q.src == Src.W, pw.word_select(lane, 8),
                                              px.word_select(lane, 8)).as_signed())
 
         # the block probe's terms of the beat before into the accumulators
@@ -245,7 +246,7 @@ class Core(wiring.Component):
         m.d.comb += mx.eq(_max_tree(m, [maxabs] + list(a.mx), "probe_max"))
         cnt_x, cnt_w = count + adder_tree(a.nx), count + adder_tree(a.nw)
         with m.If(a_valid):
-            m.d.sync += [maxabs.eq(mx), count.eq(Mux(q.src == 5, cnt_w, cnt_x))]
+            m.d.sync += [maxabs.eq(mx), count.eq(Mux(q.src == Src.WNNZ, cnt_w, cnt_x))]
 
         with m.FSM(name="dp"):
             with m.State("IDLE"):
@@ -259,19 +260,19 @@ class Core(wiring.Component):
                         m.d.comb += x_rd.addr.eq(self.x_rd_addr >> low)
                 with m.If(seq.uop.valid):
                     with m.Switch(u.kind):
-                        with m.Case(0):  # CLR
+                        with m.Case(UopKind.CLR):
                             with m.If(pend_sel == 0):
                                 m.d.comb += seq.uop.ready.eq(1)
                                 for k in range(N_ACC):
                                     with m.If(u.acc == k):
                                         m.d.sync += acc[k].eq(0)
-                        with m.Case(1):  # LDB
+                        with m.Case(UopKind.LDB):
                             with m.If((pend_sel == 0) & params_ok):
                                 m.d.comb += seq.uop.ready.eq(1)
                                 for k in range(N_ACC):
                                     with m.If(u.acc == k):
                                         m.d.sync += acc[k].eq(p_rd.data.bias)
-                        with m.Case(3):  # REQ
+                        with m.Case(UopKind.REQ):
                             m.d.comb += [req.i.payload.acc.eq(acc_sel),
                                          req.i.payload.p.multiplier.eq(p_rd.data.multiplier),
                                          req.i.payload.p.shift.eq(p_rd.data.shift),
@@ -284,11 +285,13 @@ class Core(wiring.Component):
                                 m.d.comb += req.i.valid.eq(1)
                                 with m.If(req.i.ready):
                                     m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
-                        with m.Case(2):  # DOT
+                        with m.Case(UopKind.DOT):
                             with m.If(feeder["room"] & dot_fifo.w_rdy):
                                 m.d.comb += [seq.uop.ready.eq(1), take_dot.eq(1)]
                 with m.Elif(seq.probe.valid):
-                    with m.If(~feeder["busy"] & ((pend_req == 0) | (q.src == 0) | (q.src == 5))):
+                    # (a REQ pending: only probes that read the weights, not the activations)
+                    with m.If(~feeder["busy"] & ((pend_req == 0) | (q.src == Src.W)
+                                                 | (q.src == Src.WNNZ))):
                         m.d.comb += seq.probe.ready.eq(1)
                         m.d.sync += [beat.eq(0), count.eq(0), maxabs.eq(0)]
                         m.next = "PROBE"
@@ -316,13 +319,13 @@ class Core(wiring.Component):
                 # the last beat's terms are accumulated now: the value
                 m.d.sync += a_valid.eq(0)
                 with m.Switch(q.src):
-                    with m.Case(2):
+                    with m.Case(Src.XMAXABS):
                         m.d.sync += value_reg.eq(mx)
-                    with m.Case(3):
+                    with m.Case(Src.XZERO):
                         m.d.sync += value_reg.eq(cnt_x == 0)
-                    with m.Case(4):
+                    with m.Case(Src.XNNZ):
                         m.d.sync += value_reg.eq(cnt_x)
-                    with m.Case(5):
+                    with m.Case(Src.WNNZ):
                         m.d.sync += value_reg.eq(cnt_w)
                 m.next = "VALUE"
 

@@ -50,7 +50,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 import spec.params
-from spec.isa import COMMON, FIELDS, OPS
+from spec.isa import COMMON, FIELDS, OPS, Cmp, Src
 
 N_PRED = 8
 WORD = 48
@@ -201,7 +201,7 @@ class Sequencer(wiring.Component):
                               | (op == OPC["REQ"]))
         m.d.comb += [
             self.uop.valid.eq(commit & is_uop),
-            self.uop.payload.kind.eq(op - 1),
+            self.uop.payload.kind.eq(op - OPS["CLR"]),  # spec.isa.UopKind
             self.uop.payload.acc.eq(f["acc"]), self.uop.payload.ch.eq(f["ch"]),
             self.uop.payload.xaddr.eq(exa), self.uop.payload.waddr.eq(f["waddr"]),
             self.uop.payload.beats.eq(Mux(op == OPC["DOT"], f["dbeats"], 0)),
@@ -469,7 +469,7 @@ class Sequencer(wiring.Component):
         op = f["op"]
         known = Cat(*[op == c for c in OPC.values()]).any()
         return (~known | (f["reserved"] != 0) | (_writes_pred(op) & (f["pd"] == 0))
-                | ((op == OPC["SETP"]) & ((f["cmp"] > 5) | (f["src"] > 5) |
+                | ((op == OPC["SETP"]) & ((f["cmp"] > max(Cmp)) | (f["src"] > max(Src)) |
                                           (f["sbeats"] == 0)))
                 | ((op == OPC["DOT"]) & (f["dbeats"] == 0))
                 | ((op == OPC["LOOP"]) & ((f["count"] == 0) | (f["body"] == 0))))

@@ -16,8 +16,7 @@ import numpy as np
 
 from golden import isa, isa_sim
 from golden.isa import IllegalInstruction, Instr
-
-UOP_OPS = ("CLR", "LDB", "DOT", "REQ")
+from spec.isa import UOP_OPS
 
 
 @dataclass

@@ -1,13 +1,22 @@
 """The instruction encoding shared by the assembler (golden.isa) and the Sequencer (hw).
 
 Opcodes, the (field, lsb, width) layout of each instruction's operands, and the codes of
-SETP's comparisons and sources; golden.isa documents what they mean.
+SETP's comparisons and sources; golden.isa documents what they mean. ``Op``, ``Cmp``, ``Src``
+and ``UopKind`` are the same codes as enums, for code that names them.
 """
+
+import enum
 
 OPS = {"CLR": 0x1, "LDB": 0x2, "DOT": 0x3, "REQ": 0x4, "SETP": 0x5, "PAND": 0x6, "POR": 0x7,
        "PNOT": 0x8, "LOOP": 0x9, "HALT": 0xF}
 CMPS = ("EQ", "NE", "LT", "LE", "GT", "GE")
 SRCS = ("W", "X", "XMAXABS", "XZERO", "XNNZ", "WNNZ")
+Op = enum.IntEnum("Op", OPS)
+Cmp = enum.IntEnum("Cmp", {name: code for code, name in enumerate(CMPS)})
+Src = enum.IntEnum("Src", {name: code for code, name in enumerate(SRCS)})
+# the micro-ops the Sequencer hands the datapath: their kind is the opcode less CLR's
+UOP_OPS = ("CLR", "LDB", "DOT", "REQ")
+UopKind = enum.IntEnum("UopKind", {name: OPS[name] - OPS["CLR"] for name in UOP_OPS})
 WORD_BITS = 48
 
 # (field, lsb, width) per opcode; common fields are added to each
