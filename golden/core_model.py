@@ -10,6 +10,7 @@ input and returns the machine (outputs, counters, cycles).
 import numpy as np
 
 import spec.params
+from spec.isa import Src
 
 from .isa_sim import new_machine, run
 from .mulbins import bin_cycles, smallest_level
@@ -155,9 +156,9 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
             acc_ready[ins.acc] = fe_free + DOT_LATENCY
         elif ins.op == "SETP":
             start = max(t, hs + 1)
-            if ins.src not in (0, 5):
+            if ins.src not in (Src.W, Src.WNNZ):  # (probes of activations wait for REQs)
                 start = max(start, req_done)
-            t = start + (5 if ins.src in (0, 1) else 5 + ins.beats)
+            t = start + (5 if ins.src in (Src.W, Src.X) else 5 + ins.beats)
         else:
             t += 1
         if timeline is not None:
