@@ -583,7 +583,7 @@ def _speed_run(sim, waves, prog, layers, xq_all, seconds):
     test's first line, Verilog export and simulator start included), then runs with more
     images until the testbench's body lasts ``seconds``; the last run's figures."""
     from golden import mlp
-    from sim.core_run import run_core, throughput
+    from sim.core_run import bit_exact_images, run_core, throughput
     from sim.runner import verilator_cxx_opt
 
     tag = "speed-waves" if waves else "speed"  # (a Verilator model is built with or without
@@ -596,8 +596,7 @@ def _speed_run(sim, waves, prog, layers, xq_all, seconds):
         t = time.time()
         res, rep = run_core("core", prog, xq, sim=sim, seed=SEED, tag=tag, waves=waves)
         golden = mlp.run_int8(layers, xq)
-        exact = sum(all(np.array_equal(r["layers"][k], golden[k][i]) for k in range(len(golden)))
-                    for i, r in enumerate(res))
+        exact = bit_exact_images(res, golden)
         return rep, rep["started_at"] - t, exact
 
     rep, build_seconds, _ = once(1)

@@ -19,12 +19,30 @@ def weight_records(old, new):
     return [dict(op=op, arg=arg) for op, arg in delta_port.records_for(old, new)]
 
 
+def weight_image(compiled):
+    """The weight bank's image of a compiled model: its weights, zeros to the bank's depth."""
+    w = np.zeros(compiled.cfg.w_depth, np.int64)
+    w[:compiled.params.w.size] = compiled.params.w
+    return w
+
+
+def bit_exact_images(results, ref):
+    """How many images' every layer equals the reference (``ref[k][n]``: layer k, image n)."""
+    return sum(all(np.array_equal(r["layers"][k], ref[k][n]) for k in range(len(ref)))
+               for n, r in enumerate(results))
+
+
+def top1_accuracy(results, y):
+    """Top-1 accuracy in percent of the last layer's outputs of ``run_core``'s results."""
+    return 100.0 * float(np.mean(np.array([r["layers"][-1].argmax() for r in results])
+                                 == np.asarray(y)))
+
+
 def core_job(compiled, xq_rows, *, updates=None, max_cycles=None):
     """The testbench's job; ``max_cycles``: how long an image may keep the core busy before
     the testbench gives up (its default, 200,000 cycles, when None)."""
     c = compiled
-    w = np.zeros(c.cfg.w_depth, np.int64)
-    w[:c.params.w.size] = c.params.w
+    w = weight_image(c)
     prm = c.params
     params = [dict(ch=ch, p=dict(bias=int(prm.bias[ch]), multiplier=int(prm.multiplier[ch]),
                                  shift=int(prm.shift[ch]), output_zero_point=int(prm.out_zp[ch]),

@@ -39,7 +39,14 @@ from golden import compiler, core_model, digits_model, mlp, trained
 from golden.data import TEST_SIZE, digits_split
 from golden.delta import fileformat, model_file, train
 from golden.litert_model import run_reference
-from sim.core_run import run_core, throughput, weight_records
+from sim.core_run import (
+    bit_exact_images,
+    run_core,
+    throughput,
+    top1_accuracy,
+    weight_image,
+    weight_records,
+)
 from sim.runner import BUILD, SIMULATORS, make_report_folder
 from spec.configs import CONFIGS
 
@@ -57,12 +64,6 @@ class Progress:
         self.k += 1
         bar = "#" * self.k + "." * (self.steps - self.k)
         print(f"[sim] [{bar}] {msg} ({time.time() - self.t0:.0f} s)", flush=True)
-
-
-def _layer_mismatches(results, ref):
-    """Images whose every layer equals the reference."""
-    return sum(all(np.array_equal(r["layers"][k], ref[k][n]) for k in range(len(ref)))
-               for n, r in enumerate(results))
 
 
 def _per_image(results, key):
@@ -111,10 +112,9 @@ def main(argv=None):
     speed = dict(throughput(rep), simulator=args.sim,
                  busy_cycles_per_second=round(rep["core_cycles"] / rep["busy_wall_seconds"], 1)
                  if rep["busy_wall_seconds"] > 0 else None)
-    rtl_pred = np.array([r["layers"][-1].argmax() for r in res])
-    acc["rtl"] = 100.0 * float(np.mean(rtl_pred == y_test))
-    exact_golden = _layer_mismatches(res, golden)
-    exact_litert = _layer_mismatches(res, litert)
+    acc["rtl"] = top1_accuracy(res, y_test)
+    exact_golden = bit_exact_images(res, golden)
+    exact_litert = bit_exact_images(res, litert)
     cycles = np.array([r["cycles"] for r in res])
     predicted = np.array([core_model.predict_cycles(prog, row, **CORE)[0]
                           for row in xq])
@@ -129,7 +129,7 @@ def main(argv=None):
                            for row in xq[:n_dense]])
     dres, _ = run_core("core_dense", prog, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
     dense_cycles = np.array([r["cycles"] for r in dres])
-    assert _layer_mismatches(dres, [g[:n_dense] for g in golden]) == n_dense
+    assert bit_exact_images(dres, [g[:n_dense] for g in golden]) == n_dense
     exact_cycles += int((dense_pred == dense_cycles).sum())
     step(f"dense baseline: {dense_cycles.mean():.1f} cycles/image (RTL, {n_dense} images; "
          "data-independent)")
@@ -196,26 +196,17 @@ def _update_run(layers, prog, xq, y_test, args):
     delta = fileformat.make_delta(old_file, new_file)
     new_prog = compiler.compile_mlp(new_layers, predicate_blocks=False, prog_depth=512)
     assert new_prog.program == prog.program, "the update changed the program"
-    w_old = np.zeros(prog.cfg.w_depth, np.int64)
-    w_old[:prog.params.w.size] = prog.params.w
-    w_new = np.zeros_like(w_old)
-    w_new[:new_prog.params.w.size] = new_prog.params.w
-    records = weight_records(w_old, w_new)
+    records = weight_records(weight_image(prog), weight_image(new_prog))
     xsq = mlp.quantize_input(layers, trained.shifted("test")[:len(y_test)])
     ures, _ = run_core("core", prog, np.concatenate([xsq, xsq]), sim=args.sim, seed=SEED + 1,
                        tag="e2e", updates={len(xsq) - 1: records})
     before, after = ures[:len(xsq)], ures[len(xsq):]
     assert after[0]["delta_updates"] == 2 and after[0]["weights_active"] != \
         before[-1]["weights_active"], "the update did not commit"
-
-    def rtl_acc(res):
-        return 100.0 * float(np.mean(np.array([r["layers"][-1].argmax() for r in res])
-                                     == y_test))
-
-    acc_before, acc_after = rtl_acc(before), rtl_acc(after)
+    acc_before, acc_after = top1_accuracy(before, y_test), top1_accuracy(after, y_test)
     acc_full = mlp.accuracy(full, xsq, y_test)
-    exact_before = _layer_mismatches(before, mlp.run_int8(layers, xsq))
-    exact_after = _layer_mismatches(after, mlp.run_int8(new_layers, xsq))
+    exact_before = bit_exact_images(before, mlp.run_int8(layers, xsq))
+    exact_after = bit_exact_images(after, mlp.run_int8(new_layers, xsq))
     gain = acc_full - acc_before
     # (None where the unconstrained fine-tune gains nothing on these images: a few of them)
     share = round((acc_after - acc_before) / gain, 3) if gain > 0 else None
@@ -239,7 +230,7 @@ def _ice40_run(layers, xq, golden, sim):
     """The model on the ``core_ice40`` RTL: bit-exactness and cycles against the core model."""
     c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)
     res, _ = run_core("core_ice40", c, xq, sim=sim, seed=SEED + 2, tag="e2e")
-    exact = _layer_mismatches(res, golden)
+    exact = bit_exact_images(res, golden)
     cycles = np.array([r["cycles"] for r in res])
     predicted = np.array([core_model.predict_cycles(c, row, **ICE40)[0] for row in xq])
     n_ok = int((predicted == cycles).sum())

