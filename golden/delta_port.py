@@ -1,23 +1,32 @@
 """The core's delta port: weight records into a shadow bank, swapped in atomically.
 
-Golden twin of ``hw.delta_apply.DeltaApply``, with the same parameters (``depth``,
-``init``). Two banks of ``depth`` int8 weights; the core reads the *active* one. A record
-is ``(op, arg)``:
+Golden twin of ``hw.delta_apply.DeltaApply``'s architectural state (both banks, which one is
+active, ``open``, ``status``, ``updates``), not of its timing. Its parameters are
+``depth`` (no default here) and ``init``, which must hold exactly ``depth`` weights (the
+hardware pads a shorter ``init`` with zeros); the hardware's ``lanes`` only sets the width of
+its read port and has no counterpart here. Two banks of ``depth`` int8 weights; the core
+reads the *active* one. A record is ``(op, arg)`` (``spec.delta_port.RecordOp``; ``arg``
+is 48 bits in hardware):
 
-- ``BEGIN`` (1): copy the active bank into the shadow bank (``depth`` cycles in hardware),
-  start a new checksum and count;
-- ``DATA`` (0), ``arg = addr | (value & 0xFF) << 16``: ``shadow[addr] = value``; the record's
-  three bytes (address little endian, value) enter the CRC-32 and the count;
+- ``BEGIN`` (1): copy the active bank into the shadow bank (the hardware's ``records.ready``
+  is low for ``depth/lanes + 2`` cycles meanwhile), start a new checksum and count; a
+  BEGIN inside an open update starts it again;
+- ``DATA`` (0), ``arg = addr | (value & 0xFF) << 16``: ``shadow[addr] = value`` (bits 0-15
+  the address, bits 16-23 the value as a signed byte, higher bits ignored); the record's
+  three bytes (address little endian, value) enter the CRC-32 and the count (modulo
+  2**16);
 - ``COMMIT`` (2), ``arg = crc32 | count << 32``: when the CRC-32 (``zlib.crc32``) of the
-  DATA records since BEGIN and their count both match, the banks swap (the shadow becomes
-  active) in one step; otherwise nothing changes and the status says why;
-- ``ABORT`` (3): drop the update.
+  DATA records since BEGIN and their count (bits 32-47, modulo 2**16) both match, the banks
+  swap (the shadow becomes active) in one step and ``updates`` counts it; otherwise the
+  update is dropped, the active bank is untouched, and the status says why (a bad checksum
+  before a bad count);
+- ``ABORT`` (3): drop the update (status ``ABORTED``, open update or not).
 
 A DATA or COMMIT outside an open update, or a DATA address outside the bank, is a protocol
-error: the update (if any) is dropped, the active bank is untouched. A reset drops an open
-update and clears the status and the update counter; it keeps both banks and which one is
-active. ``records_for(old, new)`` makes
-the records of an update.
+error: the update (if any) is dropped, the active bank is untouched. An ``op`` outside 0..3
+raises ``ValueError`` (the hardware's ``op`` field is 2 bits). A reset drops an open update
+and clears the status and the update counter; it keeps both banks and which one is active.
+``records_for(old, new)`` makes the records of an update.
 """
 
 import zlib
@@ -35,20 +44,27 @@ STATUS = tuple(STATUS_TEXT[s] for s in Status)
 
 
 def check_depth(depth):
+    """``depth`` if it is a valid bank size (``spec.params.delta_port``), else ValueError."""
     return spec.params.delta_port(depth=depth)["depth"]
 
 
 def record_bytes(addr, value):
-    """The three bytes of a DATA record that enter the checksum."""
+    """The three bytes of a DATA record that enter the checksum: ``addr`` (16 bits) little
+    endian, then ``value`` as a two's complement byte."""
     return bytes([addr & 0xFF, addr >> 8 & 0xFF, value & 0xFF])
 
 
 def data_record(addr, value):
+    """The DATA record that writes int8 ``value`` at ``addr``."""
     return (DATA, int(addr) | (int(value) & 0xFF) << 16)
 
 
 def records_for(old, new, *, begin=True, commit=True):
-    """The records that turn weight image ``old`` into ``new`` (changed addresses only)."""
+    """The records that turn weight image ``old`` into ``new``: ``(BEGIN, 0)`` (unless
+    ``begin=False``), a DATA record per changed address in increasing order, and ``(COMMIT,
+    crc | n << 32)`` (unless ``commit=False``), ``crc`` the ``zlib.crc32`` of those
+    records' ``record_bytes`` and ``n`` their number. Both images are int8 (else
+    ValueError), of the same size, which must be a valid ``depth``."""
     old = check_range("old", old, -128, 127).ravel()
     new = check_range("new", new, -128, 127).ravel()
     if old.shape != new.shape:
@@ -66,7 +82,10 @@ def records_for(old, new, *, begin=True, commit=True):
 
 
 class DeltaPort:
-    """The architectural state: both banks, which is active, the open update, the status."""
+    """The architectural state: both banks, which is active (``active``), whether an update
+    is open (``open``), its running ``crc`` and ``count``, ``status``
+    (``spec.delta_port.Status``) and ``updates`` (updates committed since the last reset; a
+    16-bit counter in hardware)."""
 
     def __init__(self, *, depth, init=None):
         self.depth = check_depth(depth)
@@ -80,6 +99,7 @@ class DeltaPort:
 
     @property
     def weights(self):
+        """The active bank (the weights the core reads)."""
         return self.banks[self.active]
 
     def reset(self):
@@ -88,6 +108,7 @@ class DeltaPort:
         self.open, self.status, self.updates = False, NONE, 0
 
     def record(self, op, arg):
+        """Apply one record ``(op, arg)`` (see the module docstring); returns nothing."""
         if op == BEGIN:
             self.banks[1 - self.active][:] = self.banks[self.active]
             self.open, self.crc, self.count = True, 0, 0

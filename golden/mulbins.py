@@ -12,8 +12,8 @@ where ``n_t`` counts the beat's non-zero pairs needing a width of at least ``t``
 the multipliers at least ``t`` wide. The resources are nested (a wider multiplier serves every
 narrower weight), so this bound is reached by issuing, every cycle, the widest pending pairs
 to the widest free multipliers first; it is the minimum any dispatcher can reach.
-The hardware twin is ``hw.sparse_dot.SparseDotProduct(bins=...)``, whose dispatcher meets
-this model cycle for cycle.
+The hardware twin is ``hw.sparse_dot.SparseDotProduct(bins=...)``, whose dispatcher
+(``hw.mulbins.MultiplierBins``) meets this model cycle for cycle.
 """
 
 from dataclasses import dataclass, field, replace
@@ -30,12 +30,18 @@ __all__ = ["bin_cycles", "check_bins", "smallest_level", "level_fits", "level_bo
 
 
 def check_bins(bins, level_widths=(2, 4, 8)):
-    """``bins`` maps a weight width to a multiplier count; every level must have a bin."""
+    """``bins`` maps a weight width (one of ``level_widths``) to a multiplier count >= 0;
+    the widest level needs at least one multiplier (``spec.params.multiplier_bins``, which
+    raises ValueError otherwise). Returns ``{width: count}`` over every level width, widest
+    first, 0 for a width ``bins`` leaves out."""
     return spec.params.multiplier_bins(bins, level_widths)
 
 
 def bin_cycles(lvl, nz, *, bins, level_widths=(2, 4, 8)):
-    """Cycles per beat for levels ``lvl`` (beats, lanes) and non-zero mask ``nz``."""
+    """Cycles per beat, an int64 array of ``lvl.shape[0]``: the schedule model (module
+    docstring) for precision levels ``lvl`` (beats, lanes; 0..3, else ValueError) and
+    non-zero mask ``nz`` of the same shape. A pair counts when it is non-zero and its level
+    is above 0, at the width of its declared level (``level_widths[lvl - 1]``)."""
     bins = check_bins(bins, level_widths)
     lvl = check_range("lvl", lvl, 0, 3)
     nz = np.asarray(nz, bool) & (lvl > 0)
@@ -60,7 +66,8 @@ class MixedModel:
     levels: list  # int64 matrices of precision levels 0..3, the smallest that hold the weights
     base_val_accuracy: float
     val_accuracy: float
-    history: list = field(default_factory=list)  # (step, level shares, val accuracy)
+    history: list = field(default_factory=list)  # (step, or widths in ``narrow_widths``,
+    # level shares, val accuracy) of every candidate tried
     layers: list = None  # the whole model when its scales changed (``narrow_widths``)
 
     def level_shares(self):
@@ -100,12 +107,14 @@ def mixed_precision(layers, x_fit, y_fit, x_val, y_val, *, budget=0.5, targets=D
     weight on an input that is always at its zero point has none). At step ``s`` of
     ``steps``, the least salient shares ``s / steps * targets[layer]`` are confined to levels
     0, <= 1 and <= 2, and the weights are fine-tuned on ``(x_fit, y_fit)`` inside their
-    levels' ranges (``golden.mlp.fine_tune``: on the int8 grid, scales and biases fixed).
-    The schedule stops at the first step whose accuracy on the held-out ``(x_val, y_val)``
-    falls more than ``budget`` points below the int8 model's, and returns the model of two
-    steps before it (a one-step margin against the noise of a small validation split), or
-    the last step's if none fails. ``teacher``: distillation weight from the int8 model
-    (see ``golden.mlp.fine_tune``). Returns a ``MixedModel`` (``history`` has every step).
+    levels' ranges (``golden.mlp.fine_tune``: on the int8 grid, scales and biases fixed),
+    starting from the last kept step's weights clipped into those ranges. The schedule stops
+    at the first step whose accuracy on the held-out ``(x_val, y_val)`` falls more than
+    ``budget`` points below the int8 model's, and returns the model of two steps before it
+    (a one-step margin against the noise of a small validation split; step 0, the int8
+    model, at the earliest), or the last step's if none fails. ``teacher``: distillation
+    weight from each step's starting model (``golden.mlp.fine_tune``'s ``teacher``).
+    Returns a ``MixedModel`` (``history`` has every step run, the failing one included).
     """
     from . import mlp
 
@@ -152,10 +161,12 @@ def mixed_precision(layers, x_fit, y_fit, x_val, y_val, *, budget=0.5, targets=D
 
 def narrow_scales(layers, widths):
     """A copy of ``layers`` whose layer ``k`` is re-quantized to ``widths[k]`` bits per
-    weight: per output channel the scale becomes ``max|w| / (2**(b-1) - 1)`` (``w`` the
-    float weights ``q * s``), the weights ``round(w / s')`` (so in ``[-(2**(b-1) - 1),
-    2**(b-1) - 1]``, the level of width ``b`` or a narrower one) and the bias
-    ``round(bias * s / s')`` (its scale is ``s_in * s'``). Width 8 keeps the layer as is.
+    weight: per output channel the scale becomes ``s' = max|w| / (2**(b-1) - 1)`` (``w``
+    the float weights ``q * s``; rounded to float32; a channel of zeros keeps ``s``), the
+    weights ``round(w / s')`` (so in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, the level of width
+    ``b`` or a narrower one) and the bias ``round(bias * s / s')`` (its scale is
+    ``s_in * s'``), both rounded half to even (``np.round``). Width 8 keeps the layer as
+    is; a width other than 2, 4 or 8 raises ValueError.
     The result is an int8 model like any other (LiteRT runs it; the weights are simply
     small)."""
     if len(widths) != len(layers):
@@ -181,12 +192,15 @@ def narrow_scales(layers, widths):
 def narrow_widths(layers, x_val, y_val, *, budget=0.5, choices=(2, 4, 8), log=None):
     """Mixed precision by narrower scales: every assignment of a width in ``choices`` to each
     layer (``narrow_scales``, no retraining), kept if its accuracy on the held-out
-    ``(x_val, y_val)`` is at most ``budget`` points below the int8 model's; of those the
-    one with the fewest 8-bit weights, then the most weights of at most 2 bits, then the
-    best validation accuracy. The per-weight levels then follow from the values (most
-    weights of a 4-bit channel are small enough for 2 bits, some are zero). Returns a
-    ``MixedModel`` whose ``layers`` is the narrowed model (``history``: every assignment
-    tried, with its level shares and validation accuracy)."""
+    ``(x_val, y_val)`` is at most ``budget`` points below the int8 model's (with 8 among
+    ``choices``, all 8 bits, the int8 model itself, always is); of those the one with the
+    fewest weights at level 3 (needing 8 bits), then the most at levels 0 and 1 (zero or 2
+    bits), then the best validation accuracy; on a tie, the first in
+    ``itertools.product(choices, ...)`` order.
+    The per-weight levels then follow from the values (most weights of a 4-bit channel are
+    small enough for 2 bits, some are zero). Returns a ``MixedModel`` whose ``layers`` is
+    the narrowed model (``history``: every assignment tried, with its level shares and
+    validation accuracy)."""
     import itertools
 
     from . import mlp

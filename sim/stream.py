@@ -43,7 +43,8 @@ def pack(fields, beat):
 
 
 def unpack(fields, word):
-    """Unpack an int to a dict keyed by field name (signed fields sign-extended)."""
+    """Unpack an int to a dict keyed by the flattened field names of ``fields`` (``""`` for a
+    payload that is one plain value); signed fields are sign-extended."""
     out = {}
     for name, f in fields.items():
         v = (word >> f["offset"]) & ((1 << f["width"]) - 1)
@@ -89,10 +90,12 @@ class StreamSource:
 
 
 class StreamSink:
-    """Collects beats from the DUT's output stream ``prefix``; stalls with probability ``stall``.
+    """Collects beats from the DUT's output stream ``prefix``: each cycle ``ready`` is low
+    with probability ``stall``.
 
-    ``first``/``last`` record the cycle numbers (counted by ``clock_counter``) of the first
-    and the last transfer.
+    ``beats`` holds every beat received so far (``unpack``'s dicts, a plain payload under the
+    key ``""``) and ``cycles_at`` the cycle number of each one's transfer, read from the
+    ``cycle`` callable that ``recv`` is given (a ``CycleCounter``).
     """
 
     def __init__(self, dut, prefix, fields, *, rng, stall=0.0):
@@ -105,7 +108,10 @@ class StreamSink:
         self.beats, self.cycles_at = [], []
 
     async def recv(self, count, *, cycle, max_cycles):
-        """Receive ``count`` beats; ``cycle()`` returns the current cycle number."""
+        """Receive until ``beats`` holds ``count`` beats in all (beats of earlier calls
+        included) and return ``beats``, the same list; ``cycle()`` returns the current cycle
+        number. Raises AssertionError if ``max_cycles`` cycles pass first, or if ``beats``
+        already held more than ``count``."""
         for _ in range(max_cycles):
             if len(self.beats) >= count:
                 break
