@@ -49,24 +49,25 @@ def run_image(compiled, xq_row, dot_cost=None):
 # input register the cycle after and wait there until the engine takes them; the engine's
 # front end takes each beat the cycle after it was handed over, when free, for the beat's
 # cycles (the engine's cycle model). A REQ waits while a queued DOT, or the beat in the
-# engine's input, reads the word it writes. A DOT result is in its accumulator DOT_LATENCY
-# cycles after its last beat leaves the front end; a REQ result is written REQ_LATENCY
-# cycles after the REQ (the Requantizer's latency: 8, or 4 with ``short_requant``). A probe
-# (SETP) starts when the feeder is empty (and, for an activation source, every REQ result
-# has been written) and takes 5 cycles for one element, 5 + beats for a block (the words
-# read are registered, then reduced, then accumulated). DOT_LATENCY is the RTL's, fitted once;
-# tests/test_core_rtl.py and the end-to-end run compare the prediction with the RTL's cycle
-# counter.
-DOT_LATENCY = 4
-REQ_LATENCY = spec.params.requant_latency(mode="single")  # 8; 4 with short_requant
+# engine's input, reads the word it writes. A DOT result is in its accumulator
+# ``dot_latency`` cycles after its last beat leaves the front end; a REQ result is written
+# ``req_latency`` cycles after the REQ (``latencies``: the blocks' own). A probe (SETP)
+# starts when the feeder is empty (and, for an activation source, every REQ result has been
+# written) and takes 5 cycles for one element, 5 + beats for a block (the words read are
+# registered, then reduced, then accumulated). tests/test_core_rtl.py and the end-to-end run
+# compare the prediction with the RTL's cycle counter.
+ACC_REGISTER = 1  # the accumulator is written the cycle the engine's result is valid
 
 
-def timing(params):
-    """The keyword arguments of ``predict_cycles`` for a core's parameters
-    (``spec.params.core``, e.g. ``spec.configs.CONFIGS[name][1]``)."""
+def latencies(**params):
+    """``(dot_latency, req_latency)`` of a core (``spec.params.core``'s parameters): the
+    engine's latency (``spec.params.sparse_dot_latency``, ``SparseDotProduct.latency``) and
+    the accumulator's register; the Requantizer's latency (``Requantizer.latency``) in the
+    core's single mode."""
     p = spec.params.core(**params)
-    return {k: p[k] for k in ("lanes", "slots", "skip", "bins", "param_ram", "short_requant",
-                              "hazard_words")}
+    dot = spec.params.sparse_dot_latency(lanes=p["lanes"], slots=p["slots"], skip=p["skip"],
+                                         bins=p["bins"]) + ACC_REGISTER
+    return dot, spec.params.requant_latency(mode="single", short=p["short_requant"])
 
 
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
@@ -85,29 +86,36 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
     return m, per_beat
 
 
-def predict_cycles(compiled, xq_row, *, lanes, slots, skip=True, bins=None, param_ram="async",
-                   short_requant=False, hazard_words=1):
+def predict_cycles(compiled, xq_row, **core):
     """``(cycles, machine)``: the core's cycle count for one input row, predicted from the
-    ISA simulator's trace with the engine's cycle model and the datapath's timing."""
+    ISA simulator's trace with the engine's cycle model and the datapath's timing; ``core``:
+    the parameters the ``hw.core.Core`` was built with (e.g. ``spec.configs.CONFIGS[name][1]``;
+    those of the machine must match the compiled program's)."""
     return predict_program_cycles(compiled.cfg, compiled.params, compiled.program,
-                                  compiled.x_image(xq_row), lanes=lanes, slots=slots,
-                                  skip=skip, bins=bins, param_ram=param_ram,
-                                  short_requant=short_requant, hazard_words=hazard_words)
+                                  compiled.x_image(xq_row), **core)
 
 
-def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=True,
-                           bins=None, param_ram="async", short_requant=False, hazard_words=1,
-                           timeline=None):
+def predict_program_cycles(cfg, params, program, x_init, *, timeline=None, **core):
     """``predict_cycles`` for any program that runs without an error; ``timeline``, a list,
-    receives ``(pc, cycle after the instruction was taken)`` for each executed step;
+    receives ``(pc, cycle after the instruction was taken)`` for each executed step.
+    ``core``: the Core's parameters (``spec.params.core``; the machine's are taken from
+    ``cfg`` where not given, and must equal it where given). What they change here: the
+    engine (``lanes``, ``slots``, ``skip``, ``bins``: its cycles per beat and its latency);
     ``param_ram="sync"``: LDB and REQ are taken one cycle after they are shown at the
-    earliest (the parameter block RAM's read); ``short_requant``: REQ results take 4 cycles,
-    not ``REQ_LATENCY`` (the Requantizer's latency); ``hazard_words``: the hazards track
-    regions of that many activation words (``spec.params.core``)."""
+    earliest (the parameter block RAM's read); ``short_requant``: the Requantizer's shorter
+    latency; ``hazard_words``: the hazards track regions of that many activation words."""
     from .isa import decode
 
-    m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes, slots=slots,
-                                     skip=skip, bins=bins)
+    machine = {k: getattr(cfg, k) for k in vars(cfg)}
+    for k, v in core.items():
+        if k in machine and machine[k] != v:
+            raise ValueError(f"the core's {k}={v!r} is not the program's machine's "
+                             f"({machine[k]!r})")
+    p = spec.params.core(**dict(machine, **core))
+    lanes, param_ram, hazard_words = p["lanes"], p["param_ram"], p["hazard_words"]
+    dot_latency, req_latency = latencies(**p)
+    m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes,
+                                     slots=p["slots"], skip=p["skip"], bins=p["bins"])
     dots = iter(per_beat)
     t = 0  # the cycle the current instruction is offered in
     acc_ready = [0] * 4  # from when each accumulator has no DOT in flight
@@ -119,7 +127,6 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
     in_free = fe_free = 0  # from when the engine's input register / front end is free
     xstride = ostride = 0  # the strides of the last LOOP taken
     read = {"async": 0, "sync": 1}[param_ram]  # cycles before a uop's parameters are there
-    req_latency = spec.params.requant_latency(mode="single", short=short_requant)
     for pc, i, on in m.trace:
         ins = decode(program[pc])
         if not on or ins.op == "HALT":
@@ -153,7 +160,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, lanes, slots, skip=T
             for w in words:
                 word_free[w] = max(word_free.get(w, 0), addr + 1)
             word_free[words[-1]] = max(word_free[words[-1]], hs + 1)
-            acc_ready[ins.acc] = fe_free + DOT_LATENCY
+            acc_ready[ins.acc] = fe_free + dot_latency
         elif ins.op == "SETP":
             start = max(t, hs + 1)
             if ins.src not in (Src.W, Src.WNNZ):  # (probes of activations wait for REQs)

@@ -15,7 +15,11 @@ datapath takes instead of one.
 
 An illegal instruction raises ``IllegalInstruction`` before it changes anything; the state
 is then that of the previous instruction, which is what the hardware keeps when it halts
-with its error flag set.
+with its error flag set. A DOT whose accumulator leaves int32 raises ``ArithmeticError`` and
+a REQ whose channel's parameters the requantizer refuses raises ``ValueError``; the core
+raises its error there too, but other instructions in flight may have changed its state.
+Every exception ``run`` raises for an instruction carries its address as ``pc``, the core's
+``error_pc`` (``fault_pc``).
 """
 
 from dataclasses import dataclass, field, replace
@@ -44,6 +48,12 @@ class MachineConfig:
 
     def __post_init__(self):
         spec.params.machine(**vars(self))
+
+    @classmethod
+    def of(cls, params):
+        """The machine of a block's parameters (a Core's or a Sequencer's: the same dict that
+        built it, e.g. ``spec.configs.CONFIGS["core"][1]``; the others are ignored)."""
+        return cls(**{k: params[k] for k in cls.__dataclass_fields__ if k in params})
 
 
 @dataclass
@@ -179,14 +189,30 @@ def execute(m, ins, i):
     return 0
 
 
+def fault_pc(exc):
+    """The pc an exception of ``run`` names (the core's ``error_pc``), or None."""
+    return getattr(exc, "pc", None)
+
+
 def run(m, program, max_steps=1_000_000):
     """Run ``program`` (a list of words) until HALT; returns the machine.
 
     Raises ``IllegalInstruction`` (state as before the offending instruction; also for a
-    program running past its end), or ``RuntimeError`` after ``max_steps`` instructions.
+    program running past its end), ``ArithmeticError`` (an accumulator leaving int32) or
+    ``ValueError`` (a REQ's parameters out of range), each with the instruction's ``pc``
+    attribute; or ``RuntimeError`` after ``max_steps`` instructions.
     """
     if len(program) > m.cfg.prog_depth:
         raise ValueError(f"{len(program)} words do not fit prog_depth={m.cfg.prog_depth}")
+    try:
+        return _run(m, program, max_steps)
+    except (IllegalInstruction, ArithmeticError, ValueError) as e:
+        if fault_pc(e) is None:
+            e.pc = m.pc
+        raise
+
+
+def _run(m, program, max_steps):
     program = list(program) + [0] * (m.cfg.prog_depth - len(program))  # as in hardware
     m.xstride = m.ostride = 0
     loop = None  # (start, end, count, index)

@@ -17,7 +17,10 @@ and with ``skip=False`` (the dense baseline: every lane multiplied in its fixed 
 those weight widths and a beat costs ``golden.mulbins.bin_cycles`` (each pair on a
 multiplier at least as wide as its weight's declared level). These are cycles the block's
 front end is busy, which its ``cycles`` counter counts; when the output never stalls and
-the input is always valid they are also the cycles between successive results.
+the input is always valid they are also the cycles between successive results. A vector's
+result leaves ``spec.params.sparse_dot_latency(**params)`` cycles after the cycle the front
+end issues its last step (the block's ``latency``; 3 up to 4 slots, more with a deeper adder
+tree).
 
 Precision levels: 0 = zero, then ``level_widths`` (default signed 2, 4, 8 bits). A weight
 that does not fit its declared level raises ``LevelError`` here (the block raises its sticky

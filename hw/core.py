@@ -47,14 +47,14 @@ import spec.params
 from spec.delta_port import STATUS_BITS
 from spec.isa import Src, UopKind
 
-from .arith import adder_tree, popcount
+from .arith import adder_tree, fits_signed, popcount
 from .delta_apply import DeltaApply, record_layout
-from .requant import Requantizer
+from .requant import Requantizer, bad_params
 from .sequencer import WORD, Sequencer
 from .sparse_dot import SparseDotProduct
 
 N_ACC = 4
-IN_FLIGHT = 16  # DOT results and REQ results that may be pending at once
+REQ_FIFO_DEPTH = 16  # REQ results' addresses (in block RAM on the iCE40: depth is free)
 
 
 def param_word_layout():
@@ -100,9 +100,21 @@ class Core(wiring.Component):
         m.submodules.engine = eng = SparseDotProduct(
             lanes=lanes, slots=p["slots"], bins=p["bins"], skip=p["skip"])
         m.submodules.req = req = Requantizer(mode="single", short=p["short_requant"])
-        m.submodules.dot_fifo = dot_fifo = SyncFIFOBuffered(width=2, depth=IN_FLIGHT)
-        m.submodules.req_fifo = req_fifo = SyncFIFOBuffered(width=(p["x_depth"] - 1)
-                                                            .bit_length(), depth=IN_FLIGHT)
+        # each DOT in flight keeps its accumulator number and its pc (for its error), from
+        # its last beat's hand-over to the engine until its result: one in the engine's input
+        # register, one in its front end, one in each of its ``latency`` pipeline stages,
+        # and one more in the cycle a result leaves as the next DOT is handed over
+        pc_bits = (p["prog_depth"] - 1).bit_length()
+        m.submodules.dot_fifo = dot_fifo = SyncFIFOBuffered(width=2 + pc_bits,
+                                                            depth=eng.latency + 3)
+        m.submodules.req_fifo = req_fifo = SyncFIFOBuffered(
+            width=(p["x_depth"] - 1).bit_length(), depth=REQ_FIFO_DEPTH)
+        # in-flight bounds, for the counters' widths: the Requantizer never stalls (its
+        # output is always taken), so at most ``latency + 1`` REQ results are pending (the
+        # FIFO's depth is never the limit); a DOT is pending from its uop (the feeder's queue
+        # of two, the beat register) until its result leaves the DOT FIFO
+        self._req_bound = min(req.latency + 1, REQ_FIFO_DEPTH)
+        dot_bound = 3 + dot_fifo.depth
         m.submodules.xmem = xmem = Memory(shape=unsigned(8 * lanes),
                                           depth=p["x_depth"] // lanes, init=[])
         x_rd = xmem.read_port()
@@ -117,12 +129,12 @@ class Core(wiring.Component):
 
         busy = Signal()
         pending = Signal()
-        pend_dot = [Signal(range(IN_FLIGHT + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
-        pend_req = Signal(range(IN_FLIGHT + 1))
+        pend_dot = [Signal(range(dot_bound + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
+        pend_req = Signal(range(self._req_bound + 1))
         m.d.comb += pending.eq(Cat(*[c != 0 for c in pend_dot]).any() | (pend_req != 0))
         m.d.comb += [busy.eq(seq.busy | pending), self.busy.eq(busy | wmem.copying),
-                     self.halted.eq(seq.halted & ~pending), self.error.eq(seq.error),
-                     self.error_pc.eq(seq.error_pc), self.executed.eq(seq.executed),
+                     self.halted.eq(seq.halted & ~pending),
+                     self.executed.eq(seq.executed),
                      self.predicated_off.eq(seq.predicated_off),
                      self.engine_cycles.eq(eng.cycles), self.pairs.eq(eng.pairs),
                      self.skipped.eq(eng.skipped), self.weights_active.eq(wmem.active),
@@ -166,25 +178,56 @@ class Core(wiring.Component):
 
         # engine results land in their accumulators
         m.d.comb += [eng.o.ready.eq(1), dot_fifo.r_en.eq(eng.o.valid)]
-        acc_hit = Signal(signed(32))  # one adder for the four accumulators
-        m.d.comb += acc_hit.eq(Cat(*acc).word_select(dot_fifo.r_data, 32).as_signed()
-                               + eng.o.payload)
+        hit_acc, hit_pc = dot_fifo.r_data[:2], dot_fifo.r_data[2:]
+        acc_hit = Signal(signed(33))  # one adder for the four accumulators
+        m.d.comb += acc_hit.eq(Cat(*acc).word_select(hit_acc, 32).as_signed() + eng.o.payload)
         for k in range(N_ACC):
-            with m.If(eng.o.valid & (dot_fifo.r_data == k)):
-                m.d.sync += acc[k].eq(acc_hit)
+            with m.If(eng.o.valid & (hit_acc == k)):
+                m.d.sync += acc[k].eq(acc_hit[:32])
+        dot_fault = eng.o.valid & ~fits_signed(acc_hit, 32)  # the golden model raises
+        req_fault = Signal()  # a REQ taken with parameters out of range (assigned below)
+        self._faults(m, seq, dot_fault, hit_pc, req_fault, seq.uop.payload.pc)
 
         self._datapath(m, seq, u, q, acc, pend_dot, pend_req, x_rd, wmem, p_rd, eng, req,
-                       dot_fifo, req_fifo, busy, low)
+                       dot_fifo, req_fifo, busy, low, req_fault)
         return m
 
+    def _faults(self, m, seq, dot_fault, dot_pc, req_fault, req_pc):
+        """The error contract: where ``golden.isa_sim`` raises, ``error`` rises and
+        ``error_pc`` names the instruction that raised there, the first in program order.
+
+        The Sequencer reports its own (illegal instructions: it halts before issuing them).
+        The datapath's are a DOT whose result takes its accumulator out of int32
+        (``dot_fault``, when the engine delivers it) and a REQ taken with parameters the
+        Requantizer refuses (``req_fault``); either stops the Sequencer (``abort``: nothing
+        more is issued) and the DOTs and REQs in flight drain. The pc is the first in program
+        order: instructions issue in order and DOT results come back in order, so a DOT's
+        fault (every DOT still in flight was issued before any instruction whose fault was
+        already seen) replaces a REQ's or the Sequencer's, and the first DOT fault stays.
+        The state the other instructions in flight leave is not specified."""
+        p = self._p
+        # (the engine's own overflow cannot rise: a DOT's sum is at most 15 beats of
+        # ``lanes`` products of at most 255 x 128; its levels come from the weights)
+        assert 15 * p["lanes"] * 255 * 128 < 1 << 31
+        dp_error, dot_seen = Signal(), Signal()
+        dp_pc = Signal(range(p["prog_depth"]))
+        m.d.comb += [seq.abort.eq(dp_error), self.error.eq(seq.error | dp_error),
+                     self.error_pc.eq(Mux(dp_error, dp_pc, seq.error_pc))]
+        with m.If(seq.start):
+            m.d.sync += [dp_error.eq(0), dot_seen.eq(0)]
+        with m.Elif(dot_fault & ~dot_seen):
+            m.d.sync += [dp_error.eq(1), dot_seen.eq(1), dp_pc.eq(dot_pc)]
+        with m.Elif(req_fault & ~dp_error & ~seq.error):
+            m.d.sync += [dp_error.eq(1), dp_pc.eq(req_pc)]
+
     def _datapath(self, m, seq, u, q, acc, pend_dot, pend_req, x_rd, wmem, p_rd, eng, req,
-                  dot_fifo, req_fifo, busy, low):
+                  dot_fifo, req_fifo, busy, low, req_fault):
         p = self._p
         lanes = p["lanes"]
         zp = p["x_zero_point"]
         acc_sel = Signal(signed(32))
         m.d.comb += acc_sel.eq(Cat(*acc).word_select(u.acc, 32).as_signed())
-        pend_sel = Signal(range(IN_FLIGHT + 1))
+        pend_sel = Signal(len(pend_dot[0]))
         m.d.comb += pend_sel.eq(Cat(*pend_dot).word_select(u.acc, len(pend_dot[0])))
 
         # the read ports' words as lanes (the feeder's beat, or the probe's)
@@ -201,7 +244,7 @@ class Core(wiring.Component):
         # in-flight bookkeeping: a DOT counts from its uop until the engine delivers it
         for k in range(N_ACC):
             inc = take_dot & (u.acc == k)
-            dec = eng.o.valid & (dot_fifo.r_data == k)
+            dec = eng.o.valid & (dot_fifo.r_data[:2] == k)  # (then the pc)
             _count(m, pend_dot[k], inc, dec)
         _count(m, pend_req, req_push, req.o.valid)
         m.d.comb += [req_fifo.w_data.eq(u.oaddr), req_fifo.w_en.eq(req_push)]
@@ -284,7 +327,8 @@ class Core(wiring.Component):
                                       & params_ok):
                                 m.d.comb += req.i.valid.eq(1)
                                 with m.If(req.i.ready):
-                                    m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1)]
+                                    m.d.comb += [seq.uop.ready.eq(1), req_push.eq(1),
+                                                 req_fault.eq(bad_params(p_rd.data, mode="single"))]
                         with m.Case(UopKind.DOT):
                             with m.If(feeder["room"] & dot_fifo.w_rdy):
                                 m.d.comb += [seq.uop.ready.eq(1), take_dot.eq(1)]
@@ -359,15 +403,17 @@ class Core(wiring.Component):
         g = p["hazard_words"]
         regions, rlow = words // g, g.bit_length() - 1
         desc = data.StructLayout({"xw": range(words), "ww": range(p["w_depth"] // lanes),
-                                  "beats": 4, "acc": range(N_ACC),
+                                  "beats": 4, "acc": range(N_ACC), "pc": range(p["prog_depth"]),
                                   "reads": regions})  # bit k: the DOT reads region k
         qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
         qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
         j = Signal(4)  # the next beat of dotq0 to address
         b_valid, b_last = Signal(), Signal()
         b_acc = Signal(range(N_ACC))
+        b_pc = Signal(range(p["prog_depth"]))
         b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
-        pend_w = [Signal(range(IN_FLIGHT + 1), name=f"pend_region{k}") for k in range(regions)]
+        pend_w = [Signal(range(self._req_bound + 1), name=f"pend_region{k}")
+                  for k in range(regions)]
 
         # per-region pending REQ results; ``kept``: the regions that still have one in
         # flight after this cycle's arrivals (a REQ result written) are counted off
@@ -408,7 +454,8 @@ class Core(wiring.Component):
         with m.Else():
             m.d.comb += [x_rd.addr.eq(b_xw), wmem.rd_addr.eq(b_ww)]
         with m.If(issue):
-            m.d.sync += [b_valid.eq(1), b_last.eq(last), b_acc.eq(qd[0].acc), b_xw.eq(xw),
+            m.d.sync += [b_valid.eq(1), b_last.eq(last), b_acc.eq(qd[0].acc), b_pc.eq(qd[0].pc),
+                         b_xw.eq(xw),
                          b_ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
         with m.Elif(advance):
             m.d.sync += b_valid.eq(0)
@@ -422,7 +469,7 @@ class Core(wiring.Component):
         end = Signal(len(u.xaddr) + 1, name="dot_xend")
         m.d.comb += [x0.eq(u.xaddr >> low), end.eq(x0 + u.beats)]
         m.d.comb += [new.xw.eq(x0), new.ww.eq(u.waddr >> low),
-                     new.beats.eq(u.beats), new.acc.eq(u.acc),
+                     new.beats.eq(u.beats), new.acc.eq(u.acc), new.pc.eq(u.pc),
                      new.reads.eq(Cat(*[(u.beats != 0) & (x0 < (k + 1) * g) & (end > k * g)
                                         for k in range(regions)]))]
         # ``raw`` follows dotq0: the verdict for each DOT that may be dotq0 next cycle is
@@ -444,7 +491,7 @@ class Core(wiring.Component):
         for i in range(lanes):
             m.d.comb += [eng.i.payload.w[i].eq(ws[i]), eng.i.payload.x[i].eq(xs[i]),
                          eng.i.payload.lvl[i].eq(_level(ws[i]))]
-        m.d.comb += [dot_fifo.w_data.eq(b_acc),
+        m.d.comb += [dot_fifo.w_data.eq(Cat(b_acc, b_pc)),
                      dot_fifo.w_en.eq(b_valid & b_last & eng.i.ready)]
         return dict(busy=qv[0] | b_valid, room=~qv[1], reads_out=reads_out)
 

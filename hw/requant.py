@@ -48,13 +48,14 @@ class Requantizer(wiring.Component):
     All intermediates are exact (the 32x32 product is built from four 16x16 partial products,
     the shift is a two-level barrel shifter); nothing wraps.
 
-    Latency (input transfer to output transfer) 9 cycles in tflite mode, 8 in single, 7 in
-    prepost; with ``short=True`` about every other stage has no register (the input and
-    output registers stay; ``spec.params.requant_merged`` names them): 5, 4 and 4 cycles
-    (``spec.params.requant_latency``), a longer path; throughput one result per cycle with no
-    bubbles under continuous valid and ready; the whole pipeline stalls while ``o`` is
-    stalled. ``param_error`` is a sticky flag set by any accepted beat whose parameters are
-    out of range (the golden model raises there); such a beat's output is unspecified.
+    Latency (``latency``: input transfer to output transfer) 9 cycles in tflite mode, 8 in
+    single, 7 in prepost; with ``short=True`` about every other stage has no register (the
+    input and output registers stay; ``spec.params.requant_merged`` names them): 5, 4 and 4
+    cycles (``spec.params.requant_latency``), a longer path; throughput one result per
+    cycle with no bubbles under continuous valid and ready; the whole pipeline stalls while
+    ``o`` is stalled. ``param_error`` is a sticky flag set by any accepted beat whose
+    parameters are out of range (``bad_params``; the golden model raises there); such a
+    beat's output is unspecified.
 
     Bit-exact reference: ``golden.requant.requantize`` with the same keyword parameters.
     """
@@ -71,6 +72,13 @@ class Requantizer(wiring.Component):
     def params(self):
         return dict(self._p)
 
+    @property
+    def latency(self):
+        """Cycles from an input transfer to the cycle its result is valid on ``o`` while
+        ``o`` is not stalled (then its output transfer): the pipeline's registered stages,
+        ``spec.params.requant_latency`` (checked against the pipeline when it is built)."""
+        return spec.params.requant_latency(**self._p)
+
     def elaborate(self, platform):
         m = Module()
         en = Signal()
@@ -81,24 +89,21 @@ class Requantizer(wiring.Component):
         keep = dict(zp=p.output_zero_point, lo=p.act_min, hi=p.act_max)
 
         if self._p["mode"] == "prepost":
-            bad, prod, sm1, keep = self._prepost_product(m, pipe, acc, p, keep)
+            prod, sm1, keep = self._prepost_product(m, pipe, acc, p, keep)
         else:
-            bad, prod, sm1, keep = self._q31_product(m, pipe, acc, p, keep)
+            prod, sm1, keep = self._q31_product(m, pipe, acc, p, keep)
         out = self._tail(pipe, prod, sm1, keep)
+        assert (pipe.depth, pipe.latency) == (stages, self.latency), (pipe.depth, pipe.latency)
 
-        with m.If(self.i.valid & self.i.ready & (bad | (p.act_min > p.act_max))):
+        with m.If(self.i.valid & self.i.ready & bad_params(p, **self._p)):
             m.d.sync += self.param_error.eq(1)
         m.d.comb += [self.o.payload.eq(out), self.o.valid.eq(pipe.valid_chain(self.i.valid))]
         return m
 
     def _q31_product(self, m, pipe, acc, p, keep):
-        """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single; ``bad``
-        flags a shift out of range (and, in single mode, a negative multiplier)."""
+        """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single."""
         double = self._p["mode"] == "tflite"
         shift = p.shift
-        bad = (shift == -32) | (shift == 31)
-        if not double:
-            bad |= p.multiplier < 0
         s_m1 = Signal(unsigned(6))  # S - 1 = 30 - shift, in [0, 61] for valid shifts
         m.d.comb += s_m1.eq(30 - shift)
         # The product is negative exactly when the operands are non-zero and differ in sign.
@@ -118,19 +123,17 @@ class Requantizer(wiring.Component):
             nudge = Mux(s4.sm1 > 30, Mux(s4.neg, Const(-(1 << 30), signed(32)), 1 << 30), 0)
             s4 = pipe.stage(p=(s4.p + nudge)[:64].as_signed(), sm1=s4.sm1,
                             **carried(s4, keep))
-        return bad, s4.p, s4.sm1, carried(s4, keep)
+        return s4.p, s4.sm1, carried(s4, keep)
 
     def _prepost_product(self, m, pipe, acc, p, keep):
-        """sat(acc >> pre) * M and the shift post-1, for prepost; ``bad`` flags a post out
-        of range."""
-        xb, mb = self._p["x_bits"], self._p["m_bits"]
-        bad = (p.post == 0) | (p.post > xb + mb - 1)
+        """sat(acc >> pre) * M and the shift post-1, for prepost."""
+        xb = self._p["x_bits"]
         s1 = pipe.stage(a=acc >> p.pre, m=p.multiplier, post=p.post, **keep)
         keep = carried(s1, keep)
         xs = _saturate(s1.a, xb)
         s2 = pipe.stage(x=xs, m=s1.m, sm1=(s1.post - 1)[:len(s1.post)], **keep)
         s3 = pipe.stage(p=s2.x * s2.m, sm1=s2.sm1, **carried(s2, keep))
-        return bad, s3.p, s3.sm1, carried(s3, keep)
+        return s3.p, s3.sm1, carried(s3, keep)
 
     def _tail(self, pipe, prod, sm1, keep):
         """Round-shift by sm1+1 (two stages), add the zero point, clamp.
@@ -152,6 +155,21 @@ class Requantizer(wiring.Component):
         out = Mux(s3.big, Mux(s3.neg, s3.lo, s3.hi), near)
         s4 = pipe.stage(out=out[:8].as_signed())
         return s4.out
+
+
+def bad_params(p, *, mode, m_bits=16, x_bits=18, **_):
+    """Whether the channel parameters ``p`` (the input layout's ``p``, or any record with the
+    same fields) are out of the range ``golden.requant.requantize`` accepts in ``mode``,
+    given the fields' widths: act_min above act_max; in tflite/single mode a shift of -32 or
+    31 (and in single mode a negative multiplier); in prepost mode a post of 0 or above
+    ``x_bits + m_bits - 1``."""
+    if mode == "prepost":
+        bad = (p.post == 0) | (p.post > x_bits + m_bits - 1)
+    else:
+        bad = (p.shift == -32) | (p.shift == 31)
+        if mode == "single":
+            bad |= p.multiplier < 0
+    return bad | (p.act_min > p.act_max)
 
 
 def _saturate(v, bits):

@@ -18,7 +18,9 @@ cycle, executed or not; an executed SETP three (probe, value, its comparison reg
 loop jumps are free. Any extra cycle waiting on a stream is counted in ``stalls``, so
 ``cycles - stalls`` equals the model. Illegal instructions (static or, when executed, an
 address out of range) set ``error`` and halt in that cycle with no state written;
-``error_pc`` names the instruction.
+``error_pc`` names the instruction. ``abort`` (the datapath's error, issue 22) halts the
+Sequencer in that cycle with nothing more issued or written (``error`` stays low: the datapath
+reports its own); each uop carries the ``pc`` of the instruction that issued it.
 
 Pipeline (for the clock; the timing above is unchanged):
 
@@ -58,9 +60,11 @@ OPC = OPS
 UOP_KIND = dict(CLR=0, LDB=1, DOT=2, REQ=3)  # uop.kind
 
 
-def uop_layout():
+def uop_layout(prog_depth=512):
+    """A uop: its kind (``spec.isa.UopKind``), operands with effective addresses, and the
+    pc of the instruction that issued it (for the datapath's errors)."""
     return data.StructLayout({"kind": 2, "acc": 2, "ch": 8, "xaddr": 10, "waddr": 14,
-                              "beats": 4, "oaddr": 10})
+                              "beats": 4, "oaddr": 10, "pc": range(prog_depth)})
 
 
 def probe_layout():
@@ -101,8 +105,8 @@ class Sequencer(wiring.Component):
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
-            "start": In(1),
-            "uop": Out(stream.Signature(uop_layout())),
+            "start": In(1), "abort": In(1),
+            "uop": Out(stream.Signature(uop_layout(p["prog_depth"]))),
             "probe": Out(stream.Signature(probe_layout())),
             "value": In(stream.Signature(signed(16))),
             "busy": Out(1), "halted": Out(1), "error": Out(1),
@@ -193,7 +197,7 @@ class Sequencer(wiring.Component):
         illegal = Signal()
         m.d.comb += [illegal.eq(ev & (e_static | (is_loop & in_loop) | (on & e_dyn))),
                      legal.eq(~illegal)]
-        commit = self._commit(m, ev & on, legal)
+        commit = self._commit(m, ev & on & ~self.abort, legal)
 
         # completion of the current instruction (it leaves this cycle): done
         is_uop = Signal()
@@ -205,7 +209,7 @@ class Sequencer(wiring.Component):
             self.uop.payload.acc.eq(f["acc"]), self.uop.payload.ch.eq(f["ch"]),
             self.uop.payload.xaddr.eq(exa), self.uop.payload.waddr.eq(f["waddr"]),
             self.uop.payload.beats.eq(Mux(op == OPC["DOT"], f["dbeats"], 0)),
-            self.uop.payload.oaddr.eq(eoa),
+            self.uop.payload.oaddr.eq(eoa), self.uop.payload.pc.eq(epc),
             self.probe.valid.eq(commit & (op == OPC["SETP"]) & ~probing),
             self.probe.payload.src.eq(f["src"]), self.probe.payload.addr.eq(esa),
             self.probe.payload.beats.eq(f["sbeats"]),
@@ -348,7 +352,9 @@ class Sequencer(wiring.Component):
                 probing, ~self.value.valid, ~self.probe.ready))
             with m.If(stall):
                 m.d.sync += self.stalls.eq(self.stalls + 1)
-            with m.If(illegal):
+            with m.If(self.abort):  # the datapath's error: halt, issue nothing more
+                m.d.sync += [self.busy.eq(0), self.halted.eq(1), stale.eq(1)]
+            with m.Elif(illegal):
                 m.d.sync += [self.busy.eq(0), self.error.eq(1), self.halted.eq(1),
                              self.error_pc.eq(epc), stale.eq(1)]
             with m.Elif(done & (fpc >= depth) & ~halt_now):  # ran off the program's end

@@ -24,15 +24,17 @@ def beat_layout(lanes):
     })
 
 
-def adder_tree(pipe, values, keep, levels_per_stage=2):
-    """Sum ``values`` with a tree registered every ``levels_per_stage`` levels; ``keep`` are
-    the values travelling beside it. Returns (sum, keep) from the last stage."""
+def adder_tree(pipe, values, keep, levels_per_stage=spec.params.DOT_TREE_LEVELS_PER_STAGE):
+    """Sum ``values`` with a tree registered every ``levels_per_stage`` levels but the last
+    (``spec.params.adder_tree_registers``, which the latency is computed from); ``keep``
+    are the values travelling beside it. Returns (sum, keep) from the last stage."""
+    registers = spec.params.adder_tree_registers(len(values), levels_per_stage)
     level = 0
     while len(values) > 1:
         values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
                   for k in range(0, len(values), 2)]
         level += 1
-        if level % levels_per_stage == 0 and len(values) > 1:
+        if level in registers:
             st = pipe.stage(**{f"t{k}": v for k, v in enumerate(values)}, **keep)
             values = [getattr(st, f"t{k}") for k in range(len(values))]
             keep = carried(st, keep)
@@ -89,6 +91,15 @@ class SparseDotProduct(wiring.Component):
     def params(self):
         return dict(self._p)
 
+    @property
+    def latency(self):
+        """Cycles from the cycle the front end issues the last step of a vector's last beat
+        (the beat's ``i`` transfer + 1 + its front-end cycles, when the front end was free)
+        to the cycle the result is valid on ``o`` (or ``wr_en``), while ``o`` is not
+        stalled: ``spec.params.sparse_dot_latency`` (which defines it), the registers of
+        this pipeline (checked when it is built)."""
+        return spec.params.sparse_dot_latency(**self._p)
+
     def elaborate(self, platform):
         m = Module()
         p = self._p
@@ -111,7 +122,8 @@ class SparseDotProduct(wiring.Component):
                            for j in range(s)}, **carried(s1, flags))
         keep = carried(s2, flags)
         total, keep = adder_tree(pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
-        self._accumulate(m, en, total, keep)
+        self._accumulate(m, en, total, keep)  # one register more: the output's
+        assert pipe.latency + 1 == self.latency, (pipe.latency, self.latency)
         return m
 
     def _slot_widths(self):

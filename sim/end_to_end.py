@@ -50,9 +50,7 @@ from sim.core_run import (
 from sim.runner import BUILD, SIMULATORS, make_report_folder
 from spec.configs import CONFIGS
 
-CORE = core_model.timing(CONFIGS["core"][1])  # predict_cycles' view of the configurations
-DENSE = core_model.timing(CONFIGS["core_dense"][1])
-ICE40 = core_model.timing(CONFIGS["core_ice40"][1])
+CORE, DENSE, ICE40 = (CONFIGS[k][1] for k in ("core", "core_dense", "core_ice40"))
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 
 

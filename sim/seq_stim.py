@@ -30,13 +30,28 @@ class Case:
 SMALL = dict(lanes=4, x_depth=64, w_depth=128, channels=8, prog_depth=64, x_zero_point=-3)
 
 
-def random_params(rng, cfg):
+def random_params(rng, cfg, *, bad_channels=0, edge_bias=False):
+    """Random weights and channel parameters; ``bad_channels`` channels get requantizer
+    parameters the requantizer refuses (a shift of 31 or -32, a negative multiplier, or
+    act_min above act_max), so that a REQ on them raises; with ``edge_bias`` every bias is
+    at an edge of int32, so that a DOT after an LDB may take the accumulator out of it."""
     c = cfg.channels
-    return isa_sim.Params(
+    prm = isa_sim.Params(
         w=np.where(rng.random(cfg.w_depth) < 0.4, 0, rng.integers(-127, 128, cfg.w_depth)),
         bias=rng.integers(-5000, 5000, c), multiplier=rng.integers(1 << 30, 1 << 31, c),
         shift=rng.integers(-12, 1, c), out_zp=rng.integers(-10, 10, c),
         act_min=np.full(c, -128), act_max=np.full(c, 127))
+    if edge_bias:
+        prm.bias[:] = rng.choice([-1, 1], c) * ((1 << 31) - rng.integers(1, 2000, c))
+    for ch in rng.choice(c, size=bad_channels, replace=False):
+        kind = int(rng.integers(0, 4))
+        if kind < 2:
+            prm.shift[ch] = (31, -32)[kind]
+        elif kind == 2:
+            prm.multiplier[ch] = -int(rng.integers(1, 1 << 31))
+        else:
+            prm.act_min[ch], prm.act_max[ch] = 5, 4
+    return prm
 
 
 def random_x(rng, cfg):
@@ -184,20 +199,25 @@ def hazard_program(rng, cfg, *, length=40, window=8):
     return words + [0] * (cfg.prog_depth - len(words))
 
 
-def random_case(rng, cfg=None, **kw):
+def random_case(rng, cfg=None, *, bad_channels=0, edge_bias=False, **kw):
     cfg = cfg or isa_sim.MachineConfig(**SMALL)
-    return Case(cfg, random_params(rng, cfg), random_x(rng, cfg),
-                random_program(rng, cfg, **kw))
+    prm = random_params(rng, cfg, bad_channels=bad_channels, edge_bias=edge_bias)
+    return Case(cfg, prm, random_x(rng, cfg), random_program(rng, cfg, **kw))
 
 
 def expected(case):
-    """``(state, error)``: the golden final state, and the error text or None."""
+    """``(state, error)``: the golden final state, and the error text or None. The state
+    also holds ``error_pc`` (the pc the error names, or None) and ``precise`` (False for the
+    datapath's errors, an accumulator leaving int32 or a REQ's bad parameters, after which
+    the core's state is not specified: other instructions in flight may have landed) and
+    ``fault``, the exception's class name."""
     m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
     try:
         isa_sim.run(m, case.program)
-        return m.state(), None
-    except (IllegalInstruction, ArithmeticError) as e:
-        return m.state(), str(e)
+        return dict(m.state(), error_pc=None, precise=True, fault=None), None
+    except (IllegalInstruction, ArithmeticError, ValueError) as e:
+        return (dict(m.state(), error_pc=isa_sim.fault_pc(e),
+                     precise=isinstance(e, IllegalInstruction), fault=type(e).__name__), str(e))
 
 
 class Datapath:

@@ -127,8 +127,7 @@ def cmd_run(args):
         outs = [np.zeros((len(xq), lay.w.shape[0]), np.int64) for lay in layers]
         cycles = np.zeros(len(xq), np.int64)
         for n, row in enumerate(xq):
-            cycles[n], m = core_model.predict_cycles(
-                c, row, **core_model.timing(CONFIGS[args.config][1]))
+            cycles[n], m = core_model.predict_cycles(c, row, **CONFIGS[args.config][1])
             for k in range(len(layers)):
                 outs[k][n] = c.layer_output(m.x, k)
             if (n + 1) % 100 == 0:

@@ -44,8 +44,9 @@ CONFIGS = {
     # a core for the iCE40 UP5K (5,280 logic cells, 30 block RAMs) that holds the digits MLP
     # (122 activations, 2,720 weights, 58 channels, 207 instructions): the parameter memory
     # in block RAM (the iCE40 has no distributed RAM); four lanes, two multipliers; hazards
-    # tracked per 4 words, one layer's output each (docs/core.md has the sizes tried)
+    # tracked per 8 words (the room for the error contract's pcs; per 4 words, one layer's
+    # output each, saves 34 cycles an image: docs/core.md has the sizes tried)
     "core_ice40": ("Core", dict(lanes=4, slots=2, x_depth=128, w_depth=4096, channels=64,
                                 prog_depth=256, x_zero_point=-128, param_ram="sync",
-                                short_requant=True, hazard_words=4)),
+                                short_requant=True, hazard_words=8)),
 }

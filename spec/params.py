@@ -31,11 +31,17 @@ def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
                 x_bits=int_in("x_bits", x_bits, 2, 32), short=short)
 
 
-REQUANT_STAGES = {"tflite": 9, "single": 8, "prepost": 7}  # hw.requant's pipeline stages
+# hw.requant's pipeline stages by mode (the Requantizer checks, when it is built, that it
+# made this many): its latency is the ones that keep a register (requant_merged)
+REQUANT_STAGES = {"tflite": 9, "single": 8, "prepost": 7}
 
 
 def requant_latency(*, mode="tflite", short=False, **_):
-    """The Requantizer's latency in cycles (input transfer to output transfer)."""
+    """The Requantizer's latency (``hw.requant.Requantizer.latency``): cycles from an input
+    transfer (``i.valid & i.ready``) to the cycle its result is valid on ``o`` while ``o``
+    is not stalled (then also its output transfer): the registered stages of its pipeline,
+    ``REQUANT_STAGES[mode]`` less the merged ones. 9/8/7 for tflite/single/prepost, 5/4/4
+    with ``short``."""
     stages = REQUANT_STAGES[mode]
     return len([k for k in range(1, stages + 1) if k not in requant_merged(stages, short)])
 
@@ -88,6 +94,52 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                              f"goes with the widest bin only, not with {bins}")
     return dict(lanes=lanes, slots=slots, skip=skip, output=output, addr_width=addr_width,
                 level_widths=lw, bins=bins)
+
+
+# the dot-product engine's adder tree (hw.sparse_dot.adder_tree) has a register after every
+# DOT_TREE_LEVELS_PER_STAGE-th level of additions, except after its last (the accumulator's
+# adder follows it in the same cycle)
+DOT_TREE_LEVELS_PER_STAGE = 2
+# the engine's registers on every slot's path besides the tree's: the slot's operands, its
+# product, and the output (``o``, or the memory write port, with the accumulator's sum)
+DOT_FIXED_REGISTERS = 3
+
+
+def adder_tree_levels(n):
+    """The levels of additions of a balanced binary tree over ``n`` terms, ``ceil(log2 n)``
+    (a level pairs neighbours, an odd last term passes through)."""
+    levels = 0
+    while n > 1:
+        n = (n + 1) // 2
+        levels += 1
+    return levels
+
+
+def adder_tree_registers(n, levels_per_stage=DOT_TREE_LEVELS_PER_STAGE):
+    """The levels (1-based) of a balanced adder tree over ``n`` terms after which
+    ``hw.sparse_dot.adder_tree`` places a register: every ``levels_per_stage``-th, but not
+    after the last level."""
+    return list(range(levels_per_stage, adder_tree_levels(n), levels_per_stage))
+
+
+def sparse_dot_latency(**params):
+    """The SparseDotProduct's latency (``hw.sparse_dot.SparseDotProduct.latency``) for its
+    keyword parameters (``sparse_dot``).
+
+    Its front end takes a beat in cycle ``s`` (the cycle after the beat's ``i`` transfer,
+    or, when it is busy, the cycle it issues the previous beat's last step) and issues the
+    beat's steps to the multipliers in cycles ``s+1 .. s+cost`` (``cost``: the beat's
+    front-end cycles, golden.sparse_dot's cycle model; ``cycles`` counts them). The latency
+    is the number of cycles from ``F = s + cost``, the cycle the front end issues the last
+    step of a vector's last beat, to the cycle the vector's result is valid on ``o``
+    (``wr_en`` with ``output="memory"``), while ``o`` is not stalled: ``o.valid`` is high in
+    cycle ``F + latency``. A register per slot's operands, one per product, the adder tree's
+    (``adder_tree_registers(slots)``) and the output's:
+    ``DOT_FIXED_REGISTERS + len(adder_tree_registers(slots))``, so 3 for up to 4 slots, 4
+    for 5 to 16, 5 for 17 to 64, 6 beyond; it depends on the slots (with bins, their total)
+    only."""
+    p = sparse_dot(**params)
+    return DOT_FIXED_REGISTERS + len(adder_tree_registers(p["slots"]))
 
 
 def multiplier_bins(bins, level_widths=(2, 4, 8)):

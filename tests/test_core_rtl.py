@@ -7,14 +7,14 @@ import pytest
 from amaranth.sim import Simulator
 
 import spec.configs
-from golden import core_model, isa_sim
+from golden import core_model, isa, isa_sim
 from golden import delta_port as gp
 from hw.core import Core
 from sim import seq_stim
 from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
-SMALL = dict(seq_stim.SMALL, slots=2)
+SMALL_CORE = dict(slots=2)  # the Core's parameters besides the machine's, unless given
 
 
 async def send(ctx, port, payloads, rng, idle=0.2):
@@ -74,11 +74,11 @@ def case_loads(case, old_w):
     return weights, params, xs, prog
 
 
-def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram="async",
-                   slots=SMALL["slots"], short_requant=False, hazard_words=1):
+def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, **core):
+    """Run ``cases`` (one machine) on a Core of that machine and ``core``'s other parameters
+    (``spec.params.core``; two slots unless given)."""
     cfg = cases[0].cfg
-    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=slots, skip=skip,
-               param_ram=param_ram, short_requant=short_requant, hazard_words=hazard_words)
+    dut = Core(**dict(vars(cfg), **dict(SMALL_CORE, **core)))
     rng = np.random.default_rng(seed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -98,7 +98,8 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram=
             await send(ctx, dut.pload, prog, rng)
             await run_loaded(ctx, dut, max_cycles=max_cycles)
             x = await read_x(ctx, dut, cfg.x_depth)
-            results.append(dict(x=x, error=ctx.get(dut.error), executed=ctx.get(dut.executed),
+            results.append(dict(x=x, error=ctx.get(dut.error), error_pc=ctx.get(dut.error_pc),
+                                executed=ctx.get(dut.executed),
                                 predicated_off=ctx.get(dut.predicated_off),
                                 cycles=ctx.get(dut.cycles)))
 
@@ -107,35 +108,57 @@ def run_core_cases(cases, *, seed=SEED, max_cycles=50_000, skip=True, param_ram=
     return results
 
 
-@pytest.mark.parametrize("skip, param_ram, short, hazard_words",
-                         [(True, "async", False, 1), (False, "async", False, 1),
-                          (True, "sync", False, 1), (True, "async", True, 1),
-                          (True, "async", False, 4)],
-                         ids=["sparse", "dense", "sparse-sync-params", "sparse-short-requant",
-                              "sparse-hazards-per-4-words"])
-def test_core_random_programs(skip, param_ram, short, hazard_words):
+WIDE = dict(seq_stim.SMALL, lanes=8, x_depth=128, w_depth=256)  # room for more slots
+CORES = {  # name: (machine, the Core's other parameters)
+    "sparse": (seq_stim.SMALL, {}),
+    "dense": (seq_stim.SMALL, dict(skip=False)),
+    "sparse-sync-params": (seq_stim.SMALL, dict(param_ram="sync")),
+    "sparse-short-requant": (seq_stim.SMALL, dict(short_requant=True)),
+    "sparse-hazards-per-4-words": (seq_stim.SMALL, dict(hazard_words=4)),
+    # the engine's latency grows with its slots (its adder tree): 8 slots, and bins
+    "8-slots": (WIDE, dict(slots=8)),
+    "bins-222": (WIDE, dict(slots=6, bins={8: 2, 4: 2, 2: 2})),
+    "bins-lane-local": (WIDE, dict(slots=9, bins={8: 1, 4: 8})),
+    "bins-211": (seq_stim.SMALL, dict(slots=4, bins={8: 2, 4: 1, 2: 1})),
+}
+
+
+@pytest.mark.parametrize("name", list(CORES))
+def test_core_random_programs(name):
+    """Random programs on cores of each kind: results, errors (and the pc they name) and
+    the cycle count the core model predicts from the same parameters."""
+    machine, core = CORES[name]
+    cfg = isa_sim.MachineConfig(**machine)
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
-    cases = []
-    while len(cases) < 25:
-        c = seq_stim.random_case(rng, bad_rate=0.01)
-        _, err = seq_stim.expected(c)
-        if err is None or "int32" not in err:
-            cases.append(c)
-    got_all = run_core_cases(cases, skip=skip, param_ram=param_ram, short_requant=short,
-                             hazard_words=hazard_words)
+    # every case is kept, those the golden model raises on among them: illegal words, an
+    # accumulator leaving int32 (every bias at the edge of int32 in every fourth case) and a
+    # REQ refused (two channels of bad requantizer parameters in every fourth)
+    cases = [seq_stim.random_case(rng, cfg, bad_rate=0.01, bad_channels=2 * int(k % 4 == 1),
+                                  edge_bias=k % 4 == 3) for k in range(25)]
+    for kind, kw in (("ArithmeticError", dict(edge_bias=True)),
+                     ("ValueError", dict(bad_channels=2))):  # (drawn until there is one)
+        while all(seq_stim.expected(c)[0]["fault"] != kind for c in cases):
+            cases.append(seq_stim.random_case(rng, cfg, bad_rate=0.01, **kw))
+    faults = {}
+    got_all = run_core_cases(cases, **core)
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, err = seq_stim.expected(case)
         assert got["error"] == (err is not None), (n, err)
-        assert got["x"] == want["x"], n
-        assert got["executed"] == want["executed"] and \
-            got["predicated_off"] == want["predicated_off"], n
+        if err is not None:
+            kind = want["fault"]
+            faults[kind] = faults.get(kind, 0) + 1
+            assert got["error_pc"] == want["error_pc"], (n, err, got["error_pc"])
+        if want["precise"]:  # (after the datapath's errors the state is not specified)
+            assert got["x"] == want["x"], n
+            assert got["executed"] == want["executed"] and \
+                got["predicated_off"] == want["predicated_off"], n
         if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
             cycles, _ = core_model.predict_program_cycles(
-                case.cfg, case.params, case.program, case.x_init, lanes=case.cfg.lanes,
-                slots=SMALL["slots"], skip=skip, param_ram=param_ram, short_requant=short,
-                hazard_words=hazard_words)
+                case.cfg, case.params, case.program, case.x_init, **dict(SMALL_CORE, **core))
             assert got["cycles"] == cycles, (n, got["cycles"], cycles)
+    print(f"faults: {faults}")
+    assert set(faults) == {"IllegalInstruction", "ArithmeticError", "ValueError"}, faults
 
 
 @pytest.mark.parametrize("hazard_words", [1, 2, 4])
@@ -158,8 +181,8 @@ def test_hazard_regions(hazard_words):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
         cycles, _ = core_model.predict_program_cycles(
-            case.cfg, case.params, case.program, case.x_init, lanes=cfg.lanes,
-            slots=SMALL["slots"], hazard_words=hazard_words)
+            case.cfg, case.params, case.program, case.x_init, **SMALL_CORE,
+            hazard_words=hazard_words)
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
@@ -167,11 +190,8 @@ def test_hazard_regions(hazard_words):
 def test_ice40_configuration_random_programs():
     """The iCE40 configuration as synthesized (spec.configs "core_ice40"): values and cycles
     on random programs."""
-    params = dict(spec.configs.CONFIGS["core_ice40"][1])
-    timing = core_model.timing(params)
-    for k in ("slots", "param_ram", "short_requant", "skip", "bins", "hazard_words"):
-        params.pop(k, None)
-    cfg = isa_sim.MachineConfig(**params, mode="single")
+    params = spec.configs.CONFIGS["core_ice40"][1]
+    cfg = isa_sim.MachineConfig.of(params)
     rng = np.random.default_rng(SEED + 40)
     print(f"seed {SEED + 40}")
     cases = []
@@ -179,14 +199,12 @@ def test_ice40_configuration_random_programs():
         c = seq_stim.random_case(rng, cfg=cfg, bad_rate=0.0)
         if seq_stim.expected(c)[1] is None:
             cases.append(c)
-    got_all = run_core_cases(cases, slots=timing["slots"], param_ram=timing["param_ram"],
-                             short_requant=timing["short_requant"],
-                             hazard_words=timing["hazard_words"])
+    got_all = run_core_cases(cases, **params)
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
         cycles, _ = core_model.predict_program_cycles(
-            case.cfg, case.params, case.program, case.x_init, **timing)
+            case.cfg, case.params, case.program, case.x_init, **params)
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
 
@@ -200,8 +218,7 @@ def test_config_errors():
     with pytest.raises(ValueError, match="hazard_words must be a power of two dividing the "
                                          "16 activation words, not 3"):
         Core(lanes=16, hazard_words=3)
-    assert isa_sim.MachineConfig(**{k: v for k, v in Core(**SMALL).params.items()
-                                    if k in seq_stim.SMALL})
+    assert isa_sim.MachineConfig.of(Core(**seq_stim.SMALL, **SMALL_CORE).params)
 
 
 def test_bad_deltas_and_resets_keep_the_active_weights():
@@ -215,7 +232,7 @@ def test_bad_deltas_and_resets_keep_the_active_weights():
         if err is None and want["executed"] > 20:
             break
     cfg = case.cfg
-    dut = Core(**{k: getattr(cfg, k) for k in vars(cfg)}, slots=SMALL["slots"])
+    dut = Core(**vars(cfg), **SMALL_CORE)
     top = WithReset(dut)
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -264,3 +281,62 @@ def test_bad_deltas_and_resets_keep_the_active_weights():
     sim.add_testbench(bench)
     sim.run()
     assert len(seen) == 6
+
+
+def _fault_case(program, **channel):
+    """A SMALL machine whose weights are all 1 and activations (less the zero point) 1 below
+    address 32 and -1 from there (a DOT adds 4 or -4 per beat), channel 0's parameters
+    valid, channel 1's as given."""
+    cfg = isa_sim.MachineConfig(**seq_stim.SMALL)
+    c = cfg.channels
+    prm = isa_sim.Params(w=np.ones(cfg.w_depth, np.int64), bias=np.zeros(c, np.int64),
+                         multiplier=np.full(c, 1 << 30), shift=np.zeros(c, np.int64),
+                         out_zp=np.zeros(c, np.int64), act_min=np.full(c, -128),
+                         act_max=np.full(c, 127))
+    for k, v in channel.items():
+        getattr(prm, k)[1] = v
+    x = cfg.x_zero_point + np.where(np.arange(cfg.x_depth) < 32, 1, -1)
+    return seq_stim.Case(cfg, prm, x, program + [0] * (cfg.prog_depth - len(program)))
+
+
+I = isa.ins  # noqa: E741
+EDGE = (1 << 31) - 8  # channel 1's bias: two beats of 4 take the accumulator past int32
+FAULT_PROGRAMS = {
+    # each: (program, channel 1's parameters, the pc the error names)
+    "dot-overflow": ([I("LDB", acc=0, ch=1), I("DOT", acc=0, xaddr=0, waddr=0, beats=1),
+                      I("DOT", acc=0, xaddr=0, waddr=0, beats=1), I("HALT")],
+                     dict(bias=EDGE), 2),
+    "dot-underflow": ([I("LDB", acc=2, ch=1), I("DOT", acc=2, xaddr=32, waddr=0, beats=3),
+                       I("HALT")], dict(bias=-(1 << 31) + 11), 1),
+    "req-shift": ([I("CLR", acc=1), I("REQ", acc=1, ch=1, oaddr=8), I("HALT")],
+                  dict(shift=31), 1),
+    "req-multiplier": ([I("REQ", acc=3, ch=1, oaddr=8), I("HALT")],
+                       dict(multiplier=-5), 0),
+    "req-clamp": ([I("CLR", acc=0), I("REQ", acc=0, ch=0, oaddr=4),
+                   I("REQ", acc=0, ch=1, oaddr=8), I("HALT")], dict(act_min=9, act_max=8), 2),
+    # a long DOT on acc 0 that overflows when it lands, after a refused REQ on acc 1 was
+    # taken: the DOT comes first in program order, so its pc is named
+    "dot-before-req": ([I("LDB", acc=0, ch=1), I("DOT", acc=0, xaddr=0, waddr=0, beats=8),
+                        I("REQ", acc=1, ch=1, oaddr=8), I("HALT")],
+                       dict(bias=(1 << 31) - 20, shift=-32), 1),
+    # the same before an illegal word: the DOT's fault arrives after the Sequencer's
+    "dot-before-illegal": ([I("LDB", acc=0, ch=1), I("DOT", acc=0, xaddr=0, waddr=0, beats=8),
+                            I("CLR", acc=1), 0, I("HALT")], dict(bias=(1 << 31) - 20), 1),
+    # the refused REQ first, a later DOT would overflow: nothing after the REQ executes
+    "req-before-dot": ([I("LDB", acc=0, ch=1), I("REQ", acc=1, ch=1, oaddr=8),
+                        I("DOT", acc=0, xaddr=0, waddr=0, beats=2), I("HALT")],
+                       dict(bias=EDGE, act_min=1, act_max=0), 1),
+}
+
+
+def test_fault_programs():
+    """Programs that provoke each error of the datapath: the golden model raises at the pc
+    the core's ``error_pc`` names, the first in program order when two are in flight."""
+    names = list(FAULT_PROGRAMS)
+    cases = [_fault_case(FAULT_PROGRAMS[n][0], **FAULT_PROGRAMS[n][1]) for n in names]
+    got_all = run_core_cases(cases)
+    for name, case, got in zip(names, cases, got_all, strict=True):
+        want, err = seq_stim.expected(case)
+        pc = FAULT_PROGRAMS[name][2]
+        assert want["error_pc"] == pc, (name, err)
+        assert got["error"] == 1 and got["error_pc"] == pc, (name, got["error_pc"], err)

@@ -92,10 +92,9 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
     c = compiler.compile_for_core(layers, CONFIGS["core_ice40"][1], predicate_blocks=False)
     res, _ = run_core("core_ice40", c, xq, **netlist_run_kw("core_ice40"))
     golden = mlp.run_int8(layers, xq)
-    timing = core_model.timing(CONFIGS["core_ice40"][1])
     for n, r in enumerate(res):
         assert all(np.array_equal(r["layers"][k], golden[k][n]) for k in range(len(layers))), n
-        assert r["cycles"] == core_model.predict_cycles(c, xq[n], **timing)[0], n
+        assert r["cycles"] == core_model.predict_cycles(c, xq[n], **CONFIGS["core_ice40"][1])[0], n
     print(f"core_ice40 netlist: 4 images bit-exact, cycles {[r['cycles'] for r in res]}")
 
 
