@@ -37,35 +37,35 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 verilog: $(STAMP)
-	$(BIN)/python -m hw.export --out build/verilog
+	$(BIN)/python -m sparq.hw.export --out build/verilog
 
 sim: $(STAMP)
-	$(BIN)/python -m sim.end_to_end
+	$(BIN)/python -m sparq.sim.end_to_end
 
 sim-blocks: $(STAMP)
-	$(BIN)/python -m sim.run_all
+	$(BIN)/python -m sparq.sim.run_all
 
 PYTEST := $(BIN)/python -m pytest -n 2 --dist worksteal --durations=12 -p no:cacheprovider
 
 test: $(STAMP)
-	@$(BIN)/python -m sim.runner
+	@$(BIN)/python -m sparq.sim.runner
 	$(PYTEST) -m "not long and not gate" $(PYTEST_ARGS)
 
 test-long: $(STAMP)
-	@$(BIN)/python -m sim.runner
+	@$(BIN)/python -m sparq.sim.runner
 	$(PYTEST) -m "long or gate" $(PYTEST_ARGS)
 
 synth: $(STAMP)
-	$(BIN)/python -m hw.synth $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m sparq.hw.synth $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: $(STAMP)
-	$(BIN)/python -m sim.bench
+	$(BIN)/python -m sparq.sim.bench
 
 formal: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -q -m formal
 
 lint: $(STAMP)
-	$(BIN)/ruff check hw golden sim tests spec
+	$(BIN)/ruff check sparq hw golden sim tests spec
 
 clean:
 	rm -rf build .pytest_cache .hypothesis .ruff_cache results.xml

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import isa
 from .isa import ins
-from .isa_sim import MachineConfig, Params
+from .sequencer import MachineConfig, Params
 
 MAX_BLOCK_PREDICATES = 6  # p1..p6; p7 is the dead-channel predicate
 MAX_BEATS = 15  # a DOT's beats field (4 bits); a longer row takes several DOTs
@@ -183,9 +183,9 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
 def compile_for_core(layers, core, **kw):
     """``compile_mlp`` for the memories of a core configuration (the keyword arguments of
     ``spec.params.core``, e.g. ``spec.configs.CONFIGS["core_ice40"][1]``)."""
-    import spec.params
+    from sparq.spec import params as spec_params
 
-    p = spec.params.core(**core)
+    p = spec_params.core(**core)
     return compile_mlp(layers, lanes=p["lanes"], x_depth=p["x_depth"], w_depth=p["w_depth"],
                        channels=p["channels"], prog_depth=p["prog_depth"], **kw)
 

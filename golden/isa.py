@@ -44,7 +44,7 @@ or not a multiple of ``lanes`` for block operands, a channel outside the paramet
 
 from dataclasses import dataclass, field
 
-from spec.isa import CMPS, COMMON, FIELDS, OPS, SIGNED, SRCS, WORD_BITS
+from sparq.spec.isa import CMPS, COMMON, FIELDS, OPS, SIGNED, SRCS, WORD_BITS
 
 NAMES = {v: k for k, v in OPS.items()}
 

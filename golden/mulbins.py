@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .requant import check_range
 from .sparse_dot import level_fits, smallest_level
@@ -34,7 +34,7 @@ def check_bins(bins, level_widths=(2, 4, 8)):
     the widest level needs at least one multiplier (``spec.params.multiplier_bins``, which
     raises ValueError otherwise). Returns ``{width: count}`` over every level width, widest
     first, 0 for a width ``bins`` leaves out."""
-    return spec.params.multiplier_bins(bins, level_widths)
+    return spec_params.multiplier_bins(bins, level_widths)
 
 
 def bin_cycles(lvl, nz, *, bins, level_widths=(2, 4, 8)):

@@ -34,10 +34,10 @@ from zero. All arithmetic is on int64 NumPy arrays, which the ranges below keep 
 
 import numpy as np
 
-import spec.params
+from sparq.spec import params as spec_params
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-MODES = spec.params.REQUANT_MODES
+MODES = spec_params.REQUANT_MODES
 SHIFT_MIN, SHIFT_MAX = -31, 30
 
 
@@ -63,7 +63,7 @@ def check_range(name, value, lo, hi):
 
 def check_mode_params(**params):
     """Validate the elaboration parameters shared by the golden model and the block."""
-    return spec.params.requant(**params)
+    return spec_params.requant(**params)
 
 
 def round_shift(p, s):

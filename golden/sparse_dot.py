@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .requant import INT32_MAX, INT32_MIN, check_range
 
@@ -42,7 +42,7 @@ class LevelError(ValueError):
 
 def check_params(**params):
     """Validate the elaboration parameters shared by the golden model and the block."""
-    return spec.params.sparse_dot(**params)
+    return spec_params.sparse_dot(**params)
 
 
 def level_fits(w, lvl, level_widths=(2, 4, 8)):

@@ -28,11 +28,11 @@ name                          recipe
 
 ``update_study.npz`` holds the updates ``make bench``'s section ``delta`` measures (dozens of
 constrained fine-tunes of the two scenarios' base models), as their changes from the base,
-keyed by their arguments (``Study``); ``python -m golden.trained --study`` retrains them.
+keyed by their arguments (``Study``); ``python -m sparq.golden.trained --study`` retrains them.
 
 ``manifest.json`` records, per model, its file's SHA-256, its recipe, and the figures it was
 chosen by (validation accuracy) with the machine that trained it; ``tests/test_trained.py``
-checks the files against it. ``python -m golden.trained`` re-runs every recipe on this
+checks the files against it. ``python -m sparq.golden.trained`` re-runs every recipe on this
 machine and rewrites the files (``--out DIR`` elsewhere, to compare); expect small
 differences on another CPU.
 """

@@ -7,7 +7,7 @@
 
 The Sequencer issues what executes; the datapath owns the activation memory (words of
 ``lanes`` int8), the four accumulators and the parameter memory, and reads the weights from
-DeltaApply's active bank. Golden twin: ``golden.core_model`` (bit-exact; cycle model).
+DeltaApply's active bank. Golden twin: ``golden.core`` (bit-exact; cycle model).
 
 Datapath, uops and probes taken in program order:
 
@@ -28,8 +28,8 @@ Datapath, uops and probes taken in program order:
 - SETP's probe waits until the feeder is empty (and, for activation sources, every REQ result
   is written), reads the words it needs and answers with the representative value.
 
-So results are those of executing the program in order (``golden.isa_sim``), and the cycle
-count is ``golden.core_model.predict_cycles``'s.
+So results are those of executing the program in order (``golden.sequencer``), and the cycle
+count is ``golden.core.predict_cycles``'s.
 
 ``busy`` stays high until the program has halted and every DOT and REQ has landed. Host
 ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`` /
@@ -43,9 +43,9 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-import spec.params
-from spec.delta_port import STATUS_BITS
-from spec.isa import Src, UopKind
+from sparq.spec import params as spec_params
+from sparq.spec.delta_port import STATUS_BITS
+from sparq.spec.isa import Src, UopKind
 
 from .arith import adder_tree, fits_signed, popcount
 from .delta_apply import DeltaApply, record_layout
@@ -67,7 +67,7 @@ class Core(wiring.Component):
     """The core; ``params`` as ``spec.params.core`` (the machine's and the engine's)."""
 
     def __init__(self, **params):
-        self._p = p = spec.params.core(**params)
+        self._p = p = spec_params.core(**params)
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
@@ -143,7 +143,7 @@ class Core(wiring.Component):
         acc = [Signal(signed(32), name=f"acc{k}") for k in range(N_ACC)]
         with m.If(busy & ~seq.prime):  # (a start's wait for its first word is not counted)
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.Elif(self.start):  # a program starts with cleared accumulators (golden.isa_sim)
+        with m.Elif(self.start):  # a program starts with cleared accumulators (golden.sequencer)
             m.d.sync += [self.cycles.eq(0)] + [a.eq(0) for a in acc]
         m.d.comb += seq.start.eq(self.start & ~busy & ~wmem.copying)
 
@@ -193,7 +193,7 @@ class Core(wiring.Component):
         return m
 
     def _faults(self, m, seq, dot_fault, dot_pc, req_fault, req_pc):
-        """The error contract: where ``golden.isa_sim`` raises, ``error`` rises and
+        """The error contract: where ``golden.sequencer`` raises, ``error`` rises and
         ``error_pc`` names the instruction that raised there, the first in program order.
 
         The Sequencer reports its own (illegal instructions: it halts before issuing them).

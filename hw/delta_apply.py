@@ -1,6 +1,6 @@
 """DeltaApply: the core's weight memory with a shadow bank, updated by delta records.
 
-Golden twin: ``golden.delta_port.DeltaPort`` (records, checksum, status codes). Two banks of
+Golden twin: ``golden.delta_apply.DeltaPort`` (records, checksum, status codes). Two banks of
 ``depth`` int8 weights in words of ``lanes`` weights (the dot-product engine's beat);
 ``rd_addr``/``rd_data`` read a word of the active bank (one cycle latency); records address
 single weights.
@@ -19,8 +19,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-import spec.params
-from spec.delta_port import OP_BITS, STATUS_BITS, RecordOp, Status
+from sparq.spec import params as spec_params
+from sparq.spec.delta_port import OP_BITS, STATUS_BITS, RecordOp, Status
 
 NONE, COMMITTED, BAD_CHECKSUM, BAD_COUNT, PROTOCOL, ABORTED = Status  # (spec.delta_port)
 DATA, BEGIN, COMMIT, ABORT = RecordOp
@@ -52,7 +52,7 @@ class DeltaApply(wiring.Component):
     """``depth`` int8 weights in two banks (see the module docstring); ``init`` fills both."""
 
     def __init__(self, *, depth=4096, lanes=1, init=()):
-        p = spec.params.delta_port(depth=depth, lanes=lanes)
+        p = spec_params.delta_port(depth=depth, lanes=lanes)
         self._depth, self._lanes = p["depth"], p["lanes"]
         init = [int(v) for v in init]
         if len(init) > depth:

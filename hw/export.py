@@ -1,6 +1,6 @@
 """Generate Verilog and port metadata for every block configuration the project ships.
 
-``python -m hw.export [--out build/verilog] [NAME ...]`` writes, per configuration,
+``python -m sparq.hw.export [--out build/verilog] [NAME ...]`` writes, per configuration,
 ``NAME.v`` and ``NAME.json``: the block, its ``params``, the component metadata
 (``metadata.as_json()``, every port) and the bit layout of each struct payload, which the
 cocotb drivers use to pack and unpack beats.
@@ -17,7 +17,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-import spec.configs
+from sparq.spec import configs as spec_configs
 
 from .core import Core
 from .delta_apply import DeltaApply
@@ -29,7 +29,7 @@ from .verilog_merge import merge
 BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct,
           "Sequencer": Sequencer, "DeltaApply": DeltaApply, "Core": Core}
 # name -> (component class, keyword parameters), from spec.configs
-CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec.configs.CONFIGS.items()}
+CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec_configs.CONFIGS.items()}
 
 
 def layout_fields(layout, prefix=""):

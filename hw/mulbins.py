@@ -19,7 +19,7 @@ weight width of each slot; ``dispatch`` builds the issue logic.
 
 from amaranth.hdl import Cat, Const, Mux, Signal
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .arith import popcount
 
@@ -47,7 +47,7 @@ class MultiplierBins:
 
     def __init__(self, bins, level_widths=(2, 4, 8)):
         self.level_widths = tuple(level_widths)
-        self.bins = spec.params.multiplier_bins(bins, self.level_widths)
+        self.bins = spec_params.multiplier_bins(bins, self.level_widths)
 
     @property
     def slots(self):

@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .arith import fits_signed
 from .pipeline import StallPipeline, carried
@@ -61,7 +61,7 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, mode="tflite", m_bits=16, x_bits=18, short=False):
-        self._p = spec.params.requant(mode=mode, m_bits=m_bits, x_bits=x_bits, short=short)
+        self._p = spec_params.requant(mode=mode, m_bits=m_bits, x_bits=x_bits, short=short)
         super().__init__({
             "i": In(stream.Signature(input_layout(**self._p))),
             "o": Out(stream.Signature(signed(8))),
@@ -77,14 +77,14 @@ class Requantizer(wiring.Component):
         """Cycles from an input transfer to the cycle its result is valid on ``o`` while
         ``o`` is not stalled (then its output transfer): the pipeline's registered stages,
         ``spec.params.requant_latency`` (checked against the pipeline when it is built)."""
-        return spec.params.requant_latency(**self._p)
+        return spec_params.requant_latency(**self._p)
 
     def elaborate(self, platform):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        stages = spec.params.REQUANT_STAGES[self._p["mode"]]
-        pipe = StallPipeline(m, en, spec.params.requant_merged(stages, self._p["short"]))
+        stages = spec_params.REQUANT_STAGES[self._p["mode"]]
+        pipe = StallPipeline(m, en, spec_params.requant_merged(stages, self._p["short"]))
         acc, p = self.i.payload.acc, self.i.payload.p
         keep = dict(zp=p.output_zero_point, lo=p.act_min, hi=p.act_max)
 

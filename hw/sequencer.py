@@ -13,7 +13,7 @@ instruction (predicate file, loop registers, ``uop`` and ``probe`` valid) is qua
 signal, ``commit = on & legal``; a predicated-off instruction only advances the program
 counter and costs one cycle (a predicated-off LOOP skips its body in that cycle).
 
-Timing with an always-ready datapath (``golden.isa_sim`` cycle model): one instruction per
+Timing with an always-ready datapath (``golden.sequencer`` cycle model): one instruction per
 cycle, executed or not; an executed SETP three (probe, value, its comparison registered);
 loop jumps are free. Any extra cycle waiting on a stream is counted in ``stalls``, so
 ``cycles - stalls`` equals the model. Illegal instructions (static or, when executed, an
@@ -51,8 +51,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-import spec.params
-from spec.isa import COMMON, FIELDS, OPS, Cmp, Src
+from sparq.spec import params as spec_params
+from sparq.spec.isa import COMMON, FIELDS, OPS, Cmp, Src
 
 N_PRED = 8
 WORD = 48
@@ -79,7 +79,7 @@ class PredicateFile(wiring.Component):
     """
 
     def __init__(self, n=N_PRED):
-        self.n = spec.params.int_in("n", n, 2, 64)
+        self.n = spec_params.int_in("n", n, 2, 64)
         super().__init__({"values": Out(n), "we": In(1), "waddr": In(range(n)),
                           "wdata": In(1), "clear": In(1)})
 
@@ -96,12 +96,12 @@ class PredicateFile(wiring.Component):
 
 class Sequencer(wiring.Component):
     """Fetch, predicate and issue (see the module docstring); ``params`` as
-    ``spec.params.machine`` (the golden twin is ``golden.isa_sim`` with the same values)."""
+    ``spec.params.machine`` (the golden twin is ``golden.sequencer`` with the same values)."""
 
     def __init__(self, *, fetch_ports=1, **params):
-        self._p = spec.params.machine(**params)
+        self._p = spec_params.machine(**params)
         p = self._p
-        self.fetch_ports = spec.params.check_fetch_ports(fetch_ports)
+        self.fetch_ports = spec_params.check_fetch_ports(fetch_ports)
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),

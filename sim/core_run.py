@@ -11,12 +11,12 @@ import json
 
 import numpy as np
 
-from golden import delta_port
-from sim.runner import BUILD, run
+from sparq.golden import delta_apply as golden_delta_apply
+from sparq.sim.runner import BUILD, run
 
 
 def weight_records(old, new):
-    return [dict(op=op, arg=arg) for op, arg in delta_port.records_for(old, new)]
+    return [dict(op=op, arg=arg) for op, arg in golden_delta_apply.records_for(old, new)]
 
 
 def weight_image(compiled):

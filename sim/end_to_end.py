@@ -22,7 +22,7 @@
    unconstrained fine-tune's (goal: the update wins back at least 90% of its gain);
 5. the core's targets (docs/core.md): at least 3x fewer cycles than the dense baseline, at
    most 0.5 points below int8, as measured here (the accuracy on this one split; how the
-   gap varies over other splits: ``python -m sim.prune_study``).
+   gap varies over other splits: ``python -m sparq.sim.prune_study``).
 
 Writes build/reports/sim.md and sim.json. ``--images N`` runs fewer images (the CI test).
 """
@@ -35,11 +35,12 @@ import time
 
 import numpy as np
 
-from golden import compiler, core_model, digits_model, mlp, trained
-from golden.data import TEST_SIZE, digits_split
-from golden.delta import fileformat, model_file, train
-from golden.litert_model import run_reference
-from sim.core_run import (
+from sparq.golden import compiler, digits_model, mlp, trained
+from sparq.golden import core as golden_core
+from sparq.golden.data import TEST_SIZE, digits_split
+from sparq.golden.delta import fileformat, model_file, train
+from sparq.golden.litert_model import run_reference
+from sparq.sim.core_run import (
     bit_exact_images,
     run_core,
     throughput,
@@ -47,8 +48,8 @@ from sim.core_run import (
     weight_image,
     weight_records,
 )
-from sim.runner import BUILD, SIMULATORS, make_report_folder
-from spec.configs import CONFIGS
+from sparq.sim.runner import BUILD, SIMULATORS, make_report_folder
+from sparq.spec.configs import CONFIGS
 
 CORE, DENSE, ICE40 = (CONFIGS[k][1] for k in ("core", "core_dense", "core_ice40"))
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
@@ -114,7 +115,7 @@ def main(argv=None):
     exact_golden = bit_exact_images(res, golden)
     exact_litert = bit_exact_images(res, litert)
     cycles = np.array([r["cycles"] for r in res])
-    predicted = np.array([core_model.predict_cycles(prog, row, **CORE)[0]
+    predicted = np.array([golden_core.predict_cycles(prog, row, **CORE)[0]
                           for row in xq])
     exact_cycles = int((predicted == cycles).sum())
     step(f"RTL core: {exact_golden}/{len(res)} images bit-exact with golden, "
@@ -123,7 +124,7 @@ def main(argv=None):
          f"exactly; simulated at {speed['cycles_per_second']:.0f} cycles/s")
 
     n_dense = min(len(xq), 20)
-    dense_pred = np.array([core_model.predict_cycles(prog, row, **DENSE)[0]
+    dense_pred = np.array([golden_core.predict_cycles(prog, row, **DENSE)[0]
                            for row in xq[:n_dense]])
     dres, _ = run_core("core_dense", prog, xq[:n_dense], sim=args.sim, seed=SEED, tag="e2e")
     dense_cycles = np.array([r["cycles"] for r in dres])
@@ -140,7 +141,7 @@ def main(argv=None):
     pairs, skipped = _per_image(res, "pairs"), _per_image(res, "skipped")
     # the same model with block predicates (all-zero activation blocks skipped), core model
     pb = compiler.compile_mlp(layers, prog_depth=512)
-    pb_runs = [core_model.predict_cycles(pb, row, **CORE) for row in xq]
+    pb_runs = [golden_core.predict_cycles(pb, row, **CORE) for row in xq]
     pb_off = sum(m.predicated_off for _, m in pb_runs)
     pb_ops = sum(m.predicated_off + m.executed for _, m in pb_runs)
     predicated = dict(cycles=round(float(np.mean([c for c, _ in pb_runs])), 1),
@@ -230,7 +231,7 @@ def _ice40_run(layers, xq, golden, sim):
     res, _ = run_core("core_ice40", c, xq, sim=sim, seed=SEED + 2, tag="e2e")
     exact = bit_exact_images(res, golden)
     cycles = np.array([r["cycles"] for r in res])
-    predicted = np.array([core_model.predict_cycles(c, row, **ICE40)[0] for row in xq])
+    predicted = np.array([golden_core.predict_cycles(c, row, **ICE40)[0] for row in xq])
     n_ok = int((predicted == cycles).sum())
     return dict(images=len(res), bit_exact=f"{exact}/{len(res)}",
                 cycles_per_image=round(float(cycles.mean()), 1),
@@ -248,7 +249,7 @@ def _share(v):
 
 def _targets(r):
     """The core's targets as measured in this run (on the one test split: the accuracy gap's
-    expectation over other splits is ``python -m sim.prune_study``'s), and the update's
+    expectation over other splits is ``python -m sparq.sim.prune_study``'s), and the update's
     (``pass`` is about correctness: bit-exact results and cycles, not these)."""
     gap = round(r["accuracy"]["sparse"] - r["accuracy"]["int8"], 2)
     return dict(speedup=r["cycles_per_image"]["speedup"],
@@ -306,7 +307,7 @@ def _markdown(r):
                  f"{t['speedup']}x ({'met' if t['speedup_met'] else 'missed'}); "
                  f"{t['accuracy_gap_points']:+.2f} points on this split "
                  f"({'met' if t['accuracy_met'] else 'missed'}; over other splits: "
-                 "python -m sim.prune_study)"))
+                 "python -m sparq.sim.prune_study)"))
     lines = ["# sparq end-to-end run", "",
              f"Simulator {r['simulator']}, seed {r['seed']}. "
              f"{'PASS' if r['pass'] else 'FAIL'}.", "", "| | |", "|---|---|"]

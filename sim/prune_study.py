@@ -1,4 +1,4 @@
-"""``python -m sim.prune_study``: what the core's block pruning costs in accuracy, measured
+"""``python -m sparq.sim.prune_study``: what the core's block pruning costs in accuracy, measured
 less noisily than on the one test split that ``make sim`` reports.
 
 1. Paired cross-validation on the training split (the test split is not read): ``--folds``
@@ -25,7 +25,7 @@ less noisily than on the one test split that ``make sim`` reports.
 Writes build/reports/prune_study.json (``--report``) and prints a table; about 5 minutes on
 one core with the defaults (``--scale`` shortens every training, for a quick look).
 
-    $ .venv/bin/python -m sim.prune_study --folds 5 --seeds 2
+    $ .venv/bin/python -m sparq.sim.prune_study --folds 5 --seeds 2
 """
 
 import argparse
@@ -36,9 +36,9 @@ import time
 
 import numpy as np
 
-from golden import block_prune, digits_model, mlp
-from golden.data import digits_split
-from sim.runner import BUILD, make_report_folder
+from sparq.golden import block_prune, digits_model, mlp
+from sparq.golden.data import digits_split
+from sparq.sim.runner import BUILD, make_report_folder
 
 WHOLE_FOLDS = 5  # outer folds of the whole data set: 359-360 images each, as the test split
 

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from golden.requant import INT32_MAX, INT32_MIN, requantize
+from sparq.golden.requant import INT32_MAX, INT32_MIN, requantize
 
 _PARAM_KEYS = ("multiplier", "shift", "pre", "post", "output_zero_point", "act_min", "act_max")
 
@@ -125,8 +125,8 @@ def digits_vectors(path, x_float, mode):
     Each layer is fed LiteRT's own output of the previous layer, so every vector has a
     LiteRT reference. Returns ``(vectors, litert_outputs)`` in the same order.
     """
-    from golden.layers import fc_accumulators
-    from golden.litert_model import quantize_input, read_dense_layers, run_reference
+    from sparq.golden.layers import fc_accumulators
+    from sparq.golden.litert_model import quantize_input, read_dense_layers, run_reference
 
     x = quantize_input(path, x_float)
     refs = run_reference(path, x)

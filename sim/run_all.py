@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from sim.runner import BUILD, default_simulator, run
-from spec.configs import CONFIGS
+from sparq.sim.runner import BUILD, default_simulator, run
+from sparq.spec.configs import CONFIGS
 
 # configuration prefix -> (testbench module, vectors)
 TESTBENCHES = {"requant_": ("tb_requant", 20_000), "sparse_dot_": ("tb_sparse_dot", 5_000),

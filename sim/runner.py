@@ -77,7 +77,7 @@ def simulator_available(sim):
 def ensure_verilog(name):
     """Generate build/verilog/<name>.v and .json (always: it is quick and never stale)."""
     env = dict(os.environ, AMARANTH_USE_YOSYS="builtin")
-    subprocess.run([sys.executable, "-m", "hw.export", "--out", str(BUILD / "verilog"), name],
+    subprocess.run([sys.executable, "-m", "sparq.hw.export", "--out", str(BUILD / "verilog"), name],
                    check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     return BUILD / "verilog" / f"{name}.v", BUILD / "verilog" / f"{name}.json"
 
@@ -126,7 +126,7 @@ def run(name, tb_module, *, sim=None, vectors=1000, seed=1, idle=0.3, stall=0.3,
     results = build_dir / "results.xml"
     results.unlink(missing_ok=True)
     try:
-        runner.test(hdl_toplevel=toplevel or name, test_module=f"sim.{tb_module}",
+        runner.test(hdl_toplevel=toplevel or name, test_module=f"sparq.sim.{tb_module}",
                     build_dir=build_dir, test_dir=build_dir, waves=waves, testcase=testcase,
                     results_xml=str(results), extra_env={"SPARQ_TB": json.dumps(cfg)},
                     seed=seed, log_file=build_dir / "sim.log")

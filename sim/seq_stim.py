@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden import isa, isa_sim
-from golden.isa import IllegalInstruction, Instr
-from spec.isa import UOP_OPS
+from sparq.golden import isa
+from sparq.golden import sequencer as golden_sequencer
+from sparq.golden.isa import IllegalInstruction, Instr
+from sparq.spec.isa import UOP_OPS
 
 
 @dataclass
 class Case:
-    cfg: isa_sim.MachineConfig
-    params: isa_sim.Params
+    cfg: golden_sequencer.MachineConfig
+    params: golden_sequencer.Params
     x_init: np.ndarray
     program: list  # words, padded with zeros to prog_depth
 
@@ -36,7 +37,7 @@ def random_params(rng, cfg, *, bad_channels=0, edge_bias=False):
     act_min above act_max), so that a REQ on them raises; with ``edge_bias`` every bias is
     at an edge of int32, so that a DOT after an LDB may take the accumulator out of it."""
     c = cfg.channels
-    prm = isa_sim.Params(
+    prm = golden_sequencer.Params(
         w=np.where(rng.random(cfg.w_depth) < 0.4, 0, rng.integers(-127, 128, cfg.w_depth)),
         bias=rng.integers(-5000, 5000, c), multiplier=rng.integers(1 << 30, 1 << 31, c),
         shift=rng.integers(-12, 1, c), out_zp=rng.integers(-10, 10, c),
@@ -200,7 +201,7 @@ def hazard_program(rng, cfg, *, length=40, window=8):
 
 
 def random_case(rng, cfg=None, *, bad_channels=0, edge_bias=False, **kw):
-    cfg = cfg or isa_sim.MachineConfig(**SMALL)
+    cfg = cfg or golden_sequencer.MachineConfig(**SMALL)
     prm = random_params(rng, cfg, bad_channels=bad_channels, edge_bias=edge_bias)
     return Case(cfg, prm, random_x(rng, cfg), random_program(rng, cfg, **kw))
 
@@ -211,12 +212,12 @@ def expected(case):
     datapath's errors, an accumulator leaving int32 or a REQ's bad parameters, after which
     the core's state is not specified: other instructions in flight may have landed) and
     ``fault``, the exception's class name."""
-    m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
+    m = golden_sequencer.new_machine(case.cfg, case.params, case.x_init)
     try:
-        isa_sim.run(m, case.program)
+        golden_sequencer.run(m, case.program)
         return dict(m.state(), error_pc=None, precise=True, fault=None), None
     except (IllegalInstruction, ArithmeticError, ValueError) as e:
-        return (dict(m.state(), error_pc=isa_sim.fault_pc(e),
+        return (dict(m.state(), error_pc=golden_sequencer.fault_pc(e),
                      precise=isinstance(e, IllegalInstruction), fault=type(e).__name__), str(e))
 
 
@@ -224,7 +225,7 @@ class Datapath:
     """The architectural state outside the Sequencer, driven by its issued ops."""
 
     def __init__(self, case):
-        self.m = isa_sim.new_machine(case.cfg, case.params, case.x_init)
+        self.m = golden_sequencer.new_machine(case.cfg, case.params, case.x_init)
         self.m.xstride = self.m.ostride = 0
 
     def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr):
@@ -232,10 +233,10 @@ class Datapath:
         args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ch=ch),
                     DOT=dict(acc=acc, xi=0, xaddr=xaddr, waddr=waddr, beats=beats),
                     REQ=dict(acc=acc, ch=ch, oi=0, oaddr=oaddr))[op]
-        isa_sim.execute(self.m, Instr(op, 0, 0, args), 0)
+        golden_sequencer.execute(self.m, Instr(op, 0, 0, args), 0)
 
     def probe(self, src, addr, beats):
-        return isa_sim.representative(self.m, Instr("SETP", 0, 0, dict(
+        return golden_sequencer.representative(self.m, Instr("SETP", 0, 0, dict(
             src=src, addr=addr, beats=beats, ai=0)), 0)
 
 
@@ -248,8 +249,8 @@ def case_to_json(case):
 
 
 def case_from_json(d):
-    cfg = isa_sim.MachineConfig(**d["cfg"])
-    prm = isa_sim.Params(**{k: np.array(v, np.int64) for k, v in d["params"].items()})
+    cfg = golden_sequencer.MachineConfig(**d["cfg"])
+    prm = golden_sequencer.Params(**{k: np.array(v, np.int64) for k, v in d["params"].items()})
     program = list(d["program"]) + [0] * (cfg.prog_depth - len(d["program"]))
     return Case(cfg, prm, np.array(d["x_init"], np.int64), program)
 

@@ -32,9 +32,9 @@ def _say(msg):
 
 
 def _load(model, predicate_blocks, calibration=None, config="core"):
-    from golden import compiler
-    from golden.litert_model import read_dense_layers
-    from spec.configs import CONFIGS
+    from sparq.golden import compiler
+    from sparq.golden.litert_model import read_dense_layers
+    from sparq.spec.configs import CONFIGS
 
     try:
         layers = read_dense_layers(model)
@@ -55,7 +55,7 @@ def _load(model, predicate_blocks, calibration=None, config="core"):
 
 
 def _inputs(path, layers):
-    from golden.mlp import quantize_input
+    from sparq.golden.mlp import quantize_input
 
     try:
         x = np.load(path)
@@ -106,9 +106,9 @@ def cmd_compile(args):
 
 
 def cmd_run(args):
-    from golden import core_model
-    from golden.litert_model import run_reference
-    from spec.configs import CONFIGS
+    from sparq.golden import core as golden_core
+    from sparq.golden.litert_model import run_reference
+    from sparq.spec.configs import CONFIGS
 
     if args.out:  # checked before the run, which may be a long simulation
         if pathlib.Path(args.out).is_dir():
@@ -118,7 +118,7 @@ def cmd_run(args):
     xq = _inputs(args.inputs, layers)
     t0 = time.time()
     if args.rtl:
-        from sim.core_run import run_core
+        from sparq.sim.core_run import run_core
         _say(f"running {len(xq)} inputs on the RTL core ({args.sim}) ...")
         res, _ = run_core(args.config, c, xq, sim=args.sim, tag="cli")
         outs = [np.array([r["layers"][k] for r in res]) for k in range(len(layers))]
@@ -127,7 +127,7 @@ def cmd_run(args):
         outs = [np.zeros((len(xq), lay.w.shape[0]), np.int64) for lay in layers]
         cycles = np.zeros(len(xq), np.int64)
         for n, row in enumerate(xq):
-            cycles[n], m = core_model.predict_cycles(c, row, **CONFIGS[args.config][1])
+            cycles[n], m = golden_core.predict_cycles(c, row, **CONFIGS[args.config][1])
             for k in range(len(layers)):
                 outs[k][n] = c.layer_output(m.x, k)
             if (n + 1) % 100 == 0:
@@ -152,7 +152,7 @@ def cmd_run(args):
 
 
 def _config_option(p):
-    from spec.configs import CONFIGS
+    from sparq.spec.configs import CONFIGS
 
     cores = [name for name, (block, _) in CONFIGS.items() if block == "Core"]
     p.add_argument("--config", default="core", choices=cores,

@@ -8,7 +8,7 @@ wider one, which is legal.
 
 import numpy as np
 
-from golden.sparse_dot import smallest_level
+from sparq.golden.sparse_dot import smallest_level
 
 
 def _values(rng, shape, lo, hi, avoid):
@@ -79,8 +79,8 @@ def digits_beats(path, x_float, *, lanes):
     output channel one vector of ``in/lanes`` beats (weights row, the layer's int8 input as
     LiteRT computes it, the weights' smallest levels). Returns ``(beats, x_zero_point,
     accumulators - bias)`` with one entry per vector, in order."""
-    from golden.layers import fc_accumulators
-    from golden.litert_model import quantize_input, read_dense_layers, run_reference
+    from sparq.golden.layers import fc_accumulators
+    from sparq.golden.litert_model import quantize_input, read_dense_layers, run_reference
 
     x = quantize_input(path, x_float)
     refs = run_reference(path, x)

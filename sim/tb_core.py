@@ -23,8 +23,8 @@ import cocotb
 from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
-from sim.stream import StreamSource
-from sim.tb_common import CLOCK_NS, config, report, rng_for, start
+from sparq.sim.stream import StreamSource
+from sparq.sim.tb_common import CLOCK_NS, config, report, rng_for, start
 
 
 def _clock_steps():

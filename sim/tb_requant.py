@@ -10,10 +10,10 @@ import json
 import cocotb
 import numpy as np
 
-import spec.params
-from sim.requant_stim import expected, requant_vectors
-from sim.stream import CycleCounter, StreamSink, StreamSource
-from sim.tb_common import config, report, rng_for, start
+from sparq.sim.requant_stim import expected, requant_vectors
+from sparq.sim.stream import CycleCounter, StreamSink, StreamSource
+from sparq.sim.tb_common import config, report, rng_for, start
+from sparq.spec import params as spec_params
 
 
 def _fields(cfg):
@@ -73,5 +73,5 @@ async def full_throughput(dut):
     report(cfg, results_per_cycle=len(vectors) / span, latency=latency,
            throughput_vectors=len(vectors), throughput_cycles=span)
     assert span == len(vectors), f"{len(vectors)} results took {span} cycles: bubbles"
-    want_latency = spec.params.requant_latency(**params)
+    want_latency = spec_params.requant_latency(**params)
     assert latency == want_latency, f"latency {latency}, the block states {want_latency}"

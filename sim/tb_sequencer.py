@@ -17,10 +17,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from golden.isa_sim import MachineConfig
-from sim import seq_stim
-from sim.stream import StreamSource, unpack
-from sim.tb_common import config, report, rng_for, start
+from sparq.golden.sequencer import MachineConfig
+from sparq.sim import seq_stim
+from sparq.sim.stream import StreamSource, unpack
+from sparq.sim.tb_common import config, report, rng_for, start
 
 
 class Datapath:
@@ -73,7 +73,7 @@ def _counters(dut):
 async def _setup(dut, cfg):
     block = cfg["block"]
     rng = rng_for(cfg)
-    for port in ("pload__valid", "start", "value__valid", "uop__ready", "probe__ready"):
+    for port in ("pload__valid", "start", "abort", "value__valid", "uop__ready", "probe__ready"):
         getattr(dut, port).value = 0
     await start(dut)
     dp = Datapath(dut, block, rng, cfg["stall"])

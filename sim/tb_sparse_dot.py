@@ -13,10 +13,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from golden.sparse_dot import sparse_dot
-from sim.sparse_stim import beat_payloads, beats, concat, corner_beats
-from sim.stream import CycleCounter, StreamSink, StreamSource
-from sim.tb_common import config, report, rng_for, start
+from sparq.golden.sparse_dot import sparse_dot
+from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats
+from sparq.sim.stream import CycleCounter, StreamSink, StreamSource
+from sparq.sim.tb_common import config, report, rng_for, start
 
 DENSITIES = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
 

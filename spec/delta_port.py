@@ -1,12 +1,12 @@
 """The delta port's encodings, one source for ``hw.delta_apply.DeltaApply`` and its golden
-twin ``golden.delta_port.DeltaPort``: the record operations (the ``op`` field, 2 bits) and
+twin ``golden.delta_apply.DeltaPort``: the record operations (the ``op`` field, 2 bits) and
 the status codes (the ``status`` output, 3 bits)."""
 
 import enum
 
 
 class RecordOp(enum.IntEnum):
-    """A delta record's operation (``golden.delta_port`` describes each)."""
+    """A delta record's operation (``golden.delta_apply`` describes each)."""
     DATA = 0
     BEGIN = 1
     COMMIT = 2

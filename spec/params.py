@@ -178,7 +178,7 @@ def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
 
 
 def delta_port(*, depth=4096, lanes=1):
-    """DeltaApply / golden.delta_port: ``depth`` weights per bank (16-bit record addresses),
+    """DeltaApply / golden.delta_apply: ``depth`` weights per bank (16-bit record addresses),
     read in words of ``lanes`` (a power of two dividing ``depth``)."""
     int_in("depth", depth, 1, 1 << 16)
     int_in("lanes", lanes, 1, 64)

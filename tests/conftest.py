@@ -13,7 +13,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sim.runner import SIMULATORS, default_simulator, simulator_available
+from sparq.sim.runner import SIMULATORS, default_simulator, simulator_available
 
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 # the tests' Verilator runs are short: their models compiled without C++ optimization build

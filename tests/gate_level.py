@@ -2,8 +2,8 @@
 
 import pytest
 
-from hw.synth import cell_models, synthesize
-from sim.runner import BUILD, run, simulator_available
+from sparq.hw.synth import cell_models, synthesize
+from sparq.sim.runner import BUILD, run, simulator_available
 from tests.conftest import SEED
 
 # yosys' iCE40 cell models use constructs the Verilator build here does not take; the

@@ -7,7 +7,7 @@ step of a vector's last beat, to the cycle ``o.valid`` (``wr_en``) is high
 before the ``cycles`` counter reaches the vector's front-end cycles (golden.sparse_dot's
 cycle model), and by the front end's recurrence from the ``i`` transfers (a beat taken in
 ``s = max(transfer + 1, the previous beat's F)``, its last step in ``s + cost``), the one
-golden.core_model uses. Requantizer: input transfer to ``o.valid``. ``o`` is never stalled;
+golden.core uses. Requantizer: input transfer to ``o.valid``. ``o`` is never stalled;
 random operands, random idle input cycles (so isolated and back-to-back vectors), and every
 result is checked against the golden model, so the k-th output is the k-th vector's. The
 comparisons are exact: a latency off by one fails.
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import spec.params
-from golden.sparse_dot import sparse_dot
-from hw.requant import Requantizer
-from hw.sparse_dot import SparseDotProduct
-from sim.requant_stim import expected, requant_vectors
-from sim.sparse_stim import beat_payloads, beats, concat
+from sparq.golden.sparse_dot import sparse_dot
+from sparq.hw.requant import Requantizer
+from sparq.hw.sparse_dot import SparseDotProduct
+from sparq.sim.requant_stim import expected, requant_vectors
+from sparq.sim.sparse_stim import beat_payloads, beats, concat
+from sparq.spec import params as spec_params
 from tests.amaranth_streams import _set_payload
 
 SEED = 20260522
@@ -103,7 +103,7 @@ def test_sparse_dot_latency(params):
     b = _engine_stimulus(rng, lanes, zp)
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
     latency, rec = measure_engine(params, b, zp, rng)
-    assert latency == spec.params.sparse_dot_latency(**params)
+    assert latency == spec_params.sparse_dot_latency(**params)
     assert [v for _, v in rec["outs"]] == want.results.tolist()
 
     counts = np.array(rec["counts"])
@@ -125,19 +125,19 @@ def test_sparse_dot_latency(params):
 
 
 def test_sparse_dot_latency_formula():
-    """The configurations of issue 22: 3 up to 4 slots (golden.core_model's DOT_LATENCY 4 is
+    """The configurations of issue 22: 3 up to 4 slots (golden.core's DOT_LATENCY 4 is
     this plus the core's accumulator register), one more for 5 to 16, two for 17 to 64."""
-    lat = spec.params.sparse_dot_latency
+    lat = spec_params.sparse_dot_latency
     assert lat(lanes=16, slots=4) == lat(lanes=4, slots=2) == lat(lanes=16, slots=4,
                                                                    skip=False) == 3
     assert lat(lanes=16, slots=6, bins={8: 2, 4: 2, 2: 2}) == lat(lanes=16, slots=16) == 4
     assert lat(lanes=16, slots=17, bins={8: 1, 4: 16}) == lat(lanes=32, slots=32) == 5
     assert lat(lanes=64, slots=65, bins={8: 1, 4: 64}) == 6
-    assert [len(spec.params.adder_tree_registers(n)) for n in range(1, 18)] == \
+    assert [len(spec_params.adder_tree_registers(n)) for n in range(1, 18)] == \
         [0] * 4 + [1] * 12 + [2]
 
 
-REQUANTS = [dict(mode=m, short=s) for m in spec.params.REQUANT_MODES for s in (False, True)]
+REQUANTS = [dict(mode=m, short=s) for m in spec_params.REQUANT_MODES for s in (False, True)]
 
 
 @pytest.mark.parametrize("params", REQUANTS + [dict(mode="prepost", m_bits=8, x_bits=12)],
@@ -179,4 +179,4 @@ def test_requant_latency(params):
     assert [v for _, v in rec["outs"]] == want.tolist()
     measured = [c - h for (c, _), h in zip(rec["outs"], rec["transfers"], strict=True)]
     assert set(measured) == {dut.latency}, (measured, dut.latency)
-    assert dut.latency == spec.params.requant_latency(**p)
+    assert dut.latency == spec_params.requant_latency(**p)

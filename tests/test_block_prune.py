@@ -4,9 +4,9 @@ structure of the block-pruned int8 model (every beat of the core's engine at one
 import numpy as np
 import pytest
 
-from golden import block_prune, mlp
-from golden.data import digits_split
-from golden.sparse_dot import beat_cycles
+from sparq.golden import block_prune, mlp
+from sparq.golden.data import digits_split
+from sparq.golden.sparse_dot import beat_cycles
 from tests.conftest import SEED
 
 

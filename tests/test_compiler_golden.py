@@ -4,9 +4,11 @@ variable-length loop predicates off the steps past the sequence's length."""
 import numpy as np
 import pytest
 
-from golden import compiler, core_model, digits_model, isa, isa_sim, mlp
-from golden.data import digits_split
-from golden.litert_model import read_dense_layers, run_reference
+from sparq.golden import compiler, digits_model, isa, mlp
+from sparq.golden import core as golden_core
+from sparq.golden import sequencer as golden_sequencer
+from sparq.golden.data import digits_split
+from sparq.golden.litert_model import read_dense_layers, run_reference
 from tests.conftest import SEED
 
 FIXTURE = digits_model.TEMPLATE
@@ -31,7 +33,7 @@ def test_compiled_mlp_is_bit_exact_on_litert(digits, predicate_blocks, calibrate
     images = 24
     ref = run_reference(FIXTURE, xq[:images])
     for n in range(images):
-        m = core_model.run_image(c, xq[n])
+        m = golden_core.run_image(c, xq[n])
         for k in range(len(layers)):
             assert np.array_equal(c.layer_output(m.x, k), ref[k][n]), (n, k)
     assert m.halted and m.executed + m.predicated_off == len(m.trace)
@@ -40,7 +42,7 @@ def test_compiled_mlp_is_bit_exact_on_litert(digits, predicate_blocks, calibrate
 def test_block_predicates_skip_exactly_the_all_zero_blocks(digits):
     layers, xq, xt = digits
     c = compiler.compile_mlp(layers, calibration=xt[:300])
-    m = core_model.run_image(c, xq[0])
+    m = golden_core.run_image(c, xq[0])
     # count the zero blocks of each layer's (stored) input directly
     zero_blocks = 0
     for k, lay in enumerate(layers):
@@ -58,7 +60,7 @@ def test_dead_channels_are_skipped(digits):
     w[dead] = 0
     model = mlp.with_weights(layers, [w] + [lay.w for lay in layers[1:]])
     c = compiler.compile_mlp(model, predicate_blocks=False, dead_channels=True)
-    m = core_model.run_image(c, xq[3])
+    m = golden_core.run_image(c, xq[3])
     ref = mlp.run_int8(model, xq[3:4])
     for k in range(3):
         assert np.array_equal(c.layer_output(m.x, k), ref[k][0])
@@ -72,13 +74,13 @@ def test_dead_channels_are_skipped(digits):
 def test_engine_cost_model(digits):
     layers, xq, _ = digits
     c = compiler.compile_mlp(layers, predicate_blocks=False)
-    dense = core_model.run_image(c, xq[0], core_model.engine_cost(lanes=16, slots=4,
+    dense = golden_core.run_image(c, xq[0], golden_core.engine_cost(lanes=16, slots=4,
                                                                   skip=False))
-    plain = core_model.run_image(c, xq[0])
+    plain = golden_core.run_image(c, xq[0])
     # one DOT per row of b beats: 4 cycles a dense beat, against one for the whole DOT
     extra = sum(lay.w.shape[0] * (4 * -(-lay.w.shape[1] // 16) - 1) for lay in layers)
     assert dense.cycles == plain.cycles + extra
-    sparse = core_model.run_image(c, xq[0], core_model.engine_cost(lanes=16, slots=4))
+    sparse = golden_core.run_image(c, xq[0], golden_core.engine_cost(lanes=16, slots=4))
     assert plain.cycles <= sparse.cycles < dense.cycles
 
 
@@ -93,8 +95,8 @@ def test_variable_length_loop_predicates_off_the_missing_steps():
     for t in range(length):
         x[t * block:t * block + 16] = seq[t]
         x[t * block + 16] = zp + 1  # present
-    m = isa_sim.new_machine(c.cfg, c.params, x)
-    isa_sim.run(m, c.program)
+    m = golden_sequencer.new_machine(c.cfg, c.params, x)
+    golden_sequencer.run(m, c.program)
     out0 = c.outputs[0][0]
     want = mlp.run_int8([layer], seq)[0]
     got = m.x[out0:out0 + steps * 10].reshape(steps, 10)

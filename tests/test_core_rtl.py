@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import spec.configs
-from golden import core_model, isa, isa_sim
-from golden import delta_port as gp
-from hw.core import Core
-from sim import seq_stim
+from sparq.golden import core as golden_core
+from sparq.golden import delta_apply as gp
+from sparq.golden import isa
+from sparq.golden import sequencer as golden_sequencer
+from sparq.hw.core import Core
+from sparq.sim import seq_stim
+from sparq.spec import configs as spec_configs
 from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
@@ -128,7 +130,7 @@ def test_core_random_programs(name):
     """Random programs on cores of each kind: results, errors (and the pc they name) and
     the cycle count the core model predicts from the same parameters."""
     machine, core = CORES[name]
-    cfg = isa_sim.MachineConfig(**machine)
+    cfg = golden_sequencer.MachineConfig(**machine)
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     # every case is kept, those the golden model raises on among them: illegal words, an
@@ -154,7 +156,7 @@ def test_core_random_programs(name):
             assert got["executed"] == want["executed"] and \
                 got["predicated_off"] == want["predicated_off"], n
         if err is None:  # the core model predicts the cycle count (hazards, queue, latencies)
-            cycles, _ = core_model.predict_program_cycles(
+            cycles, _ = golden_core.predict_program_cycles(
                 case.cfg, case.params, case.program, case.x_init, **dict(SMALL_CORE, **core))
             assert got["cycles"] == cycles, (n, got["cycles"], cycles)
     print(f"faults: {faults}")
@@ -169,7 +171,7 @@ def test_hazard_regions(hazard_words):
     these programs)."""
     rng = np.random.default_rng(SEED + hazard_words)
     print(f"seed {SEED + hazard_words}")
-    cfg = isa_sim.MachineConfig(**seq_stim.SMALL)
+    cfg = golden_sequencer.MachineConfig(**seq_stim.SMALL)
     cases = []
     while len(cases) < 12:
         c = seq_stim.Case(cfg, seq_stim.random_params(rng, cfg), seq_stim.random_x(rng, cfg),
@@ -180,7 +182,7 @@ def test_hazard_regions(hazard_words):
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
-        cycles, _ = core_model.predict_program_cycles(
+        cycles, _ = golden_core.predict_program_cycles(
             case.cfg, case.params, case.program, case.x_init, **SMALL_CORE,
             hazard_words=hazard_words)
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
@@ -190,8 +192,8 @@ def test_hazard_regions(hazard_words):
 def test_ice40_configuration_random_programs():
     """The iCE40 configuration as synthesized (spec.configs "core_ice40"): values and cycles
     on random programs."""
-    params = spec.configs.CONFIGS["core_ice40"][1]
-    cfg = isa_sim.MachineConfig.of(params)
+    params = spec_configs.CONFIGS["core_ice40"][1]
+    cfg = golden_sequencer.MachineConfig.of(params)
     rng = np.random.default_rng(SEED + 40)
     print(f"seed {SEED + 40}")
     cases = []
@@ -203,7 +205,7 @@ def test_ice40_configuration_random_programs():
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
         want, _ = seq_stim.expected(case)
         assert not got["error"] and got["x"] == want["x"], n
-        cycles, _ = core_model.predict_program_cycles(
+        cycles, _ = golden_core.predict_program_cycles(
             case.cfg, case.params, case.program, case.x_init, **params)
         assert got["cycles"] == cycles, (n, got["cycles"], cycles)
 
@@ -218,7 +220,7 @@ def test_config_errors():
     with pytest.raises(ValueError, match="hazard_words must be a power of two dividing the "
                                          "16 activation words, not 3"):
         Core(lanes=16, hazard_words=3)
-    assert isa_sim.MachineConfig.of(Core(**seq_stim.SMALL, **SMALL_CORE).params)
+    assert golden_sequencer.MachineConfig.of(Core(**seq_stim.SMALL, **SMALL_CORE).params)
 
 
 def test_bad_deltas_and_resets_keep_the_active_weights():
@@ -287,9 +289,9 @@ def _fault_case(program, **channel):
     """A SMALL machine whose weights are all 1 and activations (less the zero point) 1 below
     address 32 and -1 from there (a DOT adds 4 or -4 per beat), channel 0's parameters
     valid, channel 1's as given."""
-    cfg = isa_sim.MachineConfig(**seq_stim.SMALL)
+    cfg = golden_sequencer.MachineConfig(**seq_stim.SMALL)
     c = cfg.channels
-    prm = isa_sim.Params(w=np.ones(cfg.w_depth, np.int64), bias=np.zeros(c, np.int64),
+    prm = golden_sequencer.Params(w=np.ones(cfg.w_depth, np.int64), bias=np.zeros(c, np.int64),
                          multiplier=np.full(c, 1 << 30), shift=np.zeros(c, np.int64),
                          out_zp=np.zeros(c, np.int64), act_min=np.full(c, -128),
                          act_max=np.full(c, 127))

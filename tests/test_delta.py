@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import mlp, trained
-from golden.delta import apply as dapply
-from golden.delta import cli, fileformat, model_file, train
-from golden.delta.fileformat import DeltaError, make_delta, parse_delta
+from sparq.golden import mlp, trained
+from sparq.golden.delta import apply as dapply
+from sparq.golden.delta import cli, fileformat, model_file, train
+from sparq.golden.delta.fileformat import DeltaError, make_delta, parse_delta
 from tests.conftest import SEED
 
 
@@ -29,7 +29,7 @@ def models():
 
 
 def _shifted():
-    from golden.data import digits_split
+    from sparq.golden.data import digits_split
     x_train, x_test, y_train, y_test = digits_split()
     return (train.shift_images(x_train, seed=1), y_train, train.shift_images(x_test, seed=2),
             y_test)
@@ -102,7 +102,7 @@ def test_rice_coded_indices_and_shifted_differences():
 
 
 def test_malformed_rice_streams_are_refused():
-    from golden.delta import codec
+    from sparq.golden.delta import codec
     idx = np.array([1, 3, 4, 9, 12, 20, 21, 27, 30, 38, 45, 46, 50, 61, 63, 70, 77, 80, 91])
     n = idx.size
     out = bytearray()
@@ -443,7 +443,7 @@ def test_constraints_combine():
 
 def _stored_widths(data):
     """(width, shift) of each tensor's differences in a version 2 delta, read from its body."""
-    from golden.delta import codec
+    from sparq.golden.delta import codec
     r = codec.Reader(_body(data))
     out = []
     for _ in range(r.varint("count")):

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""DeltaApply under amaranth.sim against golden.delta_port: good updates, bad checksums and
+"""DeltaApply under amaranth.sim against golden.delta_apply: good updates, bad checksums and
 counts, missing commits, protocol errors, aborts and resets in the middle, random valid."""
 
 import zlib
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden import delta_port as gp
-from hw.delta_apply import DeltaApply, crc32_step_matrix
+from sparq.golden import delta_apply as gp
+from sparq.hw.delta_apply import DeltaApply, crc32_step_matrix
 from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
@@ -129,8 +129,8 @@ def test_records_for_and_port_errors():
 def test_encodings_have_one_source():
     """Record operations and status codes come from spec.delta_port in the block and its
     twin alike (they were written in both before)."""
-    import hw.delta_apply as hd
-    from spec.delta_port import RecordOp, Status
+    import sparq.hw.delta_apply as hd
+    from sparq.spec.delta_port import RecordOp, Status
 
     for name in RecordOp.__members__:
         assert getattr(hd, name) is getattr(gp, name) is RecordOp[name]

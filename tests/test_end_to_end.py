@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sim import end_to_end
-from sim.runner import simulator_available
+from sparq.sim import end_to_end
+from sparq.sim.runner import simulator_available
 from tests.gate_level import needs_icarus, netlist_run_kw
 
 # its three Verilator builds take a minute or two on a fresh clone: tier 2, where tier 1 has
@@ -81,10 +81,11 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
     """The whole core_ice40 synthesized for the iCE40 (yosys synth_ice40 -dsp, yosys' cell
     models, Icarus): the block-pruned digits MLP on 4 test images, every layer bit-exact
     with golden and every cycle count as the core model predicts."""
-    from golden import compiler, core_model, mlp, trained
-    from golden.data import digits_split
-    from sim.core_run import run_core
-    from spec.configs import CONFIGS
+    from sparq.golden import compiler, mlp, trained
+    from sparq.golden import core as golden_core
+    from sparq.golden.data import digits_split
+    from sparq.sim.core_run import run_core
+    from sparq.spec.configs import CONFIGS
 
     layers = trained.load("sparse")
     _, x_test, _, _ = digits_split()
@@ -94,7 +95,7 @@ def test_ice40_core_netlist_runs_the_digits_mlp():
     golden = mlp.run_int8(layers, xq)
     for n, r in enumerate(res):
         assert all(np.array_equal(r["layers"][k], golden[k][n]) for k in range(len(layers))), n
-        assert r["cycles"] == core_model.predict_cycles(c, xq[n], **CONFIGS["core_ice40"][1])[0], n
+        assert r["cycles"] == golden_core.predict_cycles(c, xq[n], **CONFIGS["core_ice40"][1])[0], n
     print(f"core_ice40 netlist: 4 images bit-exact, cycles {[r['cycles'] for r in res]}")
 
 

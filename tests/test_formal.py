@@ -16,9 +16,9 @@ import z3
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Elaboratable, Module, ResetSignal, Signal
 
-from hw.export import CONFIGS
-from hw.requant import _SAT_BITS, Requantizer
-from hw.sequencer import Sequencer
+from sparq.hw.export import CONFIGS
+from sparq.hw.requant import _SAT_BITS, Requantizer
+from sparq.hw.sequencer import Sequencer
 
 pytestmark = pytest.mark.formal
 

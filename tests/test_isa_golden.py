@@ -1,16 +1,17 @@
-"""golden.isa and golden.isa_sim: encoding round trips, illegal words, and the semantics."""
+"""golden.isa and golden.sequencer: encoding round trips, illegal words, and the semantics."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import isa, isa_sim
-from golden.isa import IllegalInstruction, ins
-from sim import seq_stim
+from sparq.golden import isa
+from sparq.golden import sequencer as golden_sequencer
+from sparq.golden.isa import IllegalInstruction, ins
+from sparq.sim import seq_stim
 from tests.conftest import SEED
 
-CFG = isa_sim.MachineConfig(**seq_stim.SMALL)
+CFG = golden_sequencer.MachineConfig(**seq_stim.SMALL)
 
 
 @st.composite
@@ -88,7 +89,7 @@ def test_assembler_errors_name_the_line(text, match):
 def machine(x=None, **kw):
     rng = np.random.default_rng(SEED)
     prm = seq_stim.random_params(rng, CFG)
-    return isa_sim.new_machine(CFG, prm, np.zeros(CFG.x_depth, int) + CFG.x_zero_point
+    return golden_sequencer.new_machine(CFG, prm, np.zeros(CFG.x_depth, int) + CFG.x_zero_point
                                if x is None else x)
 
 
@@ -104,7 +105,7 @@ def test_predicated_off_ops_change_nothing_and_cost_one_cycle():
         REQ acc=1 ch=1 oi=1 oaddr=40
         HALT
     """)
-    m = isa_sim.run(machine(), prog)
+    m = golden_sequencer.run(machine(), prog)
     assert m.state()["p"] == [True] + [False] * 7 and m.acc == [0, 0, 0, 0]
     assert m.predicated_off == 5 and m.executed == 2  # SETP and HALT
     assert m.cycles == 5 + 2 + 2  # one per fetch, SETP's probe and compare; body skipped
@@ -120,11 +121,11 @@ def test_loop_runs_its_body_with_indexed_addresses():
         REQ acc=0 ch=0 oi=1 oaddr=40
         HALT
     """)
-    m = isa_sim.run(machine(x), prog)
+    m = golden_sequencer.run(machine(x), prog)
     prm = m.params
     for i in range(3):
         acc = int(((x[4 * i:4 * i + 4] - CFG.x_zero_point) * prm.w[8:12]).sum())
-        from golden.requant import requantize
+        from sparq.golden.requant import requantize
         want = requantize(np.array([acc]), multiplier=int(prm.multiplier[0]),
                           shift=int(prm.shift[0]), output_zero_point=int(prm.out_zp[0]),
                           act_min=-128, act_max=127, mode="single")[0]
@@ -146,17 +147,17 @@ def test_illegal_at_run_time_keeps_the_previous_state(text, match):
     m = machine()
     prog = isa.assemble("SETP pd=5 cmp=EQ src=X addr=0 beats=1 imm=-3\n" + text)
     with pytest.raises(IllegalInstruction, match=match):
-        isa_sim.run(m, prog)
+        golden_sequencer.run(m, prog)
     assert m.p[5] and m.executed >= 1  # the state of the instructions before it
 
 
 def test_predicated_off_illegal_address_is_not_an_error():
-    m = isa_sim.run(machine(), isa.assemble("@!p0 REQ acc=0 ch=0 oaddr=999\nHALT"))
+    m = golden_sequencer.run(machine(), isa.assemble("@!p0 REQ acc=0 ch=0 oaddr=999\nHALT"))
     assert m.predicated_off == 1 and m.halted
 
 
 def test_machine_config_errors():
     with pytest.raises(ValueError, match="lanes must be a power of two"):
-        isa_sim.MachineConfig(lanes=3)
+        golden_sequencer.MachineConfig(lanes=3)
     with pytest.raises(ValueError, match="x_depth must be an integer in"):
-        isa_sim.MachineConfig(x_depth=4096)
+        golden_sequencer.MachineConfig(x_depth=4096)

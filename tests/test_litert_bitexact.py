@@ -12,10 +12,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from golden.data import digits_split
-from golden.layers import fully_connected
-from golden.litert_model import quantize_input, read_dense_layers, run_reference
-from golden.qparams import derive_prepost, prepost_error_bound
+from sparq.golden.data import digits_split
+from sparq.golden.layers import fully_connected
+from sparq.golden.litert_model import quantize_input, read_dense_layers, run_reference
+from sparq.golden.qparams import derive_prepost, prepost_error_bound
 
 FIX = pathlib.Path(__file__).parent / "fixtures"
 CASES = {"single": FIX / "digits_mlp_fc.tflite", "tflite": FIX / "digits_mlp_conv1x1.tflite"}

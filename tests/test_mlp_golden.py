@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from golden import digits_model, litert_model, mlp, trained
+from sparq.golden import digits_model, litert_model, mlp, trained
 
 
 @pytest.fixture(scope="module")

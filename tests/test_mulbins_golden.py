@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import digits_model, litert_model, mlp, mulbins, trained
-from golden.data import digits_split
-from golden.mulbins import (
+from sparq.golden import digits_model, litert_model, mlp, mulbins, trained
+from sparq.golden.data import digits_split
+from sparq.golden.mulbins import (
     MixedModel,
     bin_cycles,
     check_bins,
@@ -186,8 +186,8 @@ def test_narrowed_model_on_a_lane_local_bin(narrowed, tmp_path):
     """On the narrowed digits model every beat of the lane-local engine ({8: 1, 4: 16}) takes
     one cycle (no weight needs 8 bits), while a uniform 8-bit engine of 4 multipliers needs
     more than two cycles a beat on average for the same pairs."""
-    from golden.sparse_dot import beat_cycles
-    from sim.sparse_stim import digits_beats
+    from sparq.golden.sparse_dot import beat_cycles
+    from sparq.sim.sparse_stim import digits_beats
 
     _, mixed, _ = narrowed
     _, x_test, _, _ = digits_split()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sim import prune_study
+from sparq.sim import prune_study
 
 
 def test_quick_study_reports_paired_gaps(tmp_path):

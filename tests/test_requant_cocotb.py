@@ -4,11 +4,11 @@ import pathlib
 
 import pytest
 
-import hw.requant
-from golden.data import digits_split
-from hw.export import CONFIGS, write
-from sim.requant_stim import digits_vectors
-from sim.runner import run, run_given
+from sparq.golden.data import digits_split
+from sparq.hw import requant as hw_requant
+from sparq.hw.export import CONFIGS, write
+from sparq.sim.requant_stim import digits_vectors
+from sparq.sim.runner import run, run_given
 from tests.conftest import SEED, sim_params
 from tests.gate_level import needs_icarus, run_gate_level
 
@@ -38,7 +38,7 @@ def test_requant_gate_level_ice40(name):
 def test_testbench_catches_a_broken_requantizer(monkeypatch, tmp_path):
     """Saturating the rescaled value to 7 bits instead of 11 is a plausible slip; the
     testbench must fail on it."""
-    monkeypatch.setattr(hw.requant, "_SAT_BITS", 7)
+    monkeypatch.setattr(hw_requant, "_SAT_BITS", 7)
     cls, params = CONFIGS["requant_tflite"]
     verilog = write("requant_tflite", tmp_path, cls, params)
     with pytest.raises(AssertionError, match="random_handshakes"):

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from golden.qparams import derive_prepost, prepost_error_bound, quantize_multiplier
-from golden.requant import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, requantize
+from sparq.golden.qparams import derive_prepost, prepost_error_bound, quantize_multiplier
+from sparq.golden.requant import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, requantize
 from tests import pyint_twin as twin
 
 i32 = st.integers(INT32_MIN, INT32_MAX)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import spec.params
-from hw.requant import Requantizer
-from sim.requant_stim import expected, requant_vectors
+from sparq.hw.requant import Requantizer
+from sparq.sim.requant_stim import expected, requant_vectors
+from sparq.spec import params as spec_params
 from tests.amaranth_streams import stream_recv, stream_send
 
 SEED = 20261123
@@ -94,7 +94,7 @@ def test_requant_latency(mode, short):
 
     sim.add_testbench(bench)
     sim.run()
-    want = spec.params.requant_latency(mode=mode, short=short)
+    want = spec_params.requant_latency(mode=mode, short=short)
     assert seen["out"] - seen["in"] == want == {False: {"tflite": 9, "single": 8,
                                                          "prepost": 7},
                                                  True: {"tflite": 5, "single": 4,

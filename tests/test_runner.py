@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim import runner
+from sparq.sim import runner
 
 
 def test_verilator_opt_levels(monkeypatch):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hw.export import CONFIGS
-from sim.runner import run
+from sparq.hw.export import CONFIGS
+from sparq.sim.runner import run
 from tests.conftest import SEED, sim_params
 
 
@@ -21,8 +21,8 @@ def test_sequencer_random_programs(sim, full):
 
 def test_testbench_catches_ungated_ops(tmp_path):
     """A mutant whose predicated-off ops still write state must fail the testbench."""
-    from hw.export import write
-    from hw.sequencer import Sequencer
+    from sparq.hw.export import write
+    from sparq.hw.sequencer import Sequencer
 
     class Ungated(Sequencer):
         def _commit(self, m, on, legal):
@@ -39,11 +39,12 @@ def test_testbench_catches_ungated_ops(tmp_path):
 def test_sequencer_runs_the_compiled_digits_mlp():
     """The compiled (predicated) digits MLP on the RTL Sequencer, the datapath played by the
     testbench with random ready: the outputs are LiteRT's, the counters the model's."""
-    from golden import compiler, core_model, digits_model, mlp
-    from golden.data import digits_split
-    from golden.litert_model import read_dense_layers, run_reference
-    from sim import seq_stim
-    from sim.runner import run_given
+    from sparq.golden import compiler, digits_model, mlp
+    from sparq.golden import core as golden_core
+    from sparq.golden.data import digits_split
+    from sparq.golden.litert_model import read_dense_layers, run_reference
+    from sparq.sim import seq_stim
+    from sparq.sim.runner import run_given
 
     layers = read_dense_layers(digits_model.TEMPLATE)
     x_train, x_test, _, _ = digits_split()
@@ -62,6 +63,6 @@ def test_sequencer_runs_the_compiled_digits_mlp():
         assert rep["given_programs"] == 1 and rep["given_failed"] == []
         for k in range(3):
             assert np.array_equal(c.layer_output(x, k), ref[k][n])
-        model = core_model.run_image(c, xq[n])
+        model = golden_core.run_image(c, xq[n])
         assert rep["given_predicated_off"] == model.predicated_off > 0
         assert rep["given_cycles"] - rep["given_stalls"] == model.cycles

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden import isa
-from hw.sequencer import PredicateFile, Sequencer
-from sim import seq_stim
+from sparq.golden import isa
+from sparq.hw.sequencer import PredicateFile, Sequencer
+from sparq.sim import seq_stim
 from tests.conftest import SEED
 
 

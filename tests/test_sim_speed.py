@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from golden import compiler, mlp, trained
-from golden.data import digits_split
-from sim.core_run import run_core, throughput
+from sparq.golden import compiler, mlp, trained
+from sparq.golden.data import digits_split
+from sparq.sim.core_run import run_core, throughput
 from tests.conftest import SEED
 
 

@@ -6,10 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from golden import digits_model
-from golden.data import digits_split
-from sim import sparq_cli
-from sim.runner import simulator_available
+from sparq.golden import digits_model
+from sparq.golden.data import digits_split
+from sparq.sim import sparq_cli
+from sparq.sim.runner import simulator_available
 
 
 def test_compile_and_run(tmp_path, capsys):

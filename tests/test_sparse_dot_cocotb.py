@@ -5,12 +5,12 @@ import pathlib
 import numpy as np
 import pytest
 
-import hw.mulbins
-from golden.data import digits_split
-from golden.sparse_dot import sparse_dot
-from hw.export import CONFIGS, write
-from sim.runner import run, run_given
-from sim.sparse_stim import beats_file_content, digits_beats
+from sparq.golden.data import digits_split
+from sparq.golden.sparse_dot import sparse_dot
+from sparq.hw import mulbins as hw_mulbins
+from sparq.hw.export import CONFIGS, write
+from sparq.sim.runner import run, run_given
+from sparq.sim.sparse_stim import beats_file_content, digits_beats
 from tests.conftest import SEED, sim_params
 from tests.gate_level import needs_icarus, run_gate_level
 
@@ -60,8 +60,8 @@ def test_sparse_dot_gate_level_ice40(name):
 
 def test_testbench_catches_a_broken_engine(monkeypatch, tmp_path):
     """A compaction that ranks zero lanes too (a plausible slip) must fail the testbench."""
-    real = hw.mulbins.prefix_counts
-    monkeypatch.setattr(hw.mulbins, "prefix_counts",
+    real = hw_mulbins.prefix_counts
+    monkeypatch.setattr(hw_mulbins, "prefix_counts",
                         lambda bits, m=None: real(bits, m)[:-1] + [real(bits, m)[-1] + 1])
     cls, params = CONFIGS["sparse_dot_N16_M4"]
     verilog = write("sparse_dot_N16_M4", tmp_path, cls, params)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.sparse_dot import LevelError, beat_cycles, smallest_level, sparse_dot
+from sparq.golden.sparse_dot import LevelError, beat_cycles, smallest_level, sparse_dot
 
 
 def twin(w, x, last, zp, lanes, slots, skip):

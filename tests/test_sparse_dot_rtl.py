@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden.sparse_dot import sparse_dot
-from hw.sparse_dot import SparseDotProduct
-from sim.sparse_stim import beat_payloads, beats, concat, corner_beats
+from sparq.golden.sparse_dot import sparse_dot
+from sparq.hw.sparse_dot import SparseDotProduct
+from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats
 from tests.amaranth_streams import stream_recv, stream_send
 from tests.conftest import SEED
 
@@ -103,7 +103,7 @@ def test_level_misfit_is_flagged_and_product_stays_exact(params):
 
 
 def test_multiplier_bins_slot_provider():
-    from hw.mulbins import MultiplierBins
+    from sparq.hw.mulbins import MultiplierBins
 
     b = MultiplierBins({2: 3, 8: 1, 4: 2})
     assert b.widths == [8, 4, 4, 2, 2, 2] and b.slots == 6 and not b.uniform
@@ -118,6 +118,6 @@ def test_multiplier_bins_slot_provider():
 def test_make_synth_prices_engines_with_lut_multipliers():
     """make synth runs the dot-product engines also with LUT multipliers (the mulbins bench's
     LUT prices), and the other blocks on ECP5 and iCE40 only."""
-    from hw.synth import default_families
+    from sparq.hw.synth import default_families
     assert default_families("sparse_dot_N16_bins1l") == ("ecp5", "ice40", "ecp5_lutmul")
     assert default_families("core") == ("ecp5", "ice40")

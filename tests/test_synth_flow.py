@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from hw import synth
+from sparq.hw import synth
 
 
 def test_parse_seeds_accepts_lists_and_names_the_bad_value():

@@ -5,9 +5,9 @@ shift update keeps its constraints and wins back what the goal asks."""
 import numpy as np
 import pytest
 
-from golden import digits_model, mlp, trained
-from golden.data import digits_split
-from golden.delta import train
+from sparq.golden import digits_model, mlp, trained
+from sparq.golden.data import digits_split
+from sparq.golden.delta import train
 
 
 def test_files_match_the_manifest():
@@ -101,7 +101,7 @@ def test_a_study_made_on_other_base_models_is_not_used(tmp_path):
     it): after the base models change, it is not applied to them."""
     import shutil
 
-    from golden.delta import model_file
+    from sparq.golden.delta import model_file
 
     for f in trained.FOLDER.iterdir():
         shutil.copy(f, tmp_path / f.name)

@@ -4,10 +4,10 @@ proves the Sequencer's two Verilog texts equivalent)."""
 
 import pytest
 
-from hw.export import CONFIGS
-from hw.synth import YOSYS, _rel, _run
-from hw.verilog_merge import merge
-from sim.runner import BUILD
+from sparq.hw.export import CONFIGS
+from sparq.hw.synth import YOSYS, _rel, _run
+from sparq.hw.verilog_merge import merge
+from sparq.sim.runner import BUILD
 
 HEAD = """module top(a, b, o);
   input [3:0] a;

@@ -3,17 +3,17 @@
 An executed DOT of ``beats`` beats costs the engine's front-end cycles for them
 (``golden.sparse_dot.beat_cycles``; ``golden.mulbins.bin_cycles`` with multiplier bins; the
 dense baseline ``ceil(lanes / slots)`` per beat); every other instruction costs what the
-sequencer's model says (``golden.isa_sim``). ``run_image`` runs a compiled program on one
+sequencer's model says (``golden.sequencer``). ``run_image`` runs a compiled program on one
 input and returns the machine (outputs, counters, cycles).
 """
 
 import numpy as np
 
-import spec.params
-from spec.isa import Src
+from sparq.spec import params as spec_params
+from sparq.spec.isa import Src
 
-from .isa_sim import new_machine, run
 from .mulbins import bin_cycles, smallest_level
+from .sequencer import new_machine, run
 from .sparse_dot import beat_cycles
 
 
@@ -64,10 +64,10 @@ def latencies(**params):
     engine's latency (``spec.params.sparse_dot_latency``, ``SparseDotProduct.latency``) and
     the accumulator's register; the Requantizer's latency (``Requantizer.latency``) in the
     core's single mode."""
-    p = spec.params.core(**params)
-    dot = spec.params.sparse_dot_latency(lanes=p["lanes"], slots=p["slots"], skip=p["skip"],
+    p = spec_params.core(**params)
+    dot = spec_params.sparse_dot_latency(lanes=p["lanes"], slots=p["slots"], skip=p["skip"],
                                          bins=p["bins"]) + ACC_REGISTER
-    return dot, spec.params.requant_latency(mode="single", short=p["short_requant"])
+    return dot, spec_params.requant_latency(mode="single", short=p["short_requant"])
 
 
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
@@ -111,7 +111,7 @@ def predict_program_cycles(cfg, params, program, x_init, *, timeline=None, **cor
         if k in machine and machine[k] != v:
             raise ValueError(f"the core's {k}={v!r} is not the program's machine's "
                              f"({machine[k]!r})")
-    p = spec.params.core(**dict(machine, **core))
+    p = spec_params.core(**dict(machine, **core))
     lanes, param_ram, hazard_words = p["lanes"], p["param_ram"], p["hazard_words"]
     dot_latency, req_latency = latencies(**p)
     m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-import spec.params
+from sparq.spec import params as spec_params
 
 from .isa import CMPS, SRCS, IllegalInstruction, decode
 from .requant import INT32_MAX, INT32_MIN, check_range, requantize
@@ -47,7 +47,7 @@ class MachineConfig:
     mode: str = "single"
 
     def __post_init__(self):
-        spec.params.machine(**vars(self))
+        spec_params.machine(**vars(self))
 
     @classmethod
     def of(cls, params):
@@ -82,7 +82,7 @@ class Machine:
     halted: bool = False
     trace: list = field(default_factory=list)  # (pc, loop index, executed) per fetch
     # cycles an executed DOT takes in the datapath, given (x - x_zero_point, w) of its block
-    # (None: one, the sequencer alone); the core model (golden.core_model) sets it
+    # (None: one, the sequencer alone); the core model (golden.core) sets it
     dot_cost: object = None
 
     def state(self):

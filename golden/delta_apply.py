@@ -33,8 +33,8 @@ import zlib
 
 import numpy as np
 
-import spec.params
-from spec.delta_port import STATUS_TEXT, RecordOp, Status
+from sparq.spec import params as spec_params
+from sparq.spec.delta_port import STATUS_TEXT, RecordOp, Status
 
 from .requant import check_range
 
@@ -45,7 +45,7 @@ STATUS = tuple(STATUS_TEXT[s] for s in Status)
 
 def check_depth(depth):
     """``depth`` if it is a valid bank size (``spec.params.delta_port``), else ValueError."""
-    return spec.params.delta_port(depth=depth)["depth"]
+    return spec_params.delta_port(depth=depth)["depth"]
 
 
 def record_bytes(addr, value):
