@@ -109,11 +109,8 @@ class Core(wiring.Component):
                                                             depth=eng.latency + 3)
         m.submodules.req_fifo = req_fifo = SyncFIFOBuffered(
             width=(p["x_depth"] - 1).bit_length(), depth=REQ_FIFO_DEPTH)
-        # in-flight bounds, for the counters' widths: the Requantizer never stalls (its
-        # output is always taken), so at most ``latency + 1`` REQ results are pending (the
-        # FIFO's depth is never the limit); a DOT is pending from its uop (the feeder's queue
-        # of two, the beat register) until its result leaves the DOT FIFO
-        self._req_bound = min(req.latency + 1, REQ_FIFO_DEPTH)
+        # a DOT is pending from its uop (the feeder's queue of two, the beat register) until
+        # its result leaves the DOT FIFO: the bound of its counters
         dot_bound = 3 + dot_fifo.depth
         m.submodules.xmem = xmem = Memory(shape=unsigned(8 * lanes),
                                           depth=p["x_depth"] // lanes, init=[])
@@ -130,7 +127,7 @@ class Core(wiring.Component):
         busy = Signal()
         pending = Signal()
         pend_dot = [Signal(range(dot_bound + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
-        pend_req = Signal(range(self._req_bound + 1))
+        pend_req = Signal(range(_req_in_flight(req) + 1))
         m.d.comb += pending.eq(Cat(*[c != 0 for c in pend_dot]).any() | (pend_req != 0))
         m.d.comb += [busy.eq(seq.busy | pending), self.busy.eq(busy | wmem.copying),
                      self.halted.eq(seq.halted & ~pending),
@@ -412,7 +409,7 @@ class Core(wiring.Component):
         b_acc = Signal(range(N_ACC))
         b_pc = Signal(range(p["prog_depth"]))
         b_xw, b_ww = Signal(range(words)), Signal(range(p["w_depth"] // lanes))
-        pend_w = [Signal(range(self._req_bound + 1), name=f"pend_region{k}")
+        pend_w = [Signal(range(_req_in_flight(req) + 1), name=f"pend_region{k}")
                   for k in range(regions)]
 
         # per-region pending REQ results; ``kept``: the regions that still have one in
@@ -494,6 +491,13 @@ class Core(wiring.Component):
         m.d.comb += [dot_fifo.w_data.eq(Cat(b_acc, b_pc)),
                      dot_fifo.w_en.eq(b_valid & b_last & eng.i.ready)]
         return dict(busy=qv[0] | b_valid, room=~qv[1], reads_out=reads_out)
+
+
+def _req_in_flight(req):
+    """The most REQ results pending at once, for the counters' widths: the Requantizer
+    never stalls (its output is always taken), so ``latency + 1`` (the FIFO's depth is
+    never the limit)."""
+    return min(req.latency + 1, REQ_FIFO_DEPTH)
 
 
 def _count(m, counter, up, down):
