@@ -61,7 +61,7 @@ async def _wait_idle(dut, max_cycles):
             raise AssertionError(
                 f"the core was still busy after {max_cycles} cycles: executed "
                 f"{int(dut.executed.value)}, engine cycles {int(dut.engine_cycles.value)}, "
-                f"datapath state {dut.dp_state.value}")
+                f"halted {dut.halted.value}, error {dut.error.value}")
         await FallingEdge(dut.clk)
 
 

@@ -190,6 +190,26 @@ def delta_port(*, depth=4096, lanes=1):
 PARAM_RAMS = ("async", "sync")
 
 
+def check_hazard_words(hazard_words, words):
+    """``hazard_words`` must be a power of two dividing the ``words`` activation words."""
+    if not (_is_int(hazard_words) and hazard_words >= 1
+            and hazard_words & (hazard_words - 1) == 0 and words % hazard_words == 0):
+        raise ValueError(f"hazard_words must be a power of two dividing the {words} "
+                         f"activation words, not {hazard_words!r}")
+    return hazard_words
+
+
+def dot_feeder(*, lanes=16, x_depth=256, w_depth=4096, prog_depth=512, hazard_words=1,
+               writes_in_flight=9):
+    """The core's DOT feeder (``hw.dot_feeder``): the machine's memories and program, the
+    hazard regions, and the most activation writes (REQ results) in flight at once."""
+    machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, prog_depth=prog_depth)
+    check_hazard_words(hazard_words, x_depth // lanes)
+    int_in("writes_in_flight", writes_in_flight, 1, 1 << 10)
+    return dict(lanes=lanes, x_depth=x_depth, w_depth=w_depth, prog_depth=prog_depth,
+                hazard_words=hazard_words, writes_in_flight=writes_in_flight)
+
+
 def check_fetch_ports(n):
     """The Sequencer's program memory read ports: 1, or 2 (``hw.sequencer``); returns ``n``."""
     if n not in (1, 2):
@@ -215,11 +235,7 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
         raise ValueError(f"the core requantizes in 'single' mode, not {mode!r}")
     if param_ram not in PARAM_RAMS:
         raise ValueError(f"param_ram must be one of {PARAM_RAMS}, not {param_ram!r}")
-    words = x_depth // lanes
-    if not (isinstance(hazard_words, int) and hazard_words >= 1
-            and hazard_words & (hazard_words - 1) == 0 and words % hazard_words == 0):
-        raise ValueError(f"hazard_words must be a power of two dividing the {words} "
-                         f"activation words, not {hazard_words!r}")
+    check_hazard_words(hazard_words, x_depth // lanes)
     check_fetch_ports(fetch_ports)
     requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)

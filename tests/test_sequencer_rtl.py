@@ -7,6 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparq.golden import isa
+from sparq.hw.seq_execute import Execute
 from sparq.hw.sequencer import PredicateFile, Sequencer
 from sparq.sim import seq_stim
 from tests.conftest import SEED
@@ -160,7 +161,7 @@ def test_start_right_after_word_0_or_a_halt(fetch_ports):
 
 
 def test_predicate_file():
-    dut = PredicateFile(8)
+    dut = PredicateFile(n=8)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     rng = np.random.default_rng(SEED)
@@ -187,8 +188,8 @@ def test_predicate_file():
 
 def test_harness_catches_ungated_ops(monkeypatch):
     """The same check fails when predicated-off ops are not gated."""
-    real = Sequencer._commit
-    monkeypatch.setattr(Sequencer, "_commit", lambda self, m, on, legal: real(self, m, 1, legal))
+    real = Execute._commit  # (the Sequencer's execute stage)
+    monkeypatch.setattr(Execute, "_commit", lambda self, m, on, legal: real(self, m, 1, legal))
     rng = np.random.default_rng(SEED)
     cases = [seq_stim.random_case(rng, bad_rate=0.0) for _ in range(20)]
     with pytest.raises((AssertionError, isa.IllegalInstruction)):

@@ -1,0 +1,185 @@
+"""The Sequencer's view of an instruction word, and the checks made when a word is loaded.
+
+Every width here is derived from ``spec.isa`` (its field table ``FIELDS``/``COMMON``) and the
+machine's parameters (``spec.params.machine``); the codes are ``hw.encodings``' enums.
+
+- ``instruction_layout()``: every operand field of a word as one ``data.FlexibleLayout``
+  (the opcodes' fields overlap), for ``data.View(instruction_layout(), word)``;
+- ``predecoded_layout(**machine)`` and ``Predecoder``: what is stored beside each word in the
+  program memory (the checks that need no machine state).
+"""
+
+import functools
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparq.spec import isa
+from sparq.spec import params as spec_params
+
+from .encodings import Cmp, Op, Src
+
+WORD = isa.WORD_BITS
+N_PRED = 1 << isa.field_width("pred")  # predicates p0..p7
+# how far past a LOOP its body may reach: program addresses run to prog_depth + BODY_SPAN
+BODY_BITS = isa.field_width("body", "LOOP")
+BODY_SPAN = 1 << BODY_BITS
+COUNT_BITS = isa.field_width("count", "LOOP")
+STRIDE_BITS = max(isa.field_width("xstride", "LOOP"), isa.field_width("ostride", "LOOP"))
+# a loop's offset, the iteration index times a stride (18 bits)
+OFFSET_BITS = STRIDE_BITS + COUNT_BITS
+# an activation address as written in a word (DOT's xaddr, REQ's oaddr, SETP's addr: 14 bits)
+ADDR_BITS = max(isa.field_width("xaddr", "DOT"), isa.field_width("oaddr", "REQ"),
+                isa.field_width("addr", "SETP"))
+# an effective address, a word's address plus a loop offset (19 bits)
+EADDR_BITS = max(ADDR_BITS, OFFSET_BITS) + 1
+# DOT's and SETP's beats fields are both named ``beats`` in spec.isa; here they differ
+_RENAME = {("DOT", "beats"): "dbeats", ("SETP", "beats"): "sbeats"}
+_ENUMS = {"op": Op, "cmp": Cmp, "src": Src}
+
+
+def _mask(fields):
+    return functools.reduce(operator.or_, (((1 << w) - 1) << lsb for _, lsb, w in fields), 0)
+
+
+def instruction_layout():
+    """Every field of an instruction word, named as in ``spec.isa.FIELDS`` except DOT's
+    ``beats`` (``dbeats``) and SETP's (``sbeats``); ``op``, ``cmp`` and ``src`` are the enums
+    of ``hw.encodings``, ``imm`` is signed. Fields of different opcodes overlap."""
+    fields = {}
+    for op, table in ((None, isa.COMMON), *isa.FIELDS.items()):
+        for name, lsb, width in table:
+            key = _RENAME.get((op, name), name)
+            shape = _ENUMS.get(name, signed(width) if name in isa.SIGNED else unsigned(width))
+            if key in fields:
+                if (fields[key].offset, fields[key].width) != (lsb, width):
+                    raise ValueError(f"field {key!r} of {op} differs from another opcode's")
+                continue
+            fields[key] = data.Field(shape, lsb)
+    return data.FlexibleLayout(WORD, fields)
+
+
+def writes_pred(op):
+    """The instruction with opcode ``op`` (an ``Op`` view) writes predicate ``pd``."""
+    return (op == Op.SETP) | (op == Op.PAND) | (op == Op.POR) | (op == Op.PNOT)
+
+
+def _largest(enum):
+    """The largest code of ``enum`` (the codes are 0 up to it)."""
+    return max(code.value for code in enum)
+
+
+def predecoded_layout(*, prog_depth, x_depth, lanes, **_):
+    """What ``Predecoder`` stores beside each word: ``loop`` (a LOOP) and ``skip`` (the
+    address after its body), ``static`` (illegal in any case), ``dyn`` (illegal when
+    executed, whatever the loop), and for an activation address that a loop may offset, its
+    kind (``xkind`` 1: one activation, 2: an aligned block), its offset (``okind`` 1: the
+    loop's x offset, 2: its output offset), ``xend`` (the end of what it reads or writes, at
+    most ``x_depth + 1``) and ``blow`` (its lane)."""
+    return data.StructLayout({"loop": 1, "skip": range(prog_depth + BODY_SPAN + 1),
+                              "static": 1, "dyn": 1, "xkind": 2, "okind": 2,
+                              "xend": range(x_depth + 2),
+                              "blow": max(1, (lanes - 1).bit_length())})
+
+
+class Predecoder(wiring.Component):
+    """The checks of a word that need no machine state, made when it is loaded (comb).
+
+    ====== ===== ===========================================================================
+    word   In    the instruction word (``WORD`` bits)
+    addr   In    its program address, ``range(prog_depth)``
+    checks Out   ``predecoded_layout(**machine)``; ``static``: unknown opcode, reserved
+                 bits set, p0 written, a SETP comparison or source out of range, a DOT,
+                 SETP or LOOP that does nothing, a LOOP whose body runs past the program;
+                 ``dyn``: a channel or a weight address out of range (or a weight block not
+                 aligned); ``xkind``/``okind``/``xend``/``blow``: what the fetch stage checks
+                 of the activation address once it knows the loop offset
+    ====== ===== ===========================================================================
+
+    Bit-exact reference: ``golden.isa.decode`` (static) and ``golden.sequencer``'s checks.
+    """
+
+    def __init__(self, **machine):
+        self._p = spec_params.machine(**machine)
+        super().__init__({"word": In(WORD), "addr": In(range(self._p["prog_depth"])),
+                          "checks": Out(predecoded_layout(**self._p))})
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        f = data.View(instruction_layout(), self.word)
+        c, op = self.checks, f.op
+        m.d.comb += [c.loop.eq(op == Op.LOOP), c.skip.eq(self.addr + 1 + f.body)]
+        m.d.comb += c.static.eq(self._static_bad(m, f) | (
+            (op == Op.LOOP) & (self.addr + f.body >= p["prog_depth"])))
+        # the activation address's base and extent (at most 15 beats of ``lanes``)
+        most = max(1 << isa.field_width("beats", "DOT"), 1 << isa.field_width("beats", "SETP"))
+        base, extent = Signal(ADDR_BITS), Signal(((most - 1) * lanes).bit_length())
+
+        def w_block_bad(a, beats):  # not (a aligned and a + beats * lanes <= w_depth)
+            aligned = (a[:low] == 0) if low else Const(1)
+            # (``a[low:]``: as wide as the block index, so that the sum and its comparison
+            # are as narrow as the old inline ``a >> low`` of a 14-bit field synthesized)
+            return ~aligned | ((a[low:] + beats) > p["w_depth"] // lanes)
+
+        with m.Switch(op):
+            with m.Case(Op.LDB):
+                m.d.comb += c.dyn.eq(f.ch >= p["channels"])
+            with m.Case(Op.REQ):
+                m.d.comb += [c.dyn.eq(f.ch >= p["channels"]), c.xkind.eq(1),
+                             c.okind.eq(Mux(f.oi, 2, 0)), base.eq(f.oaddr), extent.eq(1)]
+            with m.Case(Op.DOT):
+                m.d.comb += [c.dyn.eq(w_block_bad(f.waddr, f.dbeats)), c.xkind.eq(2),
+                             c.okind.eq(f.xi), base.eq(f.xaddr), extent.eq(f.dbeats * lanes)]
+            with m.Case(Op.SETP):
+                with m.Switch(f.src):
+                    with m.Case(Src.W):
+                        m.d.comb += c.dyn.eq(f.addr >= p["w_depth"])
+                    with m.Case(Src.X):
+                        m.d.comb += [c.xkind.eq(1), c.okind.eq(f.ai), base.eq(f.addr),
+                                     extent.eq(1)]
+                    with m.Case(Src.XMAXABS, Src.XZERO, Src.XNNZ):
+                        m.d.comb += [c.xkind.eq(2), c.okind.eq(f.ai), base.eq(f.addr),
+                                     extent.eq(f.sbeats * lanes)]
+                    with m.Case(Src.WNNZ):
+                        m.d.comb += c.dyn.eq(w_block_bad(f.addr, f.sbeats))
+        # a block ends at most at the last whole block, x_depth - slack
+        slack = p["x_depth"] % lanes
+        end = Signal(((1 << ADDR_BITS) - 1 + (most - 1) * lanes + lanes - 1).bit_length())
+        m.d.comb += end.eq(base + extent + Mux(c.xkind == 2, slack, 0))
+        m.d.comb += [c.xend.eq(Mux(end > p["x_depth"], p["x_depth"] + 1, end)),
+                     c.blow.eq(base[:low] if low else 0)]
+        return m
+
+    @staticmethod
+    def _static_bad(m, f):
+        """The word alone is illegal (see the class docstring's ``static``, but the LOOP's
+        body end, which needs the address)."""
+        op = f.op
+        known = Cat(*[op == code for code in Op]).any()
+        return (~known | (_reserved(m, f) != 0) | (writes_pred(op) & (f.pd == 0))
+                | ((op == Op.SETP) & ((f.cmp.as_value() > _largest(Cmp))
+                                      | (f.src.as_value() > _largest(Src))
+                                      | (f.sbeats == 0)))
+                | ((op == Op.DOT) & (f.dbeats == 0))
+                | ((op == Op.LOOP) & ((f.count == 0) | (f.body == 0))))
+
+
+def _reserved(m, f):
+    """The bits of word ``f`` (a view of ``instruction_layout()``) that its opcode does not
+    use: neither a common field nor one of its own (an unknown opcode's are not checked)."""
+    word = f.as_value()
+    unused = ((1 << WORD) - 1) & ~_mask(isa.COMMON)
+    reserved = Signal(WORD, name="reserved")
+    with m.Switch(f.op):
+        for name, fields in isa.FIELDS.items():
+            with m.Case(Op[name]):
+                m.d.comb += reserved.eq(word & (unused & ~_mask(fields)))
+    return reserved

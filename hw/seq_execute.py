@@ -1,0 +1,263 @@
+"""The Sequencer's execute stage: the instruction register, gating, issue and predicate writes.
+
+``Compare`` is SETP's comparison; ``NextInsn`` is what the fetch stage hands on, ``Forward``
+the predicates as the current instruction leaves them (for the fetch stage).
+"""
+
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparq.spec import isa
+from sparq.spec import params as spec_params
+
+from .encodings import Cmp, Op
+from .seq_decode import BODY_SPAN, EADDR_BITS, N_PRED, WORD, instruction_layout, writes_pred
+from .seq_loop import LoopCommand
+from .seq_run import Control, Status
+
+VALUE_BITS = 16  # a SETP's representative value, from the datapath
+IMM_BITS = isa.field_width("imm", "SETP")
+
+
+def uop_layout(prog_depth=512):
+    """A uop: its kind (``spec.isa.UopKind``), operands with effective addresses (as wide as
+    their fields in ``spec.isa.FIELDS``), and the pc of the instruction that issued it (for
+    the datapath's errors)."""
+    w = isa.field_width
+    return data.StructLayout({
+        "kind": (len(isa.UOP_OPS) - 1).bit_length(), "acc": w("acc", "CLR"),
+        "ch": w("ch", "LDB"), "xaddr": w("xaddr", "DOT"), "waddr": w("waddr", "DOT"),
+        "beats": w("beats", "DOT"), "oaddr": w("oaddr", "REQ"), "pc": range(prog_depth)})
+
+
+def probe_layout():
+    """A SETP's probe: its source (``spec.isa.Src``), effective address and beats."""
+    w = isa.field_width
+    return data.StructLayout({"src": w("src", "SETP"), "addr": w("addr", "SETP"),
+                              "beats": w("beats", "SETP")})
+
+
+class NextInsn(wiring.Signature):
+    """From the fetch stage (``Out``): the next instruction's ``word``, address (``pc``), whether
+    it ends a loop's body (``at_end``) and executes (``on``), its effective addresses
+    (``xaddr``, ``oaddr``, ``saddr``: DOT's or REQ's, REQ's output, SETP's) and legality
+    (``dyn``: an address out of range; ``static``), all with the state as it will be after
+    the current instruction. To it (``In``): ``take``, the execute stage takes them."""
+
+    def __init__(self, prog_depth):
+        super().__init__({
+            "word": Out(WORD), "pc": Out(range(prog_depth + BODY_SPAN)),
+            **{k: Out(1) for k in ("at_end", "on", "dyn", "static")},
+            **{k: Out(EADDR_BITS) for k in ("xaddr", "oaddr", "saddr")}, "take": In(1)})
+
+
+class Forward(wiring.Signature):
+    """From the execute stage (``Out``): the predicates after the current instruction
+    (``preds``; all zero but p0 when a program starts), and the same as ``base`` (before its
+    write) with the write (``we``, ``addr``, ``data``), so that a reader of one predicate can
+    choose the written value last (``seq_fetch``)."""
+
+    def __init__(self):
+        super().__init__({"preds": Out(N_PRED), "base": Out(N_PRED), "we": Out(1),
+                          "addr": Out(range(N_PRED)), "data": Out(1)})
+
+
+class Compare(wiring.Component):
+    """``r = a cmp imm`` (signed) for ``cmp`` one of ``Cmp`` (EQ, NE, LT, LE, GT, GE), from
+    one less-than and one equality; 0 for a code that is none (comb).
+
+    Bit-exact reference: ``golden.sequencer._compare``.
+    """
+
+    def __init__(self, *, a_bits=VALUE_BITS, imm_bits=IMM_BITS):
+        self._p = dict(a_bits=spec_params.int_in("a_bits", a_bits, 2, 64),
+                       imm_bits=spec_params.int_in("imm_bits", imm_bits, 2, 64))
+        super().__init__({"cmp": In(Cmp), "a": In(signed(a_bits)), "imm": In(signed(imm_bits)),
+                          "r": Out(1)})
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        lt, eq = Signal(), Signal()
+        m.d.comb += [lt.eq(self.a < self.imm), eq.eq(self.a == self.imm)]
+        with m.Switch(self.cmp):
+            for code, expr in ((Cmp.EQ, eq), (Cmp.NE, ~eq), (Cmp.LT, lt), (Cmp.LE, lt | eq),
+                               (Cmp.GT, ~(lt | eq)), (Cmp.GE, ~lt)):
+                with m.Case(code):
+                    m.d.comb += self.r.eq(expr)
+        return m
+
+
+class Execute(wiring.Component):
+    """The execute stage (the machine's ``prog_depth``): the instruction register and what the
+    fetch stage computed for it, loaded when the fetch stage hands an instruction on
+    (``next.take``: a start's ``go``, or the current instruction done).
+
+    ============= ===== ===================================================================
+    ctl           In    ``seq_run.Control``
+    abort         In    the datapath's error: nothing more issued or written this cycle
+    next          In    ``NextInsn``: the instruction to take
+    preds         In    the predicate file's values (bit k = p[k])
+    uop, probe    Out   streams of ``uop_layout(prog_depth)``, ``probe_layout()``
+    value         In    stream, ``signed(VALUE_BITS)``: a probe's value
+    we, waddr,    Out   the predicate file's write (``we`` only when the instruction is done)
+    wdata
+    fwd           Out   ``Forward``: the predicates after the current instruction
+    loop          Out   ``seq_loop.LoopCommand``
+    status        Out   ``seq_run.Status``; ``status.on`` and ``status.done`` as below
+    legal         Out   the current instruction is legal (``~status.illegal``)
+    on_from_preds Out   its predicate read from ``preds`` (``on`` is a register and equals
+                        this while an instruction executes: proved in tests/test_formal.py)
+    ============= ===== ===================================================================
+
+    Gating: the instruction executes when ``p[pred] != neg`` (``on``, registered when it is
+    taken, from the forwarded predicates). Every state write (``we``, ``loop.begin``,
+    ``uop.valid``, ``probe.valid``, ``value.ready``) is qualified by ``commit = busy & on &
+    legal`` (``_commit``). A uop completes when taken; a SETP sends its probe, then compares
+    the value in the cycle it arrives into a register, and writes the predicate the cycle
+    after (three cycles with an always-ready datapath); anything else completes in its cycle.
+    """
+
+    def __init__(self, **machine):
+        self._p = spec_params.machine(**machine)
+        depth = self._p["prog_depth"]
+        super().__init__({
+            "ctl": In(Control()), "abort": In(1), "next": In(NextInsn(depth)),
+            "preds": In(N_PRED), "uop": Out(stream.Signature(uop_layout(depth))),
+            "probe": Out(stream.Signature(probe_layout())),
+            "value": In(stream.Signature(signed(VALUE_BITS))),
+            "we": Out(1), "waddr": Out(range(N_PRED)), "wdata": Out(1), "fwd": Out(Forward()),
+            "loop": Out(LoopCommand(depth)), "status": Out(Status(depth)), "legal": Out(1),
+            "on_from_preds": Out(1)})
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        ctl, nx, st = self.ctl, self.next, self.status
+        ev = Signal()  # the execute stage holds an instruction
+        m.d.comb += ev.eq(ctl.busy & ~ctl.prime)
+        ir, epc = Signal(WORD), Signal(range(self._p["prog_depth"]))
+        e_static, e_dyn, e_at_end, e_on = Signal(), Signal(), Signal(), Signal()
+        exa, eoa, esa = (Signal(EADDR_BITS, name=f"e{k}addr") for k in "xos")
+        with m.If(nx.take):
+            m.d.sync += [ir.eq(nx.word), epc.eq(nx.pc), e_at_end.eq(nx.at_end), e_on.eq(nx.on),
+                         Cat(exa, eoa, esa, e_dyn).eq(Cat(nx.xaddr, nx.oaddr, nx.saddr, nx.dyn)),
+                         e_static.eq(nx.static)]
+        f = data.View(instruction_layout(), ir)
+        op = f.op
+        # ``on`` is registered when the instruction is taken (``e_on``), from the predicates as
+        # the instruction before leaves them (forwarded), so that no predicate selection sits
+        # before the handshakes it qualifies
+        on = st.on
+        m.d.comb += [on.eq(e_on),
+                     self.on_from_preds.eq(self.preds.bit_select(f.pred, 1) ^ f.neg)]
+        is_loop = op == Op.LOOP
+        m.d.comb += [st.illegal.eq(ev & (e_static | (is_loop & self.loop.in_loop)
+                                         | (on & e_dyn))),
+                     self.legal.eq(~st.illegal)]
+        commit = self._commit(m, ev & on & ~self.abort, self.legal)
+        is_uop = Signal()
+        m.d.comb += is_uop.eq(functools.reduce(operator.or_, [op == Op[k] for k in isa.UOP_OPS]))
+        probing, compared = self._issue(m, f, commit, is_uop, (exa, eoa, esa, epc))
+        m.d.comb += nx.take.eq(ctl.go | (ev & st.done))
+        self._predicates(m, f, commit, compared)
+        lc = self.loop
+        m.d.comb += [lc.begin.eq(commit & is_loop), lc.at_end.eq(e_at_end), lc.pc.eq(epc),
+                     lc.body.eq(f.body), lc.count.eq(f.count), lc.xstride.eq(f.xstride),
+                     lc.ostride.eq(f.ostride), lc.advance.eq(ev & st.done)]
+        # cycles beyond the model: a uop not taken, a probe not taken, a value not there
+        setp = op == Op.SETP
+        m.d.comb += [
+            st.halt.eq(st.done & commit & (op == Op.HALT)), st.pc.eq(epc),
+            st.stall.eq(commit & Mux(is_uop, ~self.uop.ready, setp & Mux(
+                probing, ~self.value.valid, ~self.probe.ready)))]
+        return m
+
+    def _commit(self, m, on, legal):
+        """The one qualifier of every state write of the current instruction."""
+        commit = Signal()
+        m.d.comb += commit.eq(self.ctl.busy & on & legal)
+        return commit
+
+    def _issue(self, m, f, commit, is_uop, regs):
+        """The uop, probe and value handshakes and ``status.done``; returns ``probing`` (a
+        SETP's probe was sent, its value is awaited) and ``compared`` (the value arrived and
+        its comparison is registered)."""
+        exa, eoa, esa, epc = regs
+        op, u, q, st = f.op, self.uop.payload, self.probe.payload, self.status
+        setp = op == Op.SETP
+        probing = Signal()  # SETP: probe sent, waiting for the value
+        compared = Signal()  # SETP: the value arrived and its comparison is registered
+        m.d.comb += [
+            self.uop.valid.eq(commit & is_uop),
+            u.kind.eq(op.as_value() - Op.CLR.value),  # spec.isa.UopKind: the opcode less CLR's
+            u.acc.eq(f.acc), u.ch.eq(f.ch), u.xaddr.eq(exa), u.waddr.eq(f.waddr),
+            u.beats.eq(Mux(op == Op.DOT, f.dbeats, 0)), u.oaddr.eq(eoa), u.pc.eq(epc),
+            self.probe.valid.eq(commit & setp & ~probing),
+            q.src.eq(f.src), q.addr.eq(esa), q.beats.eq(f.sbeats),
+            self.value.ready.eq(commit & setp & compared),
+        ]
+        with m.If(self.ctl.prime):
+            m.d.comb += st.done.eq(1)
+        with m.Elif(~self.ctl.busy | ~self.legal | ~st.on):
+            m.d.comb += st.done.eq(self.ctl.busy & self.legal)
+        with m.Elif(is_uop):
+            m.d.comb += st.done.eq(self.uop.ready)
+        with m.Elif(setp):
+            m.d.comb += st.done.eq(compared)
+        with m.Else():
+            m.d.comb += st.done.eq(1)
+        with m.If(commit & setp & probing & self.value.valid & ~compared):
+            m.d.sync += compared.eq(1)  # (cleared when the SETP is done, the cycle after)
+        with m.If(self.probe.valid & self.probe.ready):
+            m.d.sync += probing.eq(1)
+        with m.If(st.done):
+            m.d.sync += [probing.eq(0), compared.eq(0)]
+        # a start clears them while nothing executes (``ev`` low: exclusive with a start),
+        # written as the choice after ``ev`` so that it is the reset logic it always was
+        with m.If(self.ctl.busy & ~self.ctl.prime):
+            pass
+        with m.Elif(self.ctl.start):
+            m.d.sync += [probing.eq(0), compared.eq(0)]
+        return probing, compared
+
+    def _predicates(self, m, f, commit, compared):
+        """The predicate write (a SETP's comparison is registered, ``cmp_r``: the value is
+        compared in the cycle it arrives and written the cycle after, it stays valid until
+        taken, so that the comparison's carry chain feeds a flip-flop, not the next program
+        address) and the forwarded predicates (``fwd``)."""
+        op, fwd, go = f.op, self.fwd, self.ctl.go
+        m.submodules.compare = cmp = Compare()
+        cmp_r = Signal()
+        m.d.comb += [cmp.cmp.eq(f.cmp), cmp.a.eq(self.value.payload), cmp.imm.eq(f.imm)]
+        with m.If(~compared):
+            m.d.sync += cmp_r.eq(cmp.r)
+        writes_p = writes_pred(op)
+        pa, pb = self.preds.bit_select(f.pa, 1), self.preds.bit_select(f.pb, 1)
+        m.d.comb += [self.waddr.eq(f.pd), self.we.eq(commit & self.status.done & writes_p)]
+        with m.Switch(op):
+            with m.Case(Op.SETP):
+                m.d.comb += self.wdata.eq(cmp_r)
+            with m.Case(Op.PAND):
+                m.d.comb += self.wdata.eq(pa & pb)
+            with m.Case(Op.POR):
+                m.d.comb += self.wdata.eq(pa | pb)
+            with m.Default():
+                m.d.comb += self.wdata.eq(~pa)
+        # the predicates once the current instruction completes (p0 alone set at a start); p0
+        # is never written: an instruction writing it is illegal, and the file ignores it
+        m.d.comb += [fwd.base.eq(Mux(go, 1, self.preds)),
+                     fwd.we.eq(~go & commit & writes_p & (f.pd != 0)),
+                     fwd.addr.eq(f.pd), fwd.data.eq(self.wdata), fwd.preds.eq(fwd.base)]
+        with m.If(fwd.we):
+            m.d.comb += fwd.preds.bit_select(f.pd, 1).eq(self.wdata)

@@ -1,0 +1,231 @@
+"""The Sequencer's fetch stage (``fetch_ports=1``) or fetch and decode stages (``fetch_ports=2``).
+
+Either hands the next instruction on to the execute stage (``seq_execute.NextInsn``) with its
+successor already chosen and being read, its predicate, its effective addresses and its
+legality computed with the state as it will be after the current instruction (the loop
+unit's ``cases``, the execute stage's forwarded predicates ``fwd``).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+
+from sparq.spec import params as spec_params
+
+from .encodings import Src
+from .seq_decode import (
+    BODY_SPAN,
+    EADDR_BITS,
+    OFFSET_BITS,
+    WORD,
+    instruction_layout,
+    predecoded_layout,
+)
+from .seq_execute import Forward, NextInsn
+from .seq_loop import CASES, LoopCases, by_case, case_fields
+from .seq_run import Control
+
+
+class Fetch(wiring.Component):
+    """Fetch (and, with ``fetch_ports=2``, decode) for the machine's parameters.
+
+    ===== ===== ===========================================================================
+    ctl   In    ``seq_run.Control``
+    loop  In    ``seq_loop.LoopCases``: the loop state after the current instruction
+    fwd   In    ``seq_execute.Forward``: the predicates after the current instruction
+    next  Out   ``seq_execute.NextInsn``: the next instruction; ``next.take`` hands it on
+    rd    In    a read port of the program memory (words of ``WORD`` bits with their
+                ``predecoded_layout`` beside); ``rd_b`` a second one with ``fetch_ports=2``
+    ===== ===== ===========================================================================
+
+    *fetch* (``fetch_ports=1``): the read port shows the next instruction (``next.pc``). When
+    it is taken, its successor is read: the next word, the loop's start at the loop's end, or
+    past the body of a LOOP that the forwarded predicates turn off. ``next`` shows word 0
+    while idle (when the port shows it: see ``seq_run.RunControl``).
+
+    *decode* (``fetch_ports=2``): the next instruction's word waits in a register, so that the
+    block RAM's slow output feeds nothing but registers; the two ports read both of its
+    possible successors (the next word in sequence, and its skip target in case it is a LOOP
+    that turns out to be off), and everything in ``next`` is computed from registers for
+    each of the loop unit's cases, the case chosen last. A start first takes word 0
+    (``ctl.fill``), a cycle before the execute stage takes it.
+    """
+
+    def __init__(self, *, fetch_ports=1, **machine):
+        self._p = dict(spec_params.machine(**machine),
+                       fetch_ports=spec_params.check_fetch_ports(fetch_ports))
+        depth = self._p["prog_depth"]
+        port = ReadPort.Signature(addr_width=(depth - 1).bit_length(),
+                                  shape=WORD + predecoded_layout(**self._p).size)
+        super().__init__({"ctl": In(Control()), "loop": In(LoopCases(depth)),
+                          "fwd": In(Forward()), "next": Out(NextInsn(depth)),
+                          **{k: In(port) for k in ("rd", "rd_b")[:fetch_ports]}})
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._p["prog_depth"]
+        checks = predecoded_layout(**self._p)
+        # the next instruction's word (``word``, at ``fpc``): the read port's, or with
+        # fetch_ports=2 the decode stage's
+        fpc = Signal(range(depth + BODY_SPAN))
+        word = Signal(WORD + checks.size)
+        w = data.View(instruction_layout(), word[:WORD])
+        w_checks = Signal(checks)
+        m.d.comb += w_checks.eq(word[WORD:])
+        if self._p["fetch_ports"] == 2:
+            next_on = self._decode_stage(m, (word, w, w_checks), fpc)
+        else:
+            next_on = self._fetch_stage(m, (word, w, w_checks), fpc)
+        w_at_end = self._after(m, lambda st: st.in_loop & (fpc == st.l_end), 1, "w_at_end")
+
+        def decoded(st):
+            """The next instruction's effective addresses and legality in state ``st``: its
+            loop offsets are the loop index times the strides (none outside a loop)."""
+            xo = Mux(st.in_loop, st.xoff, 0)
+            oo = Mux(st.in_loop, st.ooff, 0)
+            uses_x = w.ai & (w.src != Src.W) & (w.src != Src.WNNZ)
+            xa, oa, sa, bad = Signal(EADDR_BITS), Signal(EADDR_BITS), Signal(EADDR_BITS), Signal()
+            m.d.comb += [xa.eq(w.xaddr + Mux(w.xi, xo, 0)),
+                         oa.eq(w.oaddr + Mux(w.oi, oo, 0)),
+                         sa.eq(w.addr + Mux(uses_x, xo, 0)),
+                         bad.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
+            return Cat(xa, oa, sa, bad)
+
+        nx = self.next
+        dec = self._after(m, decoded, 3 * EADDR_BITS + 1, "decoded")
+        m.d.comb += [nx.word.eq(word), nx.pc.eq(fpc), nx.at_end.eq(w_at_end), nx.on.eq(next_on),
+                     Cat(nx.xaddr, nx.oaddr, nx.saddr, nx.dyn).eq(dec),
+                     nx.static.eq(w_checks.static)]
+        return m
+
+    def _after(self, m, fn, shape, name):
+        """``fn`` of the loop state after the current instruction: with fetch_ports=2
+        computed for every case and the case chosen last (the decode stage's inputs are all
+        registers then)."""
+        loop = self.loop
+        if self._p["fetch_ports"] == 2:
+            # (fn may assign; each case's constant fields folded: ``case_fields``)
+            depth = self._p["prog_depth"]
+            values = [fn(case_fields(loop.case[i], name, depth)) for i, name in enumerate(CASES)]
+            return by_case(m, loop.sel, values, shape, name)
+        out = Signal(shape, name=name)
+        m.d.comb += out.eq(fn(loop.next))
+        return out
+
+    def _fetch_stage(self, m, next_word, fpc):
+        """fetch_ports=1: the read port shows the next instruction (``word`` at ``fpc``). When
+        it is taken its successor is read. Returns whether it executes (its predicate,
+        forwarded)."""
+        depth, busy, go = self._p["prog_depth"], self.ctl.busy, self.ctl.go
+        rd, n, adv = self.rd, self.loop.next, self.next.take
+        fpc_reg = Signal(range(depth + BODY_SPAN))
+        word, w, w_checks = next_word  # (the word and its fields)
+        m.d.comb += [word.eq(rd.data), fpc.eq(Mux(busy, fpc_reg, 0))]
+        back = Signal()
+        m.d.comb += back.eq(n.in_loop & (fpc == n.l_end) & (n.l_left != 0))
+        w_on = self.fwd.preds.bit_select(w.pred, 1) ^ w.neg
+        succ = Signal(range(depth + BODY_SPAN))
+        m.d.comb += succ.eq(Mux(back, n.l_start,
+                                Mux(w_checks.loop & ~w_on, w_checks.skip, fpc + 1)))
+        m.d.comb += [rd.addr.eq(Mux(busy | go, succ, 0)), rd.en.eq(~busy | adv)]
+        with m.If(adv):
+            m.d.sync += fpc_reg.eq(succ)
+        with m.Elif(~busy):
+            m.d.sync += fpc_reg.eq(0)
+        return w_on
+
+    def _forwarded(self, m, sel):
+        """The predicate ``sel`` after the current instruction, computed as ``data if (we and
+        addr == sel) else base[sel]``: the predicate write's value, which a SETP's comparison
+        of the value just arrived makes late, drives only the last multiplexer instead of the
+        write into the vector and the 8:1 selection after it."""
+        fwd = self.fwd
+        hit = Signal(name="p_fwd_hit")
+        m.d.comb += hit.eq(fwd.we & (fwd.addr == sel))
+        return Mux(hit, fwd.data, fwd.base.bit_select(sel, 1))
+
+    def _decode_stage(self, m, next_word, fpc):
+        """fetch_ports=2: the next instruction's word waits in a register (``word`` at
+        ``fpc``); port A (``rd``) shows the word after it in sequence (at ``apc``), port B
+        (``rd_b``) its skip target. When it is taken (``next.take``), the register takes port
+        B's word if it holds a LOOP that the forwarded predicates turn off, else port A's, and
+        the ports read that word's successors with the state as it will be after the
+        register's instruction. A start first takes word 0 (``ctl.fill``). Returns whether
+        the register's instruction executes (its predicate, forwarded)."""
+        depth, busy, fill = self._p["prog_depth"], self.ctl.busy, self.ctl.fill
+        rd, rd_b = self.rd, self.rd_b
+        dpc, apc = Signal(range(depth + BODY_SPAN)), Signal(range(depth + BODY_SPAN))
+        m.d.comb += fpc.eq(dpc)
+        word, d, d_checks = next_word  # (the word and its fields)
+        d_on, take_b = Signal(), Signal()
+        m.d.comb += [d_on.eq(self._forwarded(m, d.pred) ^ d.neg),
+                     take_b.eq(d_checks.loop & ~d_on & ~fill)]
+        # both ports' words are registered, with the choice between them (``d_sel``): the late
+        # choice then drives a bit, not a word-wide multiplexer
+        da, db, d_sel = Signal.like(word), Signal.like(word), Signal()
+        m.d.comb += word.eq(Mux(d_sel, db, da))
+        ca, cb = (Signal(d_checks.shape()) for _ in range(2))
+        m.d.comb += [ca.eq(rd.data[WORD:]), cb.eq(rd_b.data[WORD:])]
+        a_next = self._a_next(m, (d, d_checks, d_on), dpc, apc)
+        load = Signal()
+        m.d.comb += load.eq(fill | self.next.take)
+        m.d.comb += [rd.addr.eq(a_next), rd.en.eq((~busy & ~fill) | load),
+                     rd_b.addr.eq(Mux(take_b, cb.skip, ca.skip)), rd_b.en.eq(load)]
+        with m.If(load):
+            m.d.sync += [da.eq(rd.data), db.eq(rd_b.data), d_sel.eq(take_b),
+                         dpc.eq(Mux(fill, 0, Mux(take_b, d_checks.skip, apc))), apc.eq(a_next)]
+        return d_on
+
+    def _a_next(self, m, decoded, dpc, apc):
+        """Port A's next address (``decoded``: the register's fields, checks and predicate):
+        the successor of the word the register takes (at ``apc``, or past the body of an off
+        LOOP), with the state after the register's instruction: a LOOP that runs starts its
+        loop (its body follows it: ``apc`` is the body's first word); one that does not
+        leaves the state alone (a LOOP inside a loop is illegal, so a loop is not active);
+        any other instruction may end a loop's body."""
+        depth, busy, fill = self._p["prog_depth"], self.ctl.busy, self.ctl.fill
+        d, d_checks, d_on = decoded
+
+        def seq_fn(st):
+            at_end = st.in_loop & (dpc == st.l_end)
+            left = Mux(at_end, st.l_left > 1, st.l_left != 0)
+            back = st.in_loop & ~(at_end & (st.l_left == 0)) & left & (apc == st.l_end)
+            return Mux(back, st.l_start, apc + 1)
+
+        seq = self._after(m, seq_fn, range(depth + BODY_SPAN + 1), "a_seq")
+        tight = Signal()  # a loop of one instruction, run more than once
+        m.d.comb += tight.eq((d.body == 1) & (d.count > 1))
+        # the same for either fate of a LOOP in the register, which may depend on a
+        # comparison made this cycle: that choice comes last
+        a_on, a_off = (Signal(range(depth + BODY_SPAN + 1), name=f"a_{k}") for k in ("on", "off"))
+        with m.If(fill):
+            m.d.comb += [a_on.eq(1), a_off.eq(1)]
+        with m.Elif(~busy):  # idle: word 0 at the port
+            m.d.comb += [a_on.eq(0), a_off.eq(0)]
+        with m.Elif(d_checks.loop):
+            m.d.comb += [a_on.eq(Mux(tight, apc, apc + 1)), a_off.eq(d_checks.skip + 1)]
+        with m.Else():
+            m.d.comb += [a_on.eq(seq), a_off.eq(seq)]
+        a_next = Signal(range(depth + BODY_SPAN + 1))
+        m.d.comb += a_next.eq(Mux(d_on, a_on, a_off))
+        return a_next
+
+    def _x_range_bad(self, m, c, xo, oo):
+        """The loop-offset activation address of checks ``c`` is out of range (or a block's
+        is not aligned), with the offsets ``xo``, ``oo`` it will execute with."""
+        p = self._p
+        low = (p["lanes"] - 1).bit_length()
+        offs = (Const(0, OFFSET_BITS), xo, oo)
+        over = Signal(3)
+        m.d.comb += over.eq(Cat(*[c.xend > p["x_depth"] - o for o in offs]))
+        bad = over.bit_select(c.okind, 1)
+        if low:
+            mis = Signal(3)
+            m.d.comb += mis.eq(Cat(*[c.blow != (-o)[:low] for o in offs]))
+            bad = bad | ((c.xkind == 2) & mis.bit_select(c.okind, 1))
+        return (c.xkind != 0) & bad
