@@ -70,12 +70,18 @@ def read_dense_layers(path):
     Raises ValueError naming the op if a layer is not int8 dense (or not 1x1 for CONV_2D),
     and naming the fault if the file is not a .tflite flatbuffer or is damaged.
     """
-    buf = open(path, "rb").read()
+    return parse_tflite(open(path, "rb").read(), _dense_layers)
+
+
+def parse_tflite(buf, parse):
+    """``parse(buf)`` of the .tflite bytes ``buf``, with a ValueError naming the fault if
+    they are not a .tflite flatbuffer or are damaged."""
+    buf = bytes(buf)
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ValueError(f"not a .tflite file (bytes 4-7 are {bytes(buf[4:8])!r}, not the "
                          "flatbuffer identifier b'TFL3')")
     try:
-        return _dense_layers(buf)
+        return parse(buf)
     except (struct.error, IndexError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"a damaged .tflite file ({len(buf)} bytes; {type(e).__name__}: "
                          f"{e})") from None
