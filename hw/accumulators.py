@@ -2,7 +2,7 @@
 """
 
 from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -64,14 +64,13 @@ class AccumulatorFile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pc_bits = (self._p["prog_depth"] - 1).bit_length()
         m.submodules.tags = tags = SyncFIFOBuffered(width=len(self.tag.payload.as_value()),
                                                     depth=self._p["tags"])
         wiring.connect(m, wiring.flipped(self.tag), tags.w_stream)
         acc = [Signal(signed(32), name=f"acc{k}") for k in range(N_ACC)]
         pend = [Signal(range(self.bound + 1), name=f"pend_dot{k}") for k in range(N_ACC)]
-        hit = tags.r_data[:len(self.tag.payload.acc)]
-        hit_pc = tags.r_data[len(self.tag.payload.acc):][:pc_bits]
+        oldest = data.View(tag_layout(self._p["prog_depth"]), tags.r_data)
+        hit = oldest.acc
         m.d.comb += [self.result.ready.eq(1), tags.r_en.eq(self.result.valid),
                      self.value.eq(Cat(*acc).word_select(self.sel, 32).as_signed()),
                      self.idle.eq(Cat(*pend).word_select(self.sel, len(pend[0])) == 0),
@@ -88,5 +87,5 @@ class AccumulatorFile(wiring.Component):
             down = self.result.valid & (hit == k)
             m.d.sync += pend[k].eq(pend[k] + (self.issued & (self.sel == k)) - down)
         m.d.comb += [self.fault.eq(self.result.valid & ~fits_signed(total, 32)),
-                     self.fault_pc.eq(hit_pc)]
+                     self.fault_pc.eq(oldest.pc)]
         return m

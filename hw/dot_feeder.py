@@ -69,6 +69,9 @@ class DotFeeder(wiring.Component):
     def __init__(self, **params):
         self._p = p = spec_params.dot_feeder(**params)
         lanes, pd = p["lanes"], p["prog_depth"]
+        # hazard regions, and the shift from an element address to its region
+        self._regions = p["x_depth"] // lanes // p["hazard_words"]
+        self._rlow = (lanes - 1).bit_length() + p["hazard_words"].bit_length() - 1
         super().__init__({
             "dot": In(stream.Signature(dot_layout(pd))),
             "o": Out(stream.Signature(beat_layout(lanes))),
@@ -92,8 +95,6 @@ class DotFeeder(wiring.Component):
         p = self._p
         words, w_words = p["x_depth"] // p["lanes"], p["w_depth"] // p["lanes"]
         low = (p["lanes"] - 1).bit_length()
-        self._regions = p["x_depth"] // p["lanes"] // p["hazard_words"]
-        self._rlow = low + p["hazard_words"].bit_length() - 1  # element address -> region
         desc = data.StructLayout({"xw": range(words), "ww": range(w_words),
                                   "beats": len(self.dot.payload.beats), "acc": range(N_ACC),
                                   "pc": range(p["prog_depth"]),
