@@ -44,11 +44,3 @@ def field_width(name, op=None):
         if fname == name:
             return width
     raise KeyError(f"no field {name!r} in {op or 'the common fields'}")
-
-
-def field_lsb(name, op=None):
-    """The lowest bit of field ``name`` (of opcode ``op``, or a common field)."""
-    for fname, lsb, _width in COMMON + (FIELDS[op] if op is not None else ()):
-        if fname == name:
-            return lsb
-    raise KeyError(f"no field {name!r} in {op or 'the common fields'}")

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, signed, unsigned
-from amaranth.lib import data
+from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -37,12 +36,9 @@ class _ProbeWithMemories(Elaboratable):
                            for i in range(0, len(a), n)]
         m.submodules.xm = xm = Memory(shape=unsigned(8 * n), depth=len(self.x) // n,
                                       init=words(self.x))
-        m.submodules.wm = wm = Memory(shape=data.ArrayLayout(signed(8), n),
-                                      depth=len(self.w) // n, init=[])
-        m.submodules.wm_init = wm_bits = Memory(shape=unsigned(8 * n), depth=len(self.w) // n,
-                                                init=words(self.w))
-        del wm  # (the weights as words of bits, viewed as lanes below)
-        xr, wr = xm.read_port(), wm_bits.read_port()
+        m.submodules.wm = wm = Memory(shape=unsigned(8 * n), depth=len(self.w) // n,
+                                      init=words(self.w))  # (read as lanes by the unit)
+        xr, wr = xm.read_port(), wm.read_port()
         m.d.comb += [xr.addr.eq(dut.rd_addr), wr.addr.eq(dut.rd_addr),
                      dut.x_data.eq(xr.data), dut.w_data.eq(wr.data)]
         return m
