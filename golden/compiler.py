@@ -1,17 +1,20 @@
 """Compile a quantized MLP into the core's memory images and a predicated program.
 
 ``compile_mlp(layers, ...)`` takes int8 dense layers (``golden.litert_model.DenseLayer``, from
-a .tflite file or ``golden.mlp``) with one activation zero point, and returns a ``Compiled``:
+a .tflite file or ``golden.mlp``), each with its own input zero point, and returns a ``Compiled``:
 the machine configuration, the read-only memories (weights, biases, requantizer parameters
 in ``single`` mode, LiteRT's FULLY_CONNECTED), the program, and where each layer's input and
 output live in the activation memory.
 
 Layout: each layer's input occupies ``ceil(n_in / lanes)`` beats of the activation memory
-(padding lanes hold the zero point), its output follows; weight rows are padded to whole
+(padding lanes hold that layer's input zero point), its output follows; weight rows are padded to whole
 beats; output channels are numbered across layers in the parameter memory.
 
 Program, per layer (``predicate_blocks=True``):
 
+    SETL in_zp = the layer's input zero point           when it differs from the one before
+                                                         (a program starts with the
+                                                         machine's, ``x_zero_point``)
     SETP p(1+j) = (activation block j is all zero)       one per block of ``lanes``
     for each output channel o, with accumulator a = o % accs (accs=4 by default):
         LDB acc_a = bias[o]
@@ -54,10 +57,14 @@ class Compiled:
     inputs: tuple  # (address, width) of the network input
     outputs: list  # (address, width) of each layer's output
     perms: list  # per layer, the order of its outputs as stored (None: identity)
+    # the activation memory before the input is written: each layer's input block (its
+    # padding lanes) at that layer's zero point (None: all at the machine's)
+    fill: np.ndarray = None
 
     def x_image(self, xq):
         """The activation memory's initial contents for one quantized input row."""
-        x = np.full(self.cfg.x_depth, self.cfg.x_zero_point, np.int64)
+        x = (np.full(self.cfg.x_depth, self.cfg.x_zero_point, np.int64) if self.fill is None
+             else self.fill.copy())
         a, n = self.inputs
         perm = self.perms[0]
         row = np.asarray(xq, np.int64)
@@ -92,24 +99,20 @@ def zero_first_order(acts, zero_point):
 
 def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
                 calibration=None, perms=None, prog_depth=None, x_depth=256, w_depth=4096,
-                channels=64, accs=4):
-    """Compile ``layers``; ``accs`` accumulators take turns (a channel's REQ is issued after
+                channels=64, accs=4, x_zero_point=-128):
+    """Compile ``layers`` for a machine that starts a program with activation zero point
+    ``x_zero_point`` (a SETL sets each layer's where it differs); ``accs`` accumulators take turns (a channel's REQ is issued after
     the DOTs of the next ``accs - 1`` channels, hiding the engine's latency);
     ``calibration`` (quantized inputs) enables the zero-first order (not for a block-pruned
     model: it would mix the pruned blocks),
     ``perms`` reuses another compilation's order (an updated model keeps its layout, so a
     weight update is a delta of the weight image).
 
-    Raises ValueError if the layers do not chain, their activation zero points differ, or
-    the model does not fit the memories or the program memory.
+    Raises ValueError if the layers do not chain, or the model does not fit the memories or
+    the program memory.
     """
     if accs not in (1, 2, 3, 4):
         raise ValueError(f"accs must be 1, 2, 3 or 4 (the machine's accumulators), not {accs!r}")
-    zps = {lay.input_zero_point for lay in layers}
-    if len(zps) != 1:
-        raise ValueError(f"the layers' input zero points differ ({sorted(zps)}); the core "
-                         "has one activation zero point")
-    zp = zps.pop()
     for k in range(1, len(layers)):
         if layers[k].w.shape[1] != layers[k - 1].w.shape[0]:
             raise ValueError(f"layer {k} takes {layers[k].w.shape[1]} inputs, layer {k - 1} "
@@ -164,20 +167,26 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
         raise ValueError(f"the model needs {x_addr} activations, {w_addr} weights and {ch0} "
                          f"channels; the machine has {x_depth}, {w_depth} and {channels}")
 
-    prog = []
-    for meta in layer_meta:
+    prog, zp = [], x_zero_point
+    fill = np.full(x_depth, x_zero_point, np.int64)
+    for lay, meta in zip(layers, layer_meta, strict=True):
+        n_in = meta["beats"] * lanes
+        fill[meta["in_addr"]:meta["in_addr"] + n_in] = lay.input_zero_point
+        if lay.input_zero_point != zp:
+            zp = lay.input_zero_point
+            prog.append(ins("SETL", in_zp=zp))
         prog += _layer_program(meta, lanes, predicate_blocks, dead_channels, accs)
     prog.append(ins("HALT"))
     depth = prog_depth or max(64, 1 << (len(prog) - 1).bit_length())
     if len(prog) > depth:
         raise ValueError(f"the program has {len(prog)} words, prog_depth is {depth}")
     cfg = MachineConfig(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
-                        prog_depth=depth, x_zero_point=zp, mode="single")
+                        prog_depth=depth, x_zero_point=x_zero_point, mode="single")
     params = Params(w=np.concatenate(w_flat), bias=np.array(bias, np.int64),
                     multiplier=np.array(mult, np.int64), shift=np.array(shift, np.int64),
                     out_zp=np.array(ozp, np.int64), act_min=np.array(amin, np.int64),
                     act_max=np.array(amax, np.int64))
-    return Compiled(cfg, params, prog, inputs, addrs, perms)
+    return Compiled(cfg, params, prog, inputs, addrs, perms, fill)
 
 
 def compile_for_core(layers, core, **kw):
@@ -187,7 +196,8 @@ def compile_for_core(layers, core, **kw):
 
     p = spec_params.core(**core)
     return compile_mlp(layers, lanes=p["lanes"], x_depth=p["x_depth"], w_depth=p["w_depth"],
-                       channels=p["channels"], prog_depth=p["prog_depth"], **kw)
+                       channels=p["channels"], prog_depth=p["prog_depth"],
+                       x_zero_point=p["x_zero_point"], **kw)
 
 
 def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
@@ -228,7 +238,7 @@ def _layer_program(meta, lanes, predicate_blocks, dead_channels, accs):
 
 
 def compile_sequence(layer, max_steps, *, lanes=16, x_depth=256, w_depth=4096, channels=64,
-                     prog_depth=64):
+                     prog_depth=64, x_zero_point=-128):
     """A LOOP over up to ``max_steps`` steps of one dense layer (see the module docstring).
 
     Returns ``(Compiled, step_block)``: step ``t``'s input starts at ``t * step_block``; its
@@ -247,7 +257,8 @@ def compile_sequence(layer, max_steps, *, lanes=16, x_depth=256, w_depth=4096, c
     w = np.zeros((n_out, block), np.int64)
     w[:, :n_in] = layer.w  # the marker lane's weight is 0
     m, s = layer.requant_params()
-    prog = [ins("LOOP", count=max_steps, body=body, xstride=block, ostride=n_out),
+    prog = [ins("SETL", in_zp=zp)] if zp != x_zero_point else []
+    prog += [ins("LOOP", count=max_steps, body=body, xstride=block, ostride=n_out),
             ins("SETP", pd=1, cmp=isa.CMPS.index("EQ"), src=isa.SRCS.index("X"), ai=1,
                 addr=n_in, beats=1, imm=zp)]
     for o in range(n_out):
@@ -257,9 +268,11 @@ def compile_sequence(layer, max_steps, *, lanes=16, x_depth=256, w_depth=4096, c
     prog.append(ins("HALT"))
     cfg = MachineConfig(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                         prog_depth=max(prog_depth, 1 << (len(prog) - 1).bit_length()),
-                        x_zero_point=zp, mode="single")
+                        x_zero_point=x_zero_point, mode="single")
     params = Params(w=w.ravel(), bias=layer.bias.astype(np.int64), multiplier=m, shift=s,
                     out_zp=np.full(n_out, layer.output_zero_point),
                     act_min=np.full(n_out, layer.act_min), act_max=np.full(n_out, layer.act_max))
+    fill = np.full(x_depth, x_zero_point, np.int64)
+    fill[:max_steps * block] = zp
     return Compiled(cfg, params, prog, (0, max_steps * block), [(out0, max_steps * n_out)],
-                    [None, None]), block
+                    [None, None], fill), block

@@ -26,6 +26,9 @@ PNOT     0x8   pd [39:37] (1..7), pa [36:34]:  ``p[pd] = ~p[pa]``
 LOOP     0x9   count [39:32] (1..255), body [31:24] (1..255), xstride [23:14], ostride [13:4]:
                run the next ``body`` instructions ``count`` times with ``i = 0 .. count-1``;
                predicated off, the body is skipped. Loops do not nest.
+SETL     0xA   in_zp [39:32] (signed):  ``x_zp = in_zp``, the activation zero point of the
+               DOTs and SETPs that follow (a program starts with the machine's
+               ``x_zero_point``)
 HALT     0xF   stop.
 =======  ====  =====================================================================
 
@@ -33,10 +36,11 @@ HALT     0xF   stop.
 ``w[addr]``, 1 an input ``x[a]``, 2 ``max |x - x_zp|`` of the activation block
 ``x[a : a + beats * lanes]``, 3 that block is all zero (1/0; zero = the zero point), 4 the
 block's count of non-zeros, 5 the count of non-zero weights in ``w[addr : addr + beats *
-lanes]``; ``a = addr + (ai ? i * xstride : 0)`` for the activation sources.
+lanes]``; ``a = addr + (ai ? i * xstride : 0)`` for the activation sources. ``x_zp`` in
+DOT and the sources is the zero point SETL set last.
 
 Illegal (golden raises ``IllegalInstruction``, hardware sets its error flag and halts
-without changing state): opcodes 0x0 and 0xA-0xE, non-zero reserved bits, ``pd = 0``, cmp or
+without changing state): opcodes 0x0 and 0xB-0xE, non-zero reserved bits, ``pd = 0``, cmp or
 src above 5, ``beats = 0``, LOOP count or body 0, a LOOP inside a loop body or whose body
 runs past the program, and, when executed, an address (after indexing) outside its memory
 or not a multiple of ``lanes`` for block operands, a channel outside the parameter memory.

@@ -1,8 +1,9 @@
 """ISA simulator of the sparq core: the architectural state and what each instruction does.
 
 Architectural state: predicates ``p[0..7]`` (``p0`` always true), accumulators
-``acc[0..3]`` (int32), the activation memory ``x`` (int8: inputs and every layer's outputs),
-and the counters. Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and
+``acc[0..3]`` (int32), the activation zero point ``x_zp`` (SETL; ``x_zero_point`` of the
+machine when a program starts), the activation memory ``x`` (int8: inputs and every layer's
+outputs), and the counters. Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and
 requantizer parameters. Semantics are in ``golden.isa``; the arithmetic is the golden
 models' (``golden.requant.requantize`` in the machine's mode, exact int32 accumulation: an
 accumulator leaving int32 raises).
@@ -37,7 +38,8 @@ N_PRED, N_ACC = 8, 4
 @dataclass(frozen=True)
 class MachineConfig:
     """Sizes and constants of a machine (``spec.params.machine``); the hardware takes the
-    same keyword arguments."""
+    same keyword arguments. ``x_zero_point`` is the activation zero point a program starts
+    with (SETL changes it)."""
     lanes: int = 16
     x_depth: int = 256
     w_depth: int = 4096
@@ -76,12 +78,13 @@ class Machine:
     p: list = field(default_factory=lambda: [True] + [False] * (N_PRED - 1))
     acc: list = field(default_factory=lambda: [0] * N_ACC)
     pc: int = 0
+    x_zp: int = None  # the activation zero point (SETL); new_machine sets the machine's
     cycles: int = 0
     executed: int = 0
     predicated_off: int = 0
     halted: bool = False
     trace: list = field(default_factory=list)  # (pc, loop index, executed) per fetch
-    # cycles an executed DOT takes in the datapath, given (x - x_zero_point, w) of its block
+    # cycles an executed DOT takes in the datapath, given (x - x_zp, w) of its block
     # (None: one, the sequencer alone); the core model (golden.core) sets it
     dot_cost: object = None
 
@@ -108,7 +111,7 @@ def new_machine(cfg, params, x_init):
         if len(getattr(params, name)) > cfg.channels:
             raise ValueError(f"{len(getattr(params, name))} channels of {name} do not fit "
                              f"channels={cfg.channels}")
-    return Machine(cfg, replace(params, w=w), x)
+    return Machine(cfg, replace(params, w=w), x, x_zp=cfg.x_zero_point)
 
 
 def _block(cfg, a, beats, depth, what):
@@ -135,7 +138,7 @@ def representative(m, ins, i):
             raise IllegalInstruction(f"SETP: activation address {a} outside x "
                                      f"({cfg.x_depth})")
         return int(m.x[a])
-    blk = m.x[_block(cfg, a, ins.beats, cfg.x_depth, "activation")] - cfg.x_zero_point
+    blk = m.x[_block(cfg, a, ins.beats, cfg.x_depth, "activation")] - m.x_zp
     return {"XMAXABS": int(np.abs(blk).max()), "XZERO": int(not blk.any()),
             "XNNZ": int(np.count_nonzero(blk))}[src]
 
@@ -161,7 +164,7 @@ def execute(m, ins, i):
         xa = ins.xaddr + (i * m.xstride if ins.xi else 0)
         xs = _block(cfg, xa, ins.beats, cfg.x_depth, "DOT activation")
         ws = _block(cfg, ins.waddr, ins.beats, prm.w.size, "DOT weight")
-        xd = m.x[xs] - cfg.x_zero_point
+        xd = m.x[xs] - m.x_zp
         v = m.acc[ins.acc] + int((xd * prm.w[ws]).sum())
         if not INT32_MIN <= v <= INT32_MAX:
             raise ArithmeticError(f"DOT at pc {m.pc}: accumulator {ins.acc} leaves int32 ({v})")
@@ -180,6 +183,8 @@ def execute(m, ins, i):
     elif ins.op == "SETP":
         m.p[ins.pd] = bool(_compare(ins.cmp, representative(m, ins, i), ins.imm))
         return 2
+    elif ins.op == "SETL":
+        m.x_zp = ins.in_zp
     elif ins.op == "PAND":
         m.p[ins.pd] = m.p[ins.pa] and m.p[ins.pb]
     elif ins.op == "POR":

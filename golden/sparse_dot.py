@@ -94,18 +94,23 @@ def sparse_dot(w, x, lvl=None, last=None, *, x_zero_point=0, lanes=8, slots=4, s
 
     ``w``, ``x``: int8 arrays (beats, lanes), ``w`` in [-127, 127]; ``lvl``: levels 0..3
     (default: the smallest level of each weight); ``last``: bools (beats,) (default: every
-    vector is one beat). The final beat must be ``last``. Returns a ``DotRun``; its
+    vector is one beat). The final beat must be ``last``. ``x_zero_point``: one for all
+    beats, or one per beat (shape ``(beats,)``, as the engine samples it). Returns a ``DotRun``; its
     ``stats`` are the block's counters: cycles busy, pairs seen, pairs skipped.
     """
     p = check_params(lanes=lanes, slots=slots, skip=skip, output=output,
                      addr_width=addr_width, level_widths=level_widths, bins=bins)
     w = check_range("w", w, -127, 127)
     x = check_range("x", x, -128, 127)
-    zp = int(check_range("x_zero_point", x_zero_point, -128, 127))
+    zp = check_range("x_zero_point", x_zero_point, -128, 127)
     if w.ndim != 2 or w.shape != x.shape or w.shape[1] != lanes:
         raise ValueError(f"w and x must both be (beats, lanes={lanes}); got w{w.shape} "
                          f"x{x.shape}")
     beats = w.shape[0]
+    if zp.ndim and zp.shape != (beats,):
+        raise ValueError(f"x_zero_point must be one value or one per beat ({beats},), got "
+                         f"shape {zp.shape}")
+    zp = zp.reshape(-1, 1) if zp.ndim else int(zp)
     lvl = smallest_level(w, p["level_widths"]) if lvl is None else \
         check_range("lvl", lvl, 0, 3)
     if lvl.shape != w.shape:

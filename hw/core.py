@@ -47,7 +47,7 @@ ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`
 ``records`` go to DeltaApply.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -143,7 +143,10 @@ class Core(wiring.Component):
         # in the cycle a result leaves as the next DOT is handed over
         m.submodules.accs = accs = AccumulatorFile(prog_depth=p["prog_depth"],
                                                    tags=eng.latency + 3)
-        m.submodules.probe = probe = ProbeUnit(lanes=p["lanes"], x_zero_point=p["x_zero_point"])
+        # a probe whose value the Sequencer will not take (it was stopped by a datapath error
+        # while a SETP waited) is abandoned: the unit is reset while the error stands
+        probe = ProbeUnit(lanes=p["lanes"])
+        m.submodules.probe = ResetInserter(seq.abort)(probe)
         m.submodules.xmem = xmem = ActivationMemory(lanes=p["lanes"], x_depth=p["x_depth"])
         wiring.connect(m, feeder.o, eng.i)
         wiring.connect(m, feeder.tag, accs.tag)
@@ -151,7 +154,7 @@ class Core(wiring.Component):
         wiring.connect(m, seq.probe, probe.probe)
         wiring.connect(m, probe.value, seq.value)
         wiring.connect(m, wiring.flipped(self.pload), seq.pload)
-        m.d.comb += [eng.x_zero_point.eq(p["x_zero_point"]),
+        m.d.comb += [eng.x_zero_point.eq(feeder.zp),
                      feeder.wr_issue.eq(wb.i.valid & wb.i.ready),
                      feeder.wr_land.eq(wb.wr_en), feeder.wr_land_addr.eq(wb.wr_addr),
                      probe.blocked.eq(feeder.busy), probe.x_writes.eq(wb.pending),
@@ -238,7 +241,8 @@ class Core(wiring.Component):
         d, r = feeder.dot.payload, wb.i.payload
         m.d.comb += [p_rd.addr.eq(u.ch), accs.sel.eq(u.acc),
                      d.xaddr.eq(u.xaddr), d.waddr.eq(u.waddr), d.beats.eq(u.beats),
-                     d.acc.eq(u.acc), d.pc.eq(u.pc), feeder.wr_addr.eq(u.oaddr),
+                     d.acc.eq(u.acc), d.zp.eq(u.zp), d.pc.eq(u.pc),
+                     feeder.wr_addr.eq(u.oaddr),
                      accs.issued.eq(feeder.dot.valid & feeder.dot.ready),
                      r.acc.eq(accs.value), r.addr.eq(u.oaddr)]
         m.d.comb += [getattr(r.p, k).eq(getattr(p_rd.data, k))

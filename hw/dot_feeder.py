@@ -12,14 +12,16 @@ from sparq.spec import params as spec_params
 from .sparse_dot import beat_layout
 
 N_ACC = 1 << isa.field_width("acc", "DOT")
+ZP_BITS = isa.field_width("in_zp", "SETL")
 
 
 def dot_layout(prog_depth):
     """A DOT to run: ``beats`` words of activations from element address ``xaddr`` (aligned)
-    and of weights from ``waddr``, into accumulator ``acc``; ``pc`` names its instruction."""
+    and of weights from ``waddr``, into accumulator ``acc``, with the activation zero point
+    ``zp``; ``pc`` names its instruction."""
     return data.StructLayout({
         "xaddr": isa.field_width("xaddr", "DOT"), "waddr": isa.field_width("waddr", "DOT"),
-        "beats": isa.field_width("beats", "DOT"), "acc": range(N_ACC),
+        "beats": isa.field_width("beats", "DOT"), "acc": range(N_ACC), "zp": signed(ZP_BITS),
         "pc": range(prog_depth)})
 
 
@@ -40,6 +42,8 @@ class DotFeeder(wiring.Component):
     ============== ===== ==========================================================
     ``dot``        In    stream of ``dot_layout``: ready while the queue has room
     ``o``          Out   stream of ``sparse_dot.beat_layout(lanes)``, to the engine
+    ``zp``         Out   the zero point of the DOT whose beat ``o`` shows (the engine's
+                         ``x_zero_point``, which it samples with each beat)
     ``tag``        Out   pulse (``valid``) with a DOT's ``acc`` and ``pc`` when its last
                          beat is handed over; the receiver must have room (``ready`` is
                          not looked at: the core takes a DOT only while it has)
@@ -74,7 +78,7 @@ class DotFeeder(wiring.Component):
         self._rlow = (lanes - 1).bit_length() + p["hazard_words"].bit_length() - 1
         super().__init__({
             "dot": In(stream.Signature(dot_layout(pd))),
-            "o": Out(stream.Signature(beat_layout(lanes))),
+            "o": Out(stream.Signature(beat_layout(lanes))), "zp": Out(signed(ZP_BITS)),
             "tag": Out(stream.Signature(tag_layout(pd))),
             "x_addr": Out(range(p["x_depth"] // lanes)),
             "w_addr": Out(range(p["w_depth"] // lanes)),
@@ -97,11 +101,12 @@ class DotFeeder(wiring.Component):
         low = (p["lanes"] - 1).bit_length()
         desc = data.StructLayout({"xw": range(words), "ww": range(w_words),
                                   "beats": len(self.dot.payload.beats), "acc": range(N_ACC),
-                                  "pc": range(p["prog_depth"]),
+                                  "zp": signed(ZP_BITS), "pc": range(p["prog_depth"]),
                                   "reads": self._regions})  # bit k: the DOT reads region k
         qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
         qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
         b = Signal(data.StructLayout({"valid": 1, "last": 1, "acc": range(N_ACC),
+                                      "zp": signed(ZP_BITS),
                                       "pc": range(p["prog_depth"]), "xw": range(words),
                                       "ww": range(w_words)}), name="beat")
         kept = self._pending_writes(m)
@@ -162,7 +167,8 @@ class DotFeeder(wiring.Component):
         end = Signal(len(u.xaddr) + 1, name="dot_xend")
         m.d.comb += [x0.eq(u.xaddr >> low), end.eq(x0 + u.beats)]
         m.d.comb += [new.xw.eq(x0), new.ww.eq(u.waddr >> low),
-                     new.beats.eq(u.beats), new.acc.eq(u.acc), new.pc.eq(u.pc),
+                     new.beats.eq(u.beats), new.acc.eq(u.acc), new.zp.eq(u.zp),
+                     new.pc.eq(u.pc),
                      new.reads.eq(Cat(*[(u.beats != 0) & (x0 < (k + 1) * g) & (end > k * g)
                                         for k in range(self._regions)]))]
         return new
@@ -184,12 +190,14 @@ class DotFeeder(wiring.Component):
             m.d.comb += [self.x_addr.eq(b.xw), self.w_addr.eq(b.ww)]
         with m.If(issue):
             m.d.sync += [b.valid.eq(1), b.last.eq(last), b.acc.eq(head.acc), b.pc.eq(head.pc),
+                         b.zp.eq(head.zp),
                          b.xw.eq(xw), b.ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
         with m.Elif(advance):
             m.d.sync += b.valid.eq(0)
         # the engine's input: the beat read in the cycle before
         lanes = self._p["lanes"]
-        m.d.comb += [self.o.valid.eq(b.valid), self.o.payload.last.eq(b.last)]
+        m.d.comb += [self.o.valid.eq(b.valid), self.o.payload.last.eq(b.last),
+                     self.zp.eq(b.zp)]
         for i in range(lanes):
             w = self.w_data[i]
             m.d.comb += [self.o.payload.w[i].eq(w),

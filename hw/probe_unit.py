@@ -16,9 +16,9 @@ from .sequencer import probe_layout
 class ProbeUnit(wiring.Component):
     """Answers a ``probe`` with its ``value`` (``golden.sequencer``'s SETP sources): one
     weight (``W``) or activation (``X``), or over a block of ``beats`` words from ``addr``:
-    the largest ``|x - x_zero_point|`` (``XMAXABS``), whether every activation is the zero
-    point (``XZERO``), the activations other than it (``XNNZ``), the non-zero weights
-    (``WNNZ``).
+    the largest ``|x - zp|`` (``XMAXABS``), whether every activation is the zero point
+    (``XZERO``), the activations other than it (``XNNZ``), the non-zero weights (``WNNZ``);
+    ``zp`` is the probe's (the activation zero point SETL set).
 
     ============== ===== ==========================================================
     ``probe``      In    stream of ``probe_layout``; the payload must stay as taken until
@@ -36,9 +36,8 @@ class ProbeUnit(wiring.Component):
     cycle model counts these).
     """
 
-    def __init__(self, *, lanes=16, x_zero_point=-128):
-        self._p = dict(lanes=spec_params.int_in("lanes", lanes, 1, 64),
-                       x_zero_point=spec_params.int_in("x_zero_point", x_zero_point, -128, 127))
+    def __init__(self, *, lanes=16):
+        self._p = dict(lanes=spec_params.int_in("lanes", lanes, 1, 64))
         low = (lanes - 1).bit_length()
         super().__init__({
             "probe": In(stream.Signature(probe_layout())),
@@ -54,9 +53,10 @@ class ProbeUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, zp = self._p["lanes"], self._p["x_zero_point"]
+        lanes = self._p["lanes"]
         low = (lanes - 1).bit_length()
         q = self.probe.payload
+        zp = q.zp
         beat = Signal(4)  # the beat whose words the read ports show this cycle
         value = Signal(signed(16), name="probe_value")
         count = Signal(range(16 * lanes + 1))  # the block's counts

@@ -21,24 +21,28 @@ from .seq_run import Control, Status
 
 VALUE_BITS = 16  # a SETP's representative value, from the datapath
 IMM_BITS = isa.field_width("imm", "SETP")
+ZP_BITS = isa.field_width("in_zp", "SETL")
 
 
 def uop_layout(prog_depth=512):
     """A uop: its kind (``spec.isa.UopKind``), operands with effective addresses (as wide as
-    their fields in ``spec.isa.FIELDS``), and the pc of the instruction that issued it (for
-    the datapath's errors)."""
+    their fields in ``spec.isa.FIELDS``), the activation zero point (``zp``, SETL's: what a
+    DOT subtracts), and the pc of the instruction that issued it (for the datapath's
+    errors)."""
     w = isa.field_width
     return data.StructLayout({
         "kind": (len(isa.UOP_OPS) - 1).bit_length(), "acc": w("acc", "CLR"),
         "ch": w("ch", "LDB"), "xaddr": w("xaddr", "DOT"), "waddr": w("waddr", "DOT"),
-        "beats": w("beats", "DOT"), "oaddr": w("oaddr", "REQ"), "pc": range(prog_depth)})
+        "beats": w("beats", "DOT"), "oaddr": w("oaddr", "REQ"), "zp": signed(ZP_BITS),
+        "pc": range(prog_depth)})
 
 
 def probe_layout():
-    """A SETP's probe: its source (``spec.isa.Src``), effective address and beats."""
+    """A SETP's probe: its source (``spec.isa.Src``), effective address and beats, and the
+    activation zero point (``zp``) its block sources compare with."""
     w = isa.field_width
     return data.StructLayout({"src": w("src", "SETP"), "addr": w("addr", "SETP"),
-                              "beats": w("beats", "SETP")})
+                              "beats": w("beats", "SETP"), "zp": signed(ZP_BITS)})
 
 
 class NextInsn(wiring.Signature):
@@ -123,6 +127,9 @@ class Execute(wiring.Component):
     legal`` (``_commit``). A uop completes when taken; a SETP sends its probe, then compares
     the value in the cycle it arrives into a register, and writes the predicate the cycle
     after (three cycles with an always-ready datapath); anything else completes in its cycle.
+
+    The activation zero point (``zp``, on every uop and probe) is a register here: SETL
+    writes it (committed, in its one cycle), a start resets it to ``x_zero_point``.
     """
 
     def __init__(self, **machine):
@@ -168,6 +175,12 @@ class Execute(wiring.Component):
         commit = self._commit(m, ev & on & ~self.abort, self.legal)
         is_uop = Signal()
         m.d.comb += is_uop.eq(functools.reduce(operator.or_, [op == Op[k] for k in isa.UOP_OPS]))
+        zp = Signal(signed(ZP_BITS), init=self._p["x_zero_point"], name="x_zp")
+        with m.If(commit & (op == Op.SETL)):
+            m.d.sync += zp.eq(f.in_zp)
+        with m.Elif(self.ctl.start):
+            m.d.sync += zp.eq(self._p["x_zero_point"])
+        m.d.comb += [self.uop.payload.zp.eq(zp), self.probe.payload.zp.eq(zp)]
         probing, compared = self._issue(m, f, commit, is_uop, (exa, eoa, esa, epc))
         m.d.comb += nx.take.eq(ctl.go | (ev & st.done))
         self._predicates(m, f, commit, compared)

@@ -53,6 +53,9 @@ class SparseDotProduct(wiring.Component):
     ``nnz <= slots``. With ``skip=False`` (the dense baseline) lane ``k*slots + j`` goes to
     slot ``j`` in step ``k``: ``ceil(lanes/slots)`` cycles per beat.
 
+    ``x_zero_point`` is sampled with each beat (in the cycle of its ``i`` transfer), so it may
+    change from one beat to the next (the core's layers have their own).
+
     Each precision level is checked: a weight that does not fit its level (0 = zero, then
     signed ``level_widths``) sets the sticky ``level_error`` flag and adds to
     ``level_errors``; it is still multiplied at full width, so the result stays exact.
@@ -141,14 +144,16 @@ class SparseDotProduct(wiring.Component):
         take = Signal()  # driven by the front end: it takes the held beat this cycle
         held = Signal()
         reg = Signal(beat_layout(n))
+        zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
         nz_r = Signal(n)
         m.d.comb += self.i.ready.eq(en & (~held | take))
         nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
         misfit = self._level_check(m, self.i.valid & self.i.ready, b)
         misfit_beat = Signal(n)  # kept with the beat: such a lane takes a full-width multiplier
         with m.If(self.i.ready):
-            m.d.sync += [held.eq(self.i.valid), reg.eq(b), nz_r.eq(nz), misfit_beat.eq(misfit)]
-        return dict(valid=held, take=take, beat=reg, nz=nz_r, misfit=misfit_beat)
+            m.d.sync += [held.eq(self.i.valid), reg.eq(b), zp_r.eq(self.x_zero_point),
+                         nz_r.eq(nz), misfit_beat.eq(misfit)]
+        return dict(valid=held, take=take, beat=reg, zp=zp_r, nz=nz_r, misfit=misfit_beat)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
@@ -212,7 +217,7 @@ class SparseDotProduct(wiring.Component):
         m.d.sync += loaded.eq(load)
         with m.If(load):
             m.d.sync += [w.eq(beat.w), last.eq(beat.last),
-                         x.eq(Cat(*[(beat.x[i] - self.x_zero_point)[:9] for i in range(n)]))]
+                         x.eq(Cat(*[(beat.x[i] - inp["zp"])[:9] for i in range(n)]))]
         with m.If(loaded):
             m.d.sync += [self.pairs.eq(self.pairs + n), self.skipped.eq(self.skipped + skipped)]
         issue = have & en

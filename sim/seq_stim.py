@@ -78,12 +78,12 @@ def random_instr(rng, cfg, *, in_body, bad_rate):
     bad = rng.random() < bad_rate
     pred, neg = _pred(rng)
     kind = rng.choice(["CLR", "LDB", "DOT", "DOT", "DOT", "REQ", "REQ", "SETP", "SETP", "PAND",
-                       "POR", "PNOT", "HALT"] + ([] if in_body else ["LOOP"]),
+                       "POR", "PNOT", "SETL", "HALT"] + ([] if in_body else ["LOOP"]),
                       p=None)
     if bad and rng.random() < 0.35:  # a word the decoder must refuse
         choice = rng.integers(0, 4)
         if choice == 0:
-            return int(rng.choice([0x0, 0xA, 0xB, 0xC, 0xD, 0xE])) << 44 | \
+            return int(rng.choice([0x0, 0xB, 0xC, 0xD, 0xE])) << 44 | \
                 int(rng.integers(0, 1 << 40))
         if choice == 1:
             return isa.ins("CLR", pred, neg, acc=1) | 1 << int(rng.integers(0, 38))
@@ -121,6 +121,9 @@ def random_instr(rng, cfg, *, in_body, bad_rate):
                        pb=int(rng.integers(0, 8)))
     if kind == "PNOT":
         return isa.ins(kind, pred, neg, pd=int(rng.integers(1, 8)), pa=int(rng.integers(0, 8)))
+    if kind == "SETL":  # the activations hold the machine's zero point half the time
+        zp = rng.choice([cfg.x_zero_point, 0, -128, 127, int(rng.integers(-128, 128))])
+        return isa.ins(kind, pred, neg, in_zp=int(zp))
     if kind == "HALT":
         return isa.ins(kind, pred, 1 - neg if (pred, neg) == (0, 0) and rng.random() < 0.7
                        else neg)
@@ -228,14 +231,18 @@ class Datapath:
         self.m = golden_sequencer.new_machine(case.cfg, case.params, case.x_init)
         self.m.xstride = self.m.ostride = 0
 
-    def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr):
+    def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr, zp):
+        """Execute an issued uop; ``zp``: the activation zero point it carries."""
         op = UOP_OPS[kind]
+        self.m.x_zp = zp
         args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ch=ch),
                     DOT=dict(acc=acc, xi=0, xaddr=xaddr, waddr=waddr, beats=beats),
                     REQ=dict(acc=acc, ch=ch, oi=0, oaddr=oaddr))[op]
         golden_sequencer.execute(self.m, Instr(op, 0, 0, args), 0)
 
-    def probe(self, src, addr, beats):
+    def probe(self, src, addr, beats, zp):
+        """A probe's value; ``zp``: the activation zero point it carries."""
+        self.m.x_zp = zp
         return golden_sequencer.representative(self.m, Instr("SETP", 0, 0, dict(
             src=src, addr=addr, beats=beats, ai=0)), 0)
 

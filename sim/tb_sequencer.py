@@ -50,11 +50,11 @@ class Datapath:
             if uv and ur:
                 u = unpack(self.uop_fields, int(dut.uop__payload.value))
                 self.model.uop(u["kind"], u["acc"], u["ch"], u["xaddr"], u["waddr"],
-                               u["beats"], u["oaddr"])
+                               u["beats"], u["oaddr"], u["zp"])
             reply.clock(vr)
             if pv and pr:
                 q = unpack(self.probe_fields, int(dut.probe__payload.value))
-                reply.probe(self.model.probe(q["src"], q["addr"], q["beats"]))
+                reply.probe(self.model.probe(q["src"], q["addr"], q["beats"], q["zp"]))
             await RisingEdge(dut.clk)
             if not busy:
                 break

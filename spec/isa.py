@@ -8,7 +8,7 @@ and ``UopKind`` are the same codes as enums, for code that names them.
 import enum
 
 OPS = {"CLR": 0x1, "LDB": 0x2, "DOT": 0x3, "REQ": 0x4, "SETP": 0x5, "PAND": 0x6, "POR": 0x7,
-       "PNOT": 0x8, "LOOP": 0x9, "HALT": 0xF}
+       "PNOT": 0x8, "LOOP": 0x9, "SETL": 0xA, "HALT": 0xF}
 CMPS = ("EQ", "NE", "LT", "LE", "GT", "GE")
 SRCS = ("W", "X", "XMAXABS", "XZERO", "XNNZ", "WNNZ")
 Op = enum.IntEnum("Op", OPS)
@@ -32,10 +32,12 @@ FIELDS = {
     "POR": (("pd", 37, 3), ("pa", 34, 3), ("pb", 31, 3)),
     "PNOT": (("pd", 37, 3), ("pa", 34, 3)),
     "LOOP": (("count", 32, 8), ("body", 24, 8), ("xstride", 14, 10), ("ostride", 4, 10)),
+    # the layer's activation zero point: what DOTs subtract (and skip) and SETPs compare with
+    "SETL": (("in_zp", 32, 8),),
     "HALT": (),
 }
 COMMON = (("op", 44, 4), ("pred", 41, 3), ("neg", 40, 1))
-SIGNED = {"imm"}
+SIGNED = {"imm", "in_zp"}
 
 
 def field_width(name, op=None):

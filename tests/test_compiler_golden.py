@@ -89,7 +89,7 @@ def test_variable_length_loop_predicates_off_the_missing_steps():
     layer = read_dense_layers(FIXTURE)[2]  # 16 -> 10
     steps, length = 6, 4
     c, block = compiler.compile_sequence(layer, steps)
-    zp = c.cfg.x_zero_point
+    zp = layer.input_zero_point
     x = np.full(c.cfg.x_depth, zp, np.int64)
     seq = rng.integers(-128, 128, (length, 16))
     for t in range(length):

@@ -24,8 +24,8 @@ from tests.conftest import SEED
 class _ProbeWithMemories(Elaboratable):
     """A ProbeUnit reading two memories of random words through synchronous ports."""
 
-    def __init__(self, lanes, zp, x, w):
-        self.dut = ProbeUnit(lanes=lanes, x_zero_point=zp)
+    def __init__(self, lanes, x, w):
+        self.dut = ProbeUnit(lanes=lanes)
         self.lanes, self.x, self.w = lanes, x, w
 
     def elaborate(self, platform):
@@ -55,7 +55,7 @@ def test_probe_unit_every_source(lanes, zp):
     x[: 2 * lanes] = zp
     w = rng.integers(-128, 128, depth)
     w[rng.random(depth) < 0.5] = 0
-    top = _ProbeWithMemories(lanes, zp, x, w)
+    top = _ProbeWithMemories(lanes, x, w)
     dut = top.dut
     cfg = MachineConfig(lanes=lanes, x_depth=depth, w_depth=depth, x_zero_point=zp)
     machine = SimpleNamespace(cfg=cfg, params=SimpleNamespace(w=w), x=x, xstride=0)
@@ -67,13 +67,17 @@ def test_probe_unit_every_source(lanes, zp):
         else:
             beats = int(rng.integers(1, 16))
             addr = int(rng.integers(0, 16 - beats + 1)) * lanes
-        probes.append((src, addr, beats))
+        # the probe's zero point (SETL's): mostly the one the memory is full of, else any
+        pzp = zp if rng.random() < 0.6 else int(rng.choice([-128, 127, int(x[addr])]))
+        probes.append((src, addr, beats, pzp))
     checked = []
 
     async def bench(ctx):
-        for src, addr, beats in probes:
+        for src, addr, beats, pzp in probes:
             ins = SimpleNamespace(src=src, addr=addr, beats=beats, ai=0)
+            machine.x_zp = pzp
             want = representative(machine, ins, 0)
+            ctx.set(dut.probe.payload.zp, pzp)
             ctx.set(dut.probe.payload.src, src)
             ctx.set(dut.probe.payload.addr, addr)
             ctx.set(dut.probe.payload.beats, beats)

@@ -342,3 +342,22 @@ def test_fault_programs():
         pc = FAULT_PROGRAMS[name][2]
         assert want["error_pc"] == pc, (name, err)
         assert got["error"] == 1 and got["error_pc"] == pc, (name, got["error_pc"], err)
+
+
+def test_probe_abandoned_by_a_fault_does_not_block_the_next_run():
+    """A DOT's int32 fault lands while a SETP waits for its value: the Sequencer stops and
+    never takes the value. The probe unit must not keep it: the next program's SETPs are
+    answered (this hung before the unit was reset with the error)."""
+    faulty = _fault_case([I("LDB", acc=0, ch=1), I("DOT", acc=0, xaddr=0, waddr=0, beats=8),
+                          I("SETP", pd=1, cmp=0, src=3, addr=0, beats=4, imm=0), I("HALT")],
+                         bias=(1 << 31) - 20)
+    after = _fault_case([I("SETP", pd=2, cmp=0, src=4, addr=32, beats=2, imm=8),
+                         I("CLR", pred=2, acc=0), I("HALT")])
+    want0, err0 = seq_stim.expected(faulty)
+    assert want0["error_pc"] == 1, err0
+    want1, err1 = seq_stim.expected(after)
+    assert err1 is None and want1["p"][2]
+    got0, got1 = run_core_cases([faulty, after], max_cycles=2_000)
+    assert got0["error"] == 1 and got0["error_pc"] == 1
+    assert got1["error"] == 0 and got1["x"] == want1["x"]
+    assert got1["executed"] == want1["executed"] and got1["cycles"] > 0

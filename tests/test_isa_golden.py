@@ -19,7 +19,7 @@ def instructions(draw):
     op = draw(st.sampled_from(sorted(isa.OPS)))
     args = {}
     for name, _, width in isa.FIELDS[op]:
-        if name == "imm":
+        if name in isa.SIGNED:
             args[name] = draw(st.integers(-(1 << (width - 1)), (1 << (width - 1)) - 1))
         elif name in ("pd",):
             args[name] = draw(st.integers(1, 7))
@@ -57,7 +57,8 @@ def test_every_word_decodes_or_raises_a_named_error(word):
 
 @pytest.mark.parametrize("word, match", [
     (0, "opcode 0x0 is not defined"),
-    (0xA << 44, "opcode 0xa is not defined"),
+    (0xB << 44, "opcode 0xb is not defined"),
+    (ins("SETL", in_zp=-1) | 1 << 31, "reserved bits"),
     (ins("CLR", acc=1) | 1, "reserved bits"),
     (ins("HALT") | 1 << 39, "reserved bits"),
     (ins("PNOT", pd=1, pa=2) & ~(7 << 37), "p0 is always true"),
@@ -131,6 +132,34 @@ def test_loop_runs_its_body_with_indexed_addresses():
                           act_min=-128, act_max=127, mode="single")[0]
         assert m.x[40 + 2 * i] == want
     assert m.executed == 1 + 9 + 1 and m.cycles == 11
+
+
+def test_setl_sets_the_zero_point_of_the_dots_and_probes_that_follow():
+    """SETL: DOTs subtract (and SETPs compare with) the zero point set last; a program
+    starts with the machine's; a predicated-off SETL changes nothing; one cycle each."""
+    x = np.full(CFG.x_depth, 5)
+    x[1] = 9
+    prog = isa.assemble("""
+        DOT acc=0 xaddr=0 waddr=8 beats=1        # x - (-3): 8, 12, 8, 8
+        SETL in_zp=5
+        DOT acc=1 xaddr=0 waddr=8 beats=1        # x - 5: 0, 4, 0, 0
+        SETP pd=1 cmp=EQ src=XNNZ addr=0 beats=1 imm=1
+        @!p1 SETL in_zp=9                        # off: stays 5
+        SETP pd=2 cmp=EQ src=XMAXABS addr=0 beats=1 imm=4
+        SETL in_zp=-128
+        SETP pd=3 cmp=EQ src=XZERO addr=4 beats=1 imm=0
+        HALT
+    """)
+    m = golden_sequencer.run(machine(x), prog)
+    w = m.params.w[8:12]
+    assert m.acc[0] == int(((x[:4] + 3) * w).sum())
+    assert m.acc[1] == 4 * int(w[1]) and m.x_zp == -128
+    assert m.p[1:4] == [True, True, True]
+    assert m.cycles == 9 + 3 * 2 and m.predicated_off == 1
+    again = golden_sequencer.run(machine(x), prog[:1] + prog[-1:])  # a new run starts at -3
+    assert again.acc[0] == m.acc[0]
+    with pytest.raises(IllegalInstruction, match=r"in_zp=128 is outside \[-128, 127\]"):
+        ins("SETL", in_zp=128)
 
 
 @pytest.mark.parametrize("text, match", [

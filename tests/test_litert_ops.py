@@ -15,7 +15,6 @@ Seeds are fixed and printed (SPARQ_SEED overrides).
 import math
 import pathlib
 
-import flatbuffers
 import numpy as np
 import pytest
 
@@ -24,6 +23,7 @@ from sparq.golden.litert_model import _schema
 from sparq.golden.requant import requantize
 from sparq.golden.tflite_graph import op_kwargs, read_graph, run_golden, run_litert
 from tests.conftest import SEED
+from tests.tflite_builder import ModelBuilder
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "mlperf_tiny"
 KWS, RESNET, AD = (FIX / n for n in ("kws_ref_model.tflite", "pretrainedResnet_quant.tflite",
@@ -101,65 +101,7 @@ def test_ad_autoencoder_real_frames_bitexact():
 
 
 # ---------------------------------------------------------------------------------------------
-# Random single-op models.
-
-class ModelBuilder:
-    """A one-subgraph .tflite written with the schema's object API."""
-
-    def __init__(self):
-        self.s = _schema()
-        self.model = self.s.ModelT()
-        self.model.version = 3
-        self.model.buffers = [self.s.BufferT()]  # buffer 0: the empty buffer
-        self.model.operatorCodes = []
-        self.graph = self.s.SubGraphT()
-        self.graph.tensors, self.graph.operators = [], []
-
-    def tensor(self, shape, kind, *, scale=None, zero_point=None, data=None, qdim=0):
-        s = self.s
-        t = s.TensorT()
-        t.shape = list(shape)
-        t.type = getattr(s.TensorType, kind)
-        t.name = f"t{len(self.graph.tensors)}"
-        if data is not None:
-            b = s.BufferT()
-            b.data = np.ascontiguousarray(data, {"INT8": "i1", "INT32": "<i4"}[kind]).view(
-                np.uint8).ravel()
-            self.model.buffers.append(b)
-            t.buffer = len(self.model.buffers) - 1
-        else:
-            self.model.buffers.append(s.BufferT())
-            t.buffer = len(self.model.buffers) - 1
-        if scale is not None:
-            q = s.QuantizationParametersT()
-            q.scale = [float(v) for v in np.atleast_1d(scale)]
-            q.zeroPoint = [int(v) for v in np.atleast_1d(zero_point)]
-            q.quantizedDimension = qdim
-            t.quantization = q
-        self.graph.tensors.append(t)
-        return len(self.graph.tensors) - 1
-
-    def op(self, name, version, inputs, outputs, options_name=None, options=None):
-        s = self.s
-        code = getattr(s.BuiltinOperator, name)
-        c = s.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
-        self.model.operatorCodes.append(c)
-        o = s.OperatorT()
-        o.opcodeIndex = len(self.model.operatorCodes) - 1
-        o.inputs, o.outputs = list(inputs), list(outputs)
-        if options_name:
-            o.builtinOptionsType = getattr(s.BuiltinOptions, options_name)
-            o.builtinOptions = options
-        self.graph.operators.append(o)
-
-    def finish(self, inputs, outputs):
-        self.graph.inputs, self.graph.outputs = list(inputs), list(outputs)
-        self.model.subgraphs = [self.graph]
-        b = flatbuffers.Builder(1024)
-        b.Finish(self.model.Pack(b), file_identifier=b"TFL3")
-        return bytes(b.Output())
-
+# Random single-op models (tests.tflite_builder.ModelBuilder).
 
 def _log_uniform(rng, lo, hi, size=None):
     return np.exp(rng.uniform(math.log(lo), math.log(hi), size)).astype(np.float32)

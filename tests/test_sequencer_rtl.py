@@ -63,10 +63,11 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, rever
                     dut.uop.valid, dut.uop.payload, dut.probe.valid, dut.probe.payload,
                     dut.value.ready, dut.busy)
                 if uv and uop_ready:
-                    dp.uop(up.kind, up.acc, up.ch, up.xaddr, up.waddr, up.beats, up.oaddr)
+                    dp.uop(up.kind, up.acc, up.ch, up.xaddr, up.waddr, up.beats, up.oaddr,
+                           up.zp)
                 reply.clock(vr)
                 if pv and probe_ready:
-                    reply.probe(dp.probe(pp.src, pp.addr, pp.beats))
+                    reply.probe(dp.probe(pp.src, pp.addr, pp.beats, pp.zp))
                 if not busy:
                     break
             else:

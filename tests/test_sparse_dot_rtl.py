@@ -3,24 +3,51 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, signed
+from amaranth.lib import data, stream
 from amaranth.sim import Simulator
 
 from sparq.golden.sparse_dot import sparse_dot
-from sparq.hw.sparse_dot import SparseDotProduct
+from sparq.hw.sparse_dot import SparseDotProduct, beat_layout
 from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats
 from tests.amaranth_streams import stream_recv, stream_send
 from tests.conftest import SEED
 
 
+class _ZeroPointPerBeat(Elaboratable):
+    """The engine fed by a stream whose payload is a beat and its zero point (``i``)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.i = stream.Signature(data.StructLayout({
+            "beat": beat_layout(engine.params["lanes"]), "zp": signed(8)})).flip().create()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = e = self.engine
+        m.d.comb += [e.i.payload.eq(self.i.payload.beat), e.i.valid.eq(self.i.valid),
+                     self.i.ready.eq(e.i.ready), e.x_zero_point.eq(self.i.payload.zp)]
+        return m
+
+
 def run_engine(params, b, *, zp=0, idle=0.3, stall=0.3, seed=SEED):
+    """Run beats ``b`` through the engine; ``zp``: one zero point, or one per beat (driven
+    with each beat, as the core's feeder does)."""
     dut = SparseDotProduct(**params)
+    per_beat = np.ndim(zp) != 0
+    top = _ZeroPointPerBeat(dut) if per_beat else dut
     rng = np.random.default_rng(seed)
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     n_vec = int(np.sum(b["last"]))
     got = {}
 
     async def producer(ctx):
+        if per_beat:
+            payloads = [dict(beat=p, zp=int(z)) for p, z in zip(beat_payloads(b), zp,
+                                                                  strict=True)]
+            await stream_send(ctx, top.i, payloads, rng=rng, idle=idle)
+            return
         ctx.set(dut.x_zero_point, zp)
         await stream_send(ctx, dut.i, beat_payloads(b), rng=rng, idle=idle)
 
@@ -84,6 +111,35 @@ def test_sparse_dot_matches_golden(params):
     assert counters["cycles"] == stats["cycles"]
     assert counters["pairs"] == stats["pairs"] and counters["skipped"] == stats["skipped"]
     assert counters["level_error"] == 0 and counters["overflow"] == 0
+
+
+@pytest.mark.parametrize("params", [dict(lanes=16, slots=4), dict(lanes=8, slots=3, skip=False),
+                                    dict(lanes=8, slots=4, bins={8: 1, 4: 1, 2: 2})], ids=_id)
+def test_zero_point_sampled_with_each_beat(params):
+    """The zero point changes from beat to beat (a core's layers have their own): each
+    beat's skipping and products use the one it came with, also while the front end is busy
+    with an earlier beat and the input waits."""
+    seed = SEED + 7
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    lanes, parts, zps = params["lanes"], [], []
+    for _ in range(60):
+        z = int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))]))
+        part = beats(rng, int(rng.integers(1, 4)), lanes=lanes, w_density=0.7,
+                     x_density=float(rng.choice([0.1, 0.5, 1.0])), x_zero_point=z)
+        parts.append(part)
+        zps += [z] * len(part["last"])
+    zps[::5] = [int(v) for v in rng.integers(-128, 128, len(zps[::5]))]  # within vectors too
+    b = concat(*parts)
+    want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=np.array(zps),
+                      **params)
+    got, counters = run_engine(params, b, zp=np.array(zps), seed=seed)
+    assert got.tolist() == want.results.tolist()
+    assert counters["cycles"] == want.stats["cycles"]
+    assert counters["skipped"] == want.stats["skipped"]
+    # the check can fail: one zero point for all would give other results
+    assert want.results.tolist() != sparse_dot(b["w"], b["x"], b["lvl"], b["last"],
+                                               x_zero_point=zps[0], **params).results.tolist()
 
 
 @pytest.mark.parametrize("params", [dict(lanes=4, slots=2),
