@@ -10,7 +10,7 @@ input and returns the machine (outputs, counters, cycles).
 import numpy as np
 
 from sparq.spec import params as spec_params
-from sparq.spec.isa import Src
+from sparq.spec.isa import N_ACC, N_BANKS, Src
 
 from .mulbins import bin_cycles, smallest_level
 from .sequencer import new_machine, run
@@ -71,8 +71,9 @@ def latencies(**params):
 
 
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):
-    """The machine after running a program from ``x_init``, and the engine cycles of each
-    executed DOT's beats (a list of lists, in execution order)."""
+    """The machine after running a program from ``x_init`` (with its ``effects``: what each
+    instruction touched), and the engine cycles of each executed DOT's beats (a list of
+    lists, in execution order)."""
     per_beat = []
 
     def cost(xd, w):
@@ -81,7 +82,7 @@ def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True,
         return 1
 
     m = new_machine(cfg, params, x_init)
-    m.dot_cost = cost
+    m.dot_cost, m.effects = cost, []
     run(m, program)
     return m, per_beat
 
@@ -112,62 +113,91 @@ def predict_program_cycles(cfg, params, program, x_init, *, timeline=None, **cor
             raise ValueError(f"the core's {k}={v!r} is not the program's machine's "
                              f"({machine[k]!r})")
     p = spec_params.core(**dict(machine, **core))
-    lanes, param_ram, hazard_words = p["lanes"], p["param_ram"], p["hazard_words"]
-    dot_latency, req_latency = latencies(**p)
-    m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=lanes,
+    m, per_beat = program_beat_costs(cfg, params, program, x_init, lanes=p["lanes"],
                                      slots=p["slots"], skip=p["skip"], bins=p["bins"])
+    st = _Timing(p)
     dots = iter(per_beat)
-    t = 0  # the cycle the current instruction is offered in
-    acc_ready = [0] * 4  # from when each accumulator has no DOT in flight
-    word_clear = {}  # activation word -> from when no REQ result in flight writes it
-    word_free = {}  # activation word -> from when no queued DOT reads it
-    req_done = 0  # from when every REQ result has been written
-    pops = [-1, -1]  # the cycles the last two DOTs left the queue
-    addr = hs = -1  # the last beat's address cycle and hand-over cycle
-    in_free = fe_free = 0  # from when the engine's input register / front end is free
-    xstride = ostride = 0  # the strides of the last LOOP taken
-    read = {"async": 0, "sync": 1}[param_ram]  # cycles before a uop's parameters are there
-    for pc, i, on in m.trace:
+    for (pc, _, on), eff in zip(m.trace, m.effects, strict=True):
         ins = decode(program[pc])
-        if not on or ins.op == "HALT":
-            t += 1
-        elif ins.op == "LOOP":
-            xstride, ostride = ins.xstride, ins.ostride
-            t += 1
-        elif ins.op == "CLR":
-            t = max(t, acc_ready[ins.acc]) + 1
-        elif ins.op == "LDB":
-            t = max(t + read, acc_ready[ins.acc]) + 1
-        elif ins.op == "REQ":
-            w = (ins.oaddr + (i * ostride if ins.oi else 0)) // lanes // hazard_words
-            c = max(t + read, acc_ready[ins.acc], word_free.get(w, 0))
-            t = c + 1
-            word_clear[w] = req_done = max(req_done, c + 1 + req_latency)
-        elif ins.op == "DOT":
-            c = max(t, pops[-2] + 1)  # taken into the queue
-            t = c + 1
-            first = (ins.xaddr + (i * xstride if ins.xi else 0)) // lanes
-            words = range(first // hazard_words, (first + ins.beats - 1) // hazard_words + 1)
-            a = max(c + 1, addr + 1, hs, *(word_clear.get(w, 0) for w in words))
-            for k, cost in enumerate(next(dots)):
-                if k:
-                    a = max(addr + 1, hs)
-                h = max(a + 1, in_free)  # handed to the engine's input register
-                s = max(h + 1, fe_free)  # taken by the front end
-                in_free, fe_free = s, s + cost
-                addr, hs = a, h
-            pops = [pops[-1], addr]
-            for w in words:
-                word_free[w] = max(word_free.get(w, 0), addr + 1)
-            word_free[words[-1]] = max(word_free[words[-1]], hs + 1)
-            acc_ready[ins.acc] = fe_free + dot_latency
-        elif ins.op == "SETP":
-            start = max(t, hs + 1)
-            if ins.src not in (Src.W, Src.WNNZ):  # (probes of activations wait for REQs)
-                start = max(start, req_done)
-            t = start + (5 if ins.src in (Src.W, Src.X) else 5 + ins.beats)
+        if not on or ins.op not in st.OPS:
+            st.t += 1  # predicated off, HALT, LOOP, PAND, POR, PNOT, SETL, STRD, SETG
         else:
-            t += 1
+            getattr(st, ins.op.lower())(ins, eff, dots)
         if timeline is not None:
-            timeline.append((pc, t))
-    return max(t, req_done, max(acc_ready)), m
+            timeline.append((pc, st.t))
+    return st.end(), m
+
+
+class _Timing:
+    """The datapath's state in ``predict_program_cycles``: ``t``, the cycle the current
+    instruction is offered in, and from when each resource is free. Accumulators 4 and 5
+    are the lane banks of a convolution machine; a REQ on a bank (REQW) takes the
+    Requantizer for ``lanes`` cycles (one lane a cycle), a bank is read out then, and CLR
+    of a bank or the first beat of a DOT into it waits for that."""
+
+    OPS = ("CLR", "LDB", "DOT", "REQ", "SETP")
+
+    def __init__(self, p):
+        self.lanes, self.hw = p["lanes"], p["hazard_words"]
+        self.dot_latency, self.req_latency = latencies(**p)
+        self.read = {"async": 0, "sync": 1}[p["param_ram"]]  # a uop's parameters' wait
+        self.t = 0
+        self.acc_ready = [0] * (N_ACC + N_BANKS)  # each accumulator: no DOT in flight
+        self.bank_free = [0] * (N_ACC + N_BANKS)  # each bank: read out by its REQW
+        self.word_clear = {}  # hazard region -> no REQ result in flight writes it
+        self.word_free = {}  # hazard region -> no queued DOT reads it
+        self.req_done = 0  # every REQ result written
+        self.req_free = 0  # the Requantizer takes a REQ
+        self.pops = [-1, -1]  # the cycles the last two DOTs left the queue
+        self.addr = self.hs = -1  # the last beat's address cycle and hand-over cycle
+        self.in_free = self.fe_free = 0  # the engine's input register / front end
+
+    def end(self):
+        return max(self.t, self.req_done, max(self.acc_ready))
+
+    def clr(self, ins, eff, dots):
+        self.t = max(self.t, self.acc_ready[ins.acc], self.bank_free[ins.acc]) + 1
+
+    def ldb(self, ins, eff, dots):
+        self.t = max(self.t + self.read, self.acc_ready[ins.acc]) + 1
+
+    def req(self, ins, eff, dots):
+        w = eff["o_word"] // self.hw
+        c = max(self.t + self.read, self.acc_ready[ins.acc], self.word_free.get(w, 0),
+                self.req_free)
+        self.t = c + 1
+        self.req_free = c + eff["lanes"]
+        self.bank_free[ins.acc] = c + eff["lanes"]
+        self.word_clear[w] = self.req_done = max(self.req_done,
+                                                 c + eff["lanes"] + self.req_latency)
+
+    def dot(self, ins, eff, dots):
+        c = max(self.t, self.pops[-2] + 1)  # taken into the queue
+        self.t = c + 1
+        xw = eff["x_words"]
+        costs = next(dots)
+        if not xw:  # a window DOT whose taps are all dropped: nothing reaches the engine
+            self.acc_ready[ins.acc] = max(self.acc_ready[ins.acc], c + 1)
+            return
+        # the regions from its lowest to its highest word (a window's taps are not contiguous)
+        words = range(min(xw) // self.hw, max(xw) // self.hw + 1)
+        a = max(c + 1, self.addr + 1, self.hs, self.bank_free[ins.acc],
+                *(self.word_clear.get(w, 0) for w in words))
+        for k, cost in enumerate(costs):
+            if k:
+                a = max(self.addr + 1, self.hs)
+            h = max(a + 1, self.in_free)  # handed to the engine's input register
+            s = max(h + 1, self.fe_free)  # taken by the front end
+            self.in_free, self.fe_free = s, s + cost
+            self.addr, self.hs = a, h
+        self.pops = [self.pops[-1], self.addr]
+        for w in words:
+            self.word_free[w] = max(self.word_free.get(w, 0), self.addr + 1)
+        self.word_free[words[-1]] = max(self.word_free[words[-1]], self.hs + 1)
+        self.acc_ready[ins.acc] = self.fe_free + self.dot_latency
+
+    def setp(self, ins, eff, dots):
+        start = max(self.t, self.hs + 1)
+        if ins.src not in (Src.W, Src.WNNZ):  # (probes of activations wait for REQs)
+            start = max(start, self.req_done)
+        self.t = start + (5 if ins.src in (Src.W, Src.X) else 5 + ins.beats)

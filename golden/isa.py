@@ -11,44 +11,74 @@ not listed are reserved and must be zero):
 =======  ====  =====================================================================
 op       code  operands
 =======  ====  =====================================================================
-CLR      0x1   acc [39:38]:  ``acc[acc] = 0``
-LDB      0x2   acc [39:38], ch [37:30]:  ``acc[acc] = bias[ch]``
-DOT      0x3   acc [39:38], xi [37], xaddr [36:27], waddr [26:13], beats [12:9] (1..15):
-               ``acc[acc] += sum_k (x[xa + k] - x_zp) * w[waddr + k]`` over ``beats * lanes``
-               elements, ``xa = xaddr + (xi ? i * xstride : 0)``
-REQ      0x4   acc [39:38], ch [37:30], oi [29], oaddr [28:19]:
-               ``x[oa] = requantize(acc[acc], params[ch])``, ``oa = oaddr + (oi ? i * ostride : 0)``
-SETP     0x5   pd [39:37] (1..7), cmp [36:34], src [33:31], ai [30], addr [29:16],
-               beats [15:12] (1..15), imm [11:0] (signed):  ``p[pd] = value(src) cmp imm``
+CLR      0x1   acc [39:37]:  ``acc[acc] = 0`` (a lane bank: each lane's)
+LDB      0x2   acc [39:37], ci [36], ch [35:26]:  ``acc[acc] = bias[c]``,
+               ``c = ch + (ci ? ch offset : 0)``
+DOT      0x3   acc [39:37], xi [36], xaddr [35:22], wi [21], waddr [20:6], win [5],
+               beats [4:1] (1..15): ``acc[acc] += sum_k (x[xa + k] - x_zp) * w[wa + k]``
+               over ``beats * lanes`` elements, ``xa = xaddr + (xi ? x offset : 0)``,
+               ``wa = waddr + (wi ? w offset : 0)``; with ``win``, beat ``k`` is a tap of
+               the SETG window (below); into a lane bank, each lane sums its own products
+REQ      0x4   acc [39:37], ci [36], ch [35:26], oi [25], oaddr [24:11]:
+               ``x[oa] = requantize(acc[acc], params[c])``, ``oa = oaddr + (oi ? o offset
+               : 0)``, ``c`` as LDB's; on a lane bank, ``x[oa + l] = requantize(bank[l] +
+               bias[c + l], params[c + l])`` for every lane ``l`` (``oa`` aligned)
+SETP     0x5   pd [39:37] (1..7), cmp [36:34], src [33:31], ai [30], addr [29:15],
+               beats [14:11] (1..15), imm [10:0] (signed):  ``p[pd] = value(src) cmp imm``
 PAND     0x6   pd [39:37] (1..7), pa [36:34], pb [33:31]:  ``p[pd] = p[pa] & p[pb]``
 POR      0x7   pd, pa, pb as PAND:  ``p[pd] = p[pa] | p[pb]``
 PNOT     0x8   pd [39:37] (1..7), pa [36:34]:  ``p[pd] = ~p[pa]``
 LOOP     0x9   count [39:32] (1..255), body [31:24] (1..255), xstride [23:14], ostride [13:4]:
                run the next ``body`` instructions ``count`` times with ``i = 0 .. count-1``;
-               predicated off, the body is skipped. Loops do not nest.
-SETL     0xA   in_zp [39:32] (signed):  ``x_zp = in_zp``, the activation zero point of the
-               DOTs and SETPs that follow (a program starts with the machine's
-               ``x_zero_point``)
+               predicated off, the body is skipped. Loops do not nest, except on a
+               convolution machine (three levels; an inner body ends within the outer)
+SETL     0xA   in_zp [39:32] (signed), round [31]:  ``x_zp = in_zp``, the activation zero
+               point of the DOTs and SETPs that follow (a program starts with the
+               machine's ``x_zero_point``); the REQs that follow round once (0: the
+               machine's ``single`` mode) or twice (1: ``tflite``, CONV_2D's rounding)
+STRD     0xB   level [39:38] (0..2), kind [37] (0 w, 1 ch), stride [36:22]: the stride of
+               that offset at that loop level
+SETG     0xC   ih [39:33], iw [32:26], kw [25:23], pt [22:21], pl [20:19], sy [18:17],
+               sx [16:15] (ih, iw, kw, sy, sx >= 1), pixpitch [14:10], rowpitch [9:0]:
+               the window of the DOTs with ``win``
 HALT     0xF   stop.
 =======  ====  =====================================================================
+
+Offsets: at loop nesting level ``l`` (0 the outermost) with iteration index ``i_l``, the
+x offset is ``sum_l i_l * xstride_l`` (o: ``ostride_l``; both from the LOOP that opened the
+level) and the w and ch offsets ``sum_l i_l * stride_l[kind]`` (STRD; every stride is 0 when
+a program starts). A window DOT's beat ``k`` is the tap ``(ky, kx) = divmod(k, kw)`` at
+activation address ``xa + ((ky - pt) * rowpitch + (kx - pl) * pixpitch) * lanes`` and
+weight address ``wa + k * lanes``; it is dropped (no product, no cycle) unless ``0 <= i_0 *
+sy + ky - pt < ih`` and ``0 <= i_1 * sx + kx - pl < iw``, ``i_0`` and ``i_1`` the loop
+indices of levels 0 and 1 (0 where there is no such level): loop levels 0 and 1 walk the
+output rows and columns.
+
+The convolution extensions (STRD, SETG, ``ci``, ``wi``, ``win``, ``round`` set, nested
+loops, the lane banks: accumulator numbers 4 and 5, ``N_BANKS`` of ``lanes`` int32 each)
+belong to a machine built with ``conv=True``; on any other machine they are illegal
+instructions, executed or not.
 
 ``cmp``: 0 EQ, 1 NE, 2 LT, 3 LE, 4 GT, 5 GE. ``src`` (the representative value): 0 a weight
 ``w[addr]``, 1 an input ``x[a]``, 2 ``max |x - x_zp|`` of the activation block
 ``x[a : a + beats * lanes]``, 3 that block is all zero (1/0; zero = the zero point), 4 the
 block's count of non-zeros, 5 the count of non-zero weights in ``w[addr : addr + beats *
-lanes]``; ``a = addr + (ai ? i * xstride : 0)`` for the activation sources. ``x_zp`` in
+lanes]``; ``a = addr + (ai ? x offset : 0)`` for the activation sources. ``x_zp`` in
 DOT and the sources is the zero point SETL set last.
 
 Illegal (golden raises ``IllegalInstruction``, hardware sets its error flag and halts
-without changing state): opcodes 0x0 and 0xB-0xE, non-zero reserved bits, ``pd = 0``, cmp or
-src above 5, ``beats = 0``, LOOP count or body 0, a LOOP inside a loop body or whose body
-runs past the program, and, when executed, an address (after indexing) outside its memory
-or not a multiple of ``lanes`` for block operands, a channel outside the parameter memory.
+without changing state): opcodes 0x0 and 0xD-0xE, non-zero reserved bits, ``pd = 0``, cmp or
+src above 5, ``beats = 0``, LOOP count or body 0, a LOOP nested deeper than the machine
+allows or whose body runs past the program or its enclosing body, STRD level 3, SETG with
+ih, iw, kw, sy or sx 0, an accumulator number the machine does not have (LDB: a bank), the
+convolution extensions on a machine without them, and, when executed, an address (after
+indexing) outside its memory or not a multiple of ``lanes`` for block operands, a channel
+outside the parameter memory.
 """
 
 from dataclasses import dataclass, field
 
-from sparq.spec.isa import CMPS, COMMON, FIELDS, OPS, SIGNED, SRCS, WORD_BITS
+from sparq.spec.isa import CMPS, COMMON, FIELDS, LOOP_LEVELS, OPS, SIGNED, SRCS, WORD_BITS
 
 NAMES = {v: k for k, v in OPS.items()}
 
@@ -139,6 +169,13 @@ def check(ins):
     if ins.op == "LOOP" and (args["count"] == 0 or args["body"] == 0):
         raise IllegalInstruction(f"LOOP: count {args['count']} and body {args['body']} must "
                                  "both be at least 1")
+    if ins.op == "STRD" and args["level"] >= LOOP_LEVELS:
+        raise IllegalInstruction(f"STRD: loop level {args['level']}; loops nest "
+                                 f"{LOOP_LEVELS} deep")
+    if ins.op == "SETG":
+        zero = [k for k in ("ih", "iw", "kw", "sy", "sx") if args[k] == 0]
+        if zero:
+            raise IllegalInstruction(f"SETG: {zero[0]} must be at least 1")
     return Instr(ins.op, ins.pred, ins.neg, args)
 
 

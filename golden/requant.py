@@ -127,8 +127,16 @@ def requantize(acc, *, multiplier, shift=0, pre=0, post=1, output_zero_point=0,
         mlo = INT32_MIN if mode == "tflite" else 0
         m = check_range("multiplier", multiplier, mlo, INT32_MAX)
         shift = check_range("shift", shift, SHIFT_MIN, SHIFT_MAX)
-        r = rescale_q31(acc, m, shift, double_round=(mode == "tflite"))
+        return requantize_q31(acc, m, shift, zp, lo, hi, double_round=(mode == "tflite"))
     return np.clip(r + zp, lo, hi).astype(np.int8)
+
+
+def requantize_q31(acc, multiplier, shift, output_zero_point, act_min, act_max, *,
+                   double_round):
+    """``requantize`` in ``tflite`` (``double_round``) or ``single`` mode, its parameters
+    already checked (for callers that check a channel once and use it often)."""
+    r = rescale_q31(acc, multiplier, shift, double_round=double_round)
+    return np.clip(r + output_zero_point, act_min, act_max).astype(np.int8)
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift, *, mode="tflite"):

@@ -1,9 +1,11 @@
 """ISA simulator of the sparq core: the architectural state and what each instruction does.
 
 Architectural state: predicates ``p[0..7]`` (``p0`` always true), accumulators
-``acc[0..3]`` (int32), the activation zero point ``x_zp`` (SETL; ``x_zero_point`` of the
-machine when a program starts), the activation memory ``x`` (int8: inputs and every layer's
-outputs), and the counters. Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and
+``acc[0..3]`` (int32), the activation zero point ``x_zp`` and the REQ rounding ``x_round``
+(SETL; the machine's ``x_zero_point`` and ``single`` rounding when a program starts), the
+activation memory ``x`` (int8: inputs and every layer's outputs), and the counters; on a
+convolution machine (``conv=True``) also the lane-accumulator banks (``N_BANKS`` x ``lanes``
+int32), the loop levels' weight and channel strides (STRD) and the window (SETG). Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and
 requantizer parameters. Semantics are in ``golden.isa``; the arithmetic is the golden
 models' (``golden.requant.requantize`` in the machine's mode, exact int32 accumulation: an
 accumulator leaving int32 raises).
@@ -29,10 +31,12 @@ import numpy as np
 
 from sparq.spec import params as spec_params
 
-from .isa import CMPS, SRCS, IllegalInstruction, decode
-from .requant import INT32_MAX, INT32_MIN, check_range, requantize
+from sparq.spec.isa import CONV_FLAGS, CONV_OPS, LOOP_LEVELS, N_ACC, N_BANKS
 
-N_PRED, N_ACC = 8, 4
+from .isa import CMPS, SRCS, IllegalInstruction, decode
+from .requant import INT32_MAX, INT32_MIN, check_range, requantize, requantize_q31
+
+N_PRED = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class MachineConfig:
     prog_depth: int = 256
     x_zero_point: int = -128
     mode: str = "single"
+    conv: bool = False
 
     def __post_init__(self):
         spec_params.machine(**vars(self))
@@ -79,6 +84,15 @@ class Machine:
     acc: list = field(default_factory=lambda: [0] * N_ACC)
     pc: int = 0
     x_zp: int = None  # the activation zero point (SETL); new_machine sets the machine's
+    x_round: int = 0  # SETL's rounding: 0 the machine's mode, 1 double (tflite)
+    banks: np.ndarray = None  # (N_BANKS, lanes) int32 lane accumulators (conv machines)
+    strides: dict = field(default_factory=lambda: {k: [0] * LOOP_LEVELS for k in "xowc"})
+    window: dict = None  # SETG's fields (None: every tap of a window DOT is dropped)
+    checked: set = field(default_factory=set)  # (channel, mode) whose parameters are checked
+    # with a list here, ``run`` appends for each trace entry what the instruction touched
+    # (``effect``: a DOT's activation words, a REQ's output word and lanes; else None)
+    effects: list = None
+    effect: dict = None
     cycles: int = 0
     executed: int = 0
     predicated_off: int = 0
@@ -111,7 +125,24 @@ def new_machine(cfg, params, x_init):
         if len(getattr(params, name)) > cfg.channels:
             raise ValueError(f"{len(getattr(params, name))} channels of {name} do not fit "
                              f"channels={cfg.channels}")
-    return Machine(cfg, replace(params, w=w), x, x_zp=cfg.x_zero_point)
+    return Machine(cfg, replace(params, w=w), x, x_zp=cfg.x_zero_point,
+                   banks=np.zeros((N_BANKS, cfg.lanes), np.int64))
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """The loop offsets an indexed operand adds (``golden.isa``): activation ``x``, output
+    ``o``, weight ``w``, channel ``ch``; and the loop indices of levels 0 and 1 (``i0``,
+    ``i1``: the output row and column a window DOT's taps are checked against)."""
+    x: int = 0
+    o: int = 0
+    w: int = 0
+    ch: int = 0
+    i0: int = 0
+    i1: int = 0
+
+
+NO_OFFSETS = Offsets()
 
 
 def _block(cfg, a, beats, depth, what):
@@ -122,10 +153,10 @@ def _block(cfg, a, beats, depth, what):
     return slice(a, a + n)
 
 
-def representative(m, ins, i):
+def representative(m, ins, off=NO_OFFSETS):
     """The value SETP compares (see golden.isa)."""
     cfg, src = m.cfg, SRCS[ins.src]
-    a = ins.addr + (i * m.xstride if ins.ai else 0)
+    a = ins.addr + (off.x if ins.ai else 0)
     w = m.params.w
     if src == "W":
         if ins.addr >= w.size:
@@ -148,43 +179,146 @@ def _compare(cmp, a, b):
             "GE": a >= b}[CMPS[cmp]]
 
 
-def execute(m, ins, i):
-    """Apply one executed instruction (its predicate already true); returns its extra cycles."""
-    cfg, prm = m.cfg, m.params
-    if ins.op in ("CLR", "LDB", "DOT", "REQ") and ins.acc >= N_ACC:
-        raise IllegalInstruction(f"{ins.op}: accumulator {ins.acc}")
-    if ins.op in ("LDB", "REQ") and ins.ch >= cfg.channels:
-        raise IllegalInstruction(f"{ins.op}: channel {ins.ch} outside the parameter memory "
-                                 f"({cfg.channels})")
-    if ins.op == "CLR":
-        m.acc[ins.acc] = 0
-    elif ins.op == "LDB":
-        m.acc[ins.acc] = int(prm.bias[ins.ch])
-    elif ins.op == "DOT":
-        xa = ins.xaddr + (i * m.xstride if ins.xi else 0)
-        xs = _block(cfg, xa, ins.beats, cfg.x_depth, "DOT activation")
-        ws = _block(cfg, ins.waddr, ins.beats, prm.w.size, "DOT weight")
-        xd = m.x[xs] - m.x_zp
-        v = m.acc[ins.acc] + int((xd * prm.w[ws]).sum())
+def check_machine(cfg, ins):
+    """What the machine ``cfg`` refuses of a decoded instruction whatever the state (as
+    ``golden.isa.check`` does for any machine): an accumulator number it does not have, and
+    the convolution extensions on a machine without them. Raises ``IllegalInstruction``."""
+    accs = N_ACC + (N_BANKS if cfg.conv and ins.op != "LDB" else 0)
+    if "acc" in ins.args and ins.acc >= accs:
+        raise IllegalInstruction(f"{ins.op}: accumulator {ins.acc} (the machine has {accs})")
+    if cfg.conv:
+        return
+    if ins.op in CONV_OPS:
+        raise IllegalInstruction(f"{ins.op}: a convolution extension this machine (conv=False) "
+                                 "does not have")
+    for name in CONV_FLAGS.get(ins.op, ()):
+        if ins.args[name]:
+            raise IllegalInstruction(f"{ins.op} {name}=1: a convolution extension this machine "
+                                     "(conv=False) does not have")
+
+
+def _dot_beats(m, ins, off):
+    """The (activation, weight) element addresses of each beat a DOT multiplies: its
+    ``beats`` consecutive words, or the taps of the window that are not dropped."""
+    cfg, lanes = m.cfg, m.cfg.lanes
+    xa = ins.xaddr + (off.x if ins.xi else 0)
+    wa = ins.waddr + (off.w if ins.wi else 0)
+    _block(cfg, wa, ins.beats, m.params.w.size, "DOT weight")
+    if not ins.win:
+        _block(cfg, xa, ins.beats, cfg.x_depth, "DOT activation")
+        return [(xa + k * lanes, wa + k * lanes) for k in range(ins.beats)]
+    g, out = m.window, []
+    if g is None:
+        return out
+    for k in range(ins.beats):
+        ky, kx = divmod(k, g["kw"])
+        iy, ix = off.i0 * g["sy"] + ky - g["pt"], off.i1 * g["sx"] + kx - g["pl"]
+        if 0 <= iy < g["ih"] and 0 <= ix < g["iw"]:
+            a = xa + ((ky - g["pt"]) * g["rowpitch"] + (kx - g["pl"]) * g["pixpitch"]) * lanes
+            _block(cfg, a, 1, cfg.x_depth, "DOT window tap")
+            out.append((a, wa + k * lanes))
+    return out
+
+
+def _dot(m, ins, off):
+    """DOT: returns the datapath's cycles for it (``dot_cost``) less one, or 0."""
+    lanes = m.cfg.lanes
+    taps = _dot_beats(m, ins, off)
+    xd = np.array([m.x[a:a + lanes] for a, _ in taps], np.int64).reshape(-1, lanes) - m.x_zp
+    wv = np.array([m.params.w[b:b + lanes] for _, b in taps], np.int64).reshape(-1, lanes)
+    prods = (xd * wv).sum(axis=0)
+    m.effect = dict(x_words=[a // lanes for a, _ in taps])
+    if ins.acc >= N_ACC:  # a lane bank: each lane its own sum
+        bank = m.banks[ins.acc - N_ACC] + prods
+        if bank.min() < INT32_MIN or bank.max() > INT32_MAX:
+            raise ArithmeticError(f"DOT at pc {m.pc}: a lane of bank {ins.acc} leaves int32")
+        m.banks[ins.acc - N_ACC] = bank
+    else:
+        v = m.acc[ins.acc] + int(prods.sum())
         if not INT32_MIN <= v <= INT32_MAX:
             raise ArithmeticError(f"DOT at pc {m.pc}: accumulator {ins.acc} leaves int32 ({v})")
         m.acc[ins.acc] = v
-        if m.dot_cost is not None:
-            return int(m.dot_cost(xd, prm.w[ws])) - 1
-    elif ins.op == "REQ":
-        oa = ins.oaddr + (i * m.ostride if ins.oi else 0)
+    if m.dot_cost is not None:  # (a window DOT whose taps are all dropped takes its cycle)
+        return max(1, int(m.dot_cost(xd, wv))) - 1
+    return 0
+
+
+_PARAM_KEYS = ("multiplier", "shift", "out_zp", "act_min", "act_max")
+
+
+def _requantize(m, accs, c0):
+    """Accumulators ``accs`` requantized with channels ``c0, c0 + 1, ...`` in the current
+    rounding (``golden.requant.requantize``). A channel's parameters are checked the first
+    time a run uses them (its ValueError raised before anything is written)."""
+    prm, n = m.params, len(accs)
+    mode = "tflite" if m.x_round else m.cfg.mode
+    for c in range(c0, c0 + n):
+        if (c, mode) not in m.checked:
+            requantize(np.zeros(1, np.int64), mode=mode, **dict(zip(
+                ("multiplier", "shift", "output_zero_point", "act_min", "act_max"),
+                (int(getattr(prm, k)[c]) for k in _PARAM_KEYS))))
+            m.checked.add((c, mode))
+    acc = np.asarray(accs, np.int64)
+    if acc.min() < INT32_MIN or acc.max() > INT32_MAX:
+        raise ArithmeticError(f"REQ at pc {m.pc}: a lane's sum with its bias leaves int32")
+    if mode not in ("tflite", "single"):
+        return requantize(acc, mode=mode, **{k: getattr(prm, k2)[c0:c0 + n] for k, k2 in zip(
+            ("multiplier", "shift", "output_zero_point", "act_min", "act_max"), _PARAM_KEYS)})
+    return requantize_q31(acc, *(getattr(prm, k)[c0:c0 + n] for k in _PARAM_KEYS),
+                          double_round=mode == "tflite")
+
+
+def _req(m, ins, off):
+    cfg, lanes = m.cfg, m.cfg.lanes
+    oa = ins.oaddr + (off.o if ins.oi else 0)
+    c = ins.ch + (off.ch if ins.ci else 0)
+    if ins.acc < N_ACC:
         if oa >= cfg.x_depth:
             raise IllegalInstruction(f"REQ: output address {oa} outside x ({cfg.x_depth})")
-        c = ins.ch
-        m.x[oa] = int(requantize(
-            np.array([m.acc[ins.acc]]), multiplier=int(prm.multiplier[c]),
-            shift=int(prm.shift[c]), output_zero_point=int(prm.out_zp[c]),
-            act_min=int(prm.act_min[c]), act_max=int(prm.act_max[c]), mode=cfg.mode)[0])
+        _channel(cfg, "REQ", c)
+        m.x[oa] = _requantize(m, [m.acc[ins.acc]], c)[0]
+        m.effect = dict(o_word=oa // lanes, lanes=1)
+        return
+    _block(cfg, oa, 1, cfg.x_depth, "REQ output")
+    _channel(cfg, "REQ", c + lanes - 1)
+    bank = m.banks[ins.acc - N_ACC] + m.params.bias[c:c + lanes]
+    m.x[oa:oa + lanes] = _requantize(m, bank, c)
+    m.effect = dict(o_word=oa // lanes, lanes=lanes)
+
+
+def _channel(cfg, op, c):
+    if c >= cfg.channels:
+        raise IllegalInstruction(f"{op}: channel {c} outside the parameter memory "
+                                 f"({cfg.channels})")
+
+
+def execute(m, ins, off=NO_OFFSETS):
+    """Apply one executed instruction (its predicate already true; ``off``: the loop
+    offsets); returns its extra cycles."""
+    prm = m.params
+    if ins.op == "CLR":
+        if ins.acc >= N_ACC:
+            m.banks[ins.acc - N_ACC] = 0
+        else:
+            m.acc[ins.acc] = 0
+    elif ins.op == "LDB":
+        c = ins.ch + (off.ch if ins.ci else 0)
+        _channel(m.cfg, "LDB", c)
+        m.acc[ins.acc] = int(prm.bias[c])
+    elif ins.op == "DOT":
+        return _dot(m, ins, off)
+    elif ins.op == "REQ":
+        _req(m, ins, off)
     elif ins.op == "SETP":
-        m.p[ins.pd] = bool(_compare(ins.cmp, representative(m, ins, i), ins.imm))
+        m.p[ins.pd] = bool(_compare(ins.cmp, representative(m, ins, off), ins.imm))
         return 2
     elif ins.op == "SETL":
-        m.x_zp = ins.in_zp
+        m.x_zp, m.x_round = ins.in_zp, ins.round
+    elif ins.op == "STRD":
+        m.strides["wc"[ins.kind]][ins.level] = ins.stride
+    elif ins.op == "SETG":
+        m.window = {k: ins.args[k] for k in ("ih", "iw", "kw", "pt", "pl", "sy", "sx",
+                                             "pixpitch", "rowpitch")}
     elif ins.op == "PAND":
         m.p[ins.pd] = m.p[ins.pa] and m.p[ins.pb]
     elif ins.op == "POR":
@@ -217,48 +351,81 @@ def run(m, program, max_steps=1_000_000):
         raise
 
 
+def offsets(m, loops):
+    """The loop offsets of the current iteration of ``loops`` (the stack of open loops,
+    outermost first: ``[start, end, count, index]``)."""
+    if not loops:
+        return NO_OFFSETS
+    idx = [lp[3] for lp in loops]
+    st = m.strides
+
+    def total(k):
+        return sum(i * s for i, s in zip(idx, st[k]))
+    return Offsets(x=total("x"), o=total("o"), w=total("w"), ch=total("c"),
+                   i0=idx[0], i1=idx[1] if len(idx) > 1 else 0)
+
+
+def _open_loop(m, ins, loops, program):
+    """A LOOP at ``m.pc``: its legality (nesting depth, body within the program and the
+    enclosing body). Returns the loop's entry ``[start, end, count, 0]``."""
+    levels = LOOP_LEVELS if m.cfg.conv else 1
+    end = m.pc + ins.body
+    if len(loops) >= levels:
+        if levels == 1:
+            raise IllegalInstruction(f"LOOP at pc {m.pc} inside the loop body starting at "
+                                     f"{loops[-1][0]}: loops do not nest")
+        raise IllegalInstruction(f"LOOP at pc {m.pc}: loops nest at most {levels} deep")
+    if end >= len(program):
+        raise IllegalInstruction(f"LOOP at pc {m.pc}: body of {ins.body} runs past the "
+                                 f"program ({len(program)} words)")
+    if loops and end > loops[-1][1]:
+        raise IllegalInstruction(f"LOOP at pc {m.pc}: body ends at {end}, past the end of "
+                                 f"the enclosing body ({loops[-1][1]})")
+    return [m.pc + 1, end, ins.count, 0]
+
+
 def _run(m, program, max_steps):
     program = list(program) + [0] * (m.cfg.prog_depth - len(program))  # as in hardware
-    m.xstride = m.ostride = 0
-    loop = None  # (start, end, count, index)
-    steps = 0
+    loops = []  # open loops, outermost first: [start, end, count, index]
+    steps, decoded = 0, {}  # (each word is decoded and checked once)
     while not m.halted:
         if m.pc >= len(program):  # the hardware reads an all-zero (illegal) word there
             raise IllegalInstruction(f"pc {m.pc}: past the end of the program without HALT")
         steps += 1
         if steps > max_steps:
             raise RuntimeError(f"no HALT after {max_steps} instructions")
-        ins = decode(program[m.pc])
-        i = loop[3] if loop else 0
+        ins = decoded.get(m.pc)
+        if ins is None:
+            ins = decode(program[m.pc])
+            check_machine(m.cfg, ins)
+            decoded[m.pc] = ins
+        i = loops[-1][3] if loops else 0
         on = m.p[ins.pred] != bool(ins.neg)
-        nxt = m.pc + 1
+        nxt, last = m.pc + 1, m.pc  # the next pc; the last instruction this step covers
         if ins.op == "LOOP":
-            if loop is not None:
-                raise IllegalInstruction(f"LOOP at pc {m.pc} inside the loop body starting at "
-                                         f"{loop[0]}: loops do not nest")
-            if m.pc + ins.body >= len(program):
-                raise IllegalInstruction(f"LOOP at pc {m.pc}: body of {ins.body} runs past the "
-                                         f"program ({len(program)} words)")
+            entry = _open_loop(m, ins, loops, program)
             if on:
-                loop = (m.pc + 1, m.pc + ins.body, ins.count, 0)
-                m.xstride, m.ostride = ins.xstride, ins.ostride
-            else:
-                nxt = m.pc + 1 + ins.body
-        extra = 0
+                m.strides["x"][len(loops)] = ins.xstride
+                m.strides["o"][len(loops)] = ins.ostride
+                loops.append(entry)
+            else:  # the body is skipped: it may end an enclosing body
+                nxt, last = entry[1] + 1, entry[1]
+        extra, m.effect = 0, None
         if on and ins.op == "HALT":
             m.halted = True
         elif on and ins.op != "LOOP":
-            extra = execute(m, ins, i)
+            extra = execute(m, ins, offsets(m, loops))
         m.cycles += 1 + extra
         m.executed += int(on)
         m.predicated_off += int(not on)
         m.trace.append((m.pc, i, on))
-        if loop and m.pc == loop[1] and not m.halted:  # end of the body: back or out
-            start, end, count, idx = loop
-            if idx + 1 < count:
-                loop = (start, end, count, idx + 1)
-                nxt = start
-            else:
-                loop = None
+        if m.effects is not None:
+            m.effects.append(m.effect)
+        while loops and last == loops[-1][1] and not m.halted:  # a body's end: back or out
+            if loops[-1][3] + 1 < loops[-1][2]:
+                loops[-1][3] += 1
+                nxt = loops[-1][0]
+                break
+            loops.pop()
         m.pc = nxt
     return m

@@ -127,7 +127,7 @@ class Core(wiring.Component):
         m = Module()
         p = self._p
         machine = {k: p[k] for k in ("lanes", "x_depth", "w_depth", "channels", "prog_depth",
-                                     "x_zero_point", "mode")}
+                                     "x_zero_point", "mode", "conv")}
         m.submodules.seq = seq = Sequencer(fetch_ports=p["fetch_ports"], **machine)
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"])
         m.submodules.engine = eng = SparseDotProduct(

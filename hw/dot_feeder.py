@@ -11,7 +11,7 @@ from sparq.spec import params as spec_params
 
 from .sparse_dot import beat_layout
 
-N_ACC = 1 << isa.field_width("acc", "DOT")
+N_ACC = isa.N_ACC
 ZP_BITS = isa.field_width("in_zp", "SETL")
 
 

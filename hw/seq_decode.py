@@ -163,13 +163,30 @@ class Predecoder(wiring.Component):
         """The word alone is illegal (see the class docstring's ``static``, but the LOOP's
         body end, which needs the address)."""
         op = f.op
-        known = Cat(*[op == code for code in Op]).any()
+        known = Cat(*[op == code for code in Op if code.name not in isa.CONV_OPS]).any()
         return (~known | (_reserved(m, f) != 0) | (writes_pred(op) & (f.pd == 0))
+                | _conv_flags(f) | _acc_bad(f)
                 | ((op == Op.SETP) & ((f.cmp.as_value() > _largest(Cmp))
                                       | (f.src.as_value() > _largest(Src))
                                       | (f.sbeats == 0)))
                 | ((op == Op.DOT) & (f.dbeats == 0))
                 | ((op == Op.LOOP) & ((f.count == 0) | (f.body == 0))))
+
+
+def _conv_flags(f):
+    """The word uses a convolution extension's flag (``spec.isa.CONV_FLAGS``), which this
+    Sequencer does not have (``golden.sequencer.check_machine``)."""
+    return functools.reduce(operator.or_, [
+        (f.op == Op[op]) & getattr(f, name) for op, names in isa.CONV_FLAGS.items()
+        for name in names], Const(0))
+
+
+def _acc_bad(f):
+    """An accumulator number from ``N_ACC`` (a lane bank, which this Sequencer's machine
+    does not have)."""
+    uses = functools.reduce(operator.or_, [f.op == Op[op] for op, fields in isa.FIELDS.items()
+                                           if any(n == "acc" for n, _, _ in fields)])
+    return uses & (f.acc >= isa.N_ACC)
 
 
 def _reserved(m, f):

@@ -31,7 +31,7 @@ def uop_layout(prog_depth=512):
     errors)."""
     w = isa.field_width
     return data.StructLayout({
-        "kind": (len(isa.UOP_OPS) - 1).bit_length(), "acc": w("acc", "CLR"),
+        "kind": (len(isa.UOP_OPS) - 1).bit_length(), "acc": range(isa.N_ACC),
         "ch": w("ch", "LDB"), "xaddr": w("xaddr", "DOT"), "waddr": w("waddr", "DOT"),
         "beats": w("beats", "DOT"), "oaddr": w("oaddr", "REQ"), "zp": signed(ZP_BITS),
         "pc": range(prog_depth)})

@@ -120,11 +120,18 @@ class Sequencer(wiring.Component):
     decode, stage), ``Execute`` (the execute stage), ``LoopUnit`` (the loop registers) and
     ``PredicateFile``. The formal harness reads ``on``, ``legal``, ``done``, ``pred_we``,
     ``on_from_preds`` and ``prime`` (tests/test_formal.py).
+
+    The convolution extensions (``spec.params.machine(conv=True)``) are not in this RTL yet:
+    it refuses ``conv=True``, and a word that uses them is illegal (``Predecoder``), as on
+    any machine without them (``golden.sequencer.check_machine``).
     """
 
     def __init__(self, *, fetch_ports=1, **params):
         self._p = spec_params.machine(**params)
         p = self._p
+        if p["conv"]:
+            raise ValueError("conv=True: the Sequencer has no convolution extensions yet "
+                             "(they are in the golden model, golden.sequencer)")
         self.fetch_ports = spec_params.check_fetch_ports(fetch_ports)
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(

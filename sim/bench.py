@@ -681,8 +681,45 @@ def bench_sim_speed(seconds=SPEED_SECONDS, runs=None):
     return out
 
 
+def bench_kws(n_random=3):
+    """The MLPerf Tiny keyword spotter compiled for ``PLANNED["core_kws"]`` (the convolution
+    extensions: golden model and core model; the RTL is to come), per layer and in total on
+    the real input and ``n_random`` random int8 ones: the core model's cycles, the dense
+    baseline's (same program and multipliers, no skipping), the ideal ceil(effectual MACs /
+    multipliers), and the pairs fed, effectual and skipped."""
+    from sparq.golden.graph_compiler import compile_graph, layer_figures
+    from sparq.golden.sequencer import MachineConfig
+    from sparq.spec.configs import PLANNED
+
+    core = PLANNED["core_kws"][1]
+    model = ROOT / "tests" / "fixtures" / "mlperf_tiny" / "kws_ref_model.tflite"
+    c = compile_graph(model, MachineConfig.of(core))
+    real = np.load(model.parent / "kws_input.npy").astype(np.int8)
+    rng = np.random.default_rng(SEED)
+    inputs = {"real": real[0]}
+    inputs.update({f"random{k}": rng.integers(-128, 128, real.shape[1:]).astype(np.int8)
+                   for k in range(n_random)})
+    keys = ("cycles", "dense", "ideal", "pairs", "effectual", "skipped")
+    out = dict(config="core_kws", source="core model (golden.core.predict_program_cycles); "
+               "the RTL has no convolution extensions yet", program_words=len(c.program),
+               weight_bytes=int(c.params.w.size), channels=int(c.params.bias.size),
+               anchors=dict(cortex_m4_cycles=9.0e6, cortex_m7_cycles=4.1e6), inputs={})
+    for name, x in inputs.items():
+        _log(f"kws: {name}")
+        layers = layer_figures(c, x, **{k: v for k, v in core.items()
+                                        if k not in MachineConfig.__dataclass_fields__})
+        out["inputs"][name] = dict(layers=layers,
+                                   total={k: sum(r[k] for r in layers) for k in keys})
+    tot = out["inputs"]["real"]["total"]
+    out["real_over_cortex_m4"] = round(9.0e6 / tot["cycles"], 1)
+    out["random_mean_cycles"] = float(np.mean([v["total"]["cycles"] for k, v in
+                                               out["inputs"].items() if k != "real"]))
+    return out
+
+
 SECTIONS = {"requant": bench_requant, "sparse_dot": bench_sparse_dot, "mulbins": bench_mulbins,
-            "predicate": bench_predicate, "delta": bench_delta, "sim_speed": bench_sim_speed}
+            "predicate": bench_predicate, "delta": bench_delta, "sim_speed": bench_sim_speed,
+            "kws": bench_kws}
 
 
 def main(argv=None):

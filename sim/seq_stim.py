@@ -86,7 +86,7 @@ def random_instr(rng, cfg, *, in_body, bad_rate):
             return int(rng.choice([0x0, 0xB, 0xC, 0xD, 0xE])) << 44 | \
                 int(rng.integers(0, 1 << 40))
         if choice == 1:
-            return isa.ins("CLR", pred, neg, acc=1) | 1 << int(rng.integers(0, 38))
+            return isa.ins("CLR", pred, neg, acc=1) | 1 << int(rng.integers(0, 37))
         if choice == 2:
             return isa.ins("PNOT", pred, neg, pd=1, pa=2) & ~(7 << 37)  # writes p0
         word = isa.ins("SETP", pred, neg, pd=1, cmp=0, src=0, addr=0, beats=1, imm=0)
@@ -229,22 +229,21 @@ class Datapath:
 
     def __init__(self, case):
         self.m = golden_sequencer.new_machine(case.cfg, case.params, case.x_init)
-        self.m.xstride = self.m.ostride = 0
 
     def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr, zp):
         """Execute an issued uop; ``zp``: the activation zero point it carries."""
         op = UOP_OPS[kind]
         self.m.x_zp = zp
-        args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ch=ch),
-                    DOT=dict(acc=acc, xi=0, xaddr=xaddr, waddr=waddr, beats=beats),
-                    REQ=dict(acc=acc, ch=ch, oi=0, oaddr=oaddr))[op]
-        golden_sequencer.execute(self.m, Instr(op, 0, 0, args), 0)
+        args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ci=0, ch=ch),
+                    DOT=dict(acc=acc, xi=0, xaddr=xaddr, wi=0, waddr=waddr, win=0, beats=beats),
+                    REQ=dict(acc=acc, ci=0, ch=ch, oi=0, oaddr=oaddr))[op]
+        golden_sequencer.execute(self.m, Instr(op, 0, 0, args))
 
     def probe(self, src, addr, beats, zp):
         """A probe's value; ``zp``: the activation zero point it carries."""
         self.m.x_zp = zp
         return golden_sequencer.representative(self.m, Instr("SETP", 0, 0, dict(
-            src=src, addr=addr, beats=beats, ai=0)), 0)
+            src=src, addr=addr, beats=beats, ai=0)))
 
 
 def case_to_json(case):

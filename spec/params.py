@@ -159,22 +159,26 @@ def multiplier_bins(bins, level_widths=(2, 4, 8)):
 
 
 def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
-            x_zero_point=-128, mode="single"):
+            x_zero_point=-128, mode="single", conv=False):
     """The sequencer's machine: block width ``lanes``, memory depths (activations, weights,
     parameter channels, program words) within the instruction fields, the activation zero
-    point and the requantizer mode."""
+    point a program starts with, the requantizer mode, and ``conv``: the convolution
+    extensions (``spec.isa.CONV_OPS`` and ``CONV_FLAGS``: nested loops, weight and channel
+    strides, window DOTs, lane-accumulator banks, a REQ rounding chosen by SETL)."""
     int_in("lanes", lanes, 1, 64)
     if lanes & (lanes - 1):
         raise ValueError(f"lanes must be a power of two (block alignment), not {lanes}")
-    int_in("x_depth", x_depth, lanes, 1 << 10)
-    int_in("w_depth", w_depth, lanes, 1 << 14)
-    int_in("channels", channels, 1, 1 << 8)
+    int_in("x_depth", x_depth, lanes, 1 << 14)
+    int_in("w_depth", w_depth, lanes, 1 << 15)
+    int_in("channels", channels, 1, 1 << 10)
     int_in("prog_depth", prog_depth, 2, 1 << 12)
     int_in("x_zero_point", x_zero_point, -128, 127)
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
+    if not isinstance(conv, bool):
+        raise ValueError(f"conv must be True or False, not {conv!r}")
     return dict(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
-                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
+                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode, conv=conv)
 
 
 def delta_port(*, depth=4096, lanes=1):
@@ -219,7 +223,7 @@ def check_fetch_ports(n):
 
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
          prog_depth=512, x_zero_point=-128, mode="single", param_ram="async",
-         short_requant=False, hazard_words=1, fetch_ports=1):
+         short_requant=False, hazard_words=1, fetch_ports=1, conv=False):
     """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
     requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED). ``param_ram``: the parameter
     memory read asynchronously (distributed RAM; LDB and REQ in one cycle) or synchronously
@@ -228,9 +232,10 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
     ``hazard_words``: activation words per region that the DOT/REQ hazards track (a power
     of two; 1 tracks every word; larger is smaller hardware and can only add waits).
     ``fetch_ports``: the Sequencer's program memory read ports (2: a predicated-off LOOP is
-    decided in the execute stage, a shorter path for twice the block RAM; same timing)."""
+    decided in the execute stage, a shorter path for twice the block RAM; same timing).
+    ``conv``: the convolution extensions (``machine``)."""
     m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
-                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode)
+                prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode, conv=conv)
     if mode != "single":
         raise ValueError(f"the core requantizes in 'single' mode, not {mode!r}")
     if param_ram not in PARAM_RAMS:

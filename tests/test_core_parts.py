@@ -76,7 +76,7 @@ def test_probe_unit_every_source(lanes, zp):
         for src, addr, beats, pzp in probes:
             ins = SimpleNamespace(src=src, addr=addr, beats=beats, ai=0)
             machine.x_zp = pzp
-            want = representative(machine, ins, 0)
+            want = representative(machine, ins)
             ctx.set(dut.probe.payload.zp, pzp)
             ctx.set(dut.probe.payload.src, src)
             ctx.set(dut.probe.payload.addr, addr)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from sparq.golden import isa
 from sparq.golden import sequencer as golden_sequencer
 from sparq.golden.isa import IllegalInstruction, ins
+from sparq.golden.requant import requantize
 from sparq.sim import seq_stim
 from tests.conftest import SEED
 
@@ -23,11 +24,13 @@ def instructions(draw):
             args[name] = draw(st.integers(-(1 << (width - 1)), (1 << (width - 1)) - 1))
         elif name in ("pd",):
             args[name] = draw(st.integers(1, 7))
+        elif name == "level":
+            args[name] = draw(st.integers(0, isa.LOOP_LEVELS - 1))
         elif name == "cmp":
             args[name] = draw(st.integers(0, len(isa.CMPS) - 1))
         elif name == "src":
             args[name] = draw(st.integers(0, len(isa.SRCS) - 1))
-        elif name in ("beats", "count", "body"):
+        elif name in ("beats", "count", "body", "ih", "iw", "kw", "sy", "sx"):
             args[name] = draw(st.integers(1, (1 << width) - 1))
         else:
             args[name] = draw(st.integers(0, (1 << width) - 1))
@@ -57,14 +60,16 @@ def test_every_word_decodes_or_raises_a_named_error(word):
 
 @pytest.mark.parametrize("word, match", [
     (0, "opcode 0x0 is not defined"),
-    (0xB << 44, "opcode 0xb is not defined"),
-    (ins("SETL", in_zp=-1) | 1 << 31, "reserved bits"),
+    (0xD << 44, "opcode 0xd is not defined"),
+    (ins("SETL", in_zp=-1) | 1 << 30, "reserved bits"),
+    (ins("STRD", level=2, kind=1, stride=5) | 3 << 38, "loop level 3"),
+    (ins("SETG", ih=5, iw=5, kw=3, sy=1, sx=1) & ~(7 << 23), "kw must be at least 1"),
     (ins("CLR", acc=1) | 1, "reserved bits"),
     (ins("HALT") | 1 << 39, "reserved bits"),
     (ins("PNOT", pd=1, pa=2) & ~(7 << 37), "p0 is always true"),
     (ins("SETP", pd=1, src=0, addr=0, beats=1) | 6 << 34, "comparison code 6"),
     (ins("SETP", pd=1, src=0, addr=0, beats=1) | 7 << 31, "source code 7"),
-    (ins("DOT", xaddr=0, waddr=0, beats=1) & ~(0xF << 9), "0 beats"),
+    (ins("DOT", xaddr=0, waddr=0, beats=1) & ~(0xF << 1), "0 beats"),
     (ins("LOOP", count=1, body=1) & ~(0xFF << 32), "count 0"),
 ])
 def test_illegal_words(word, match):
@@ -74,7 +79,7 @@ def test_illegal_words(word, match):
 
 @pytest.mark.parametrize("text, match", [
     ("FOO acc=1", "unknown op 'FOO'"),
-    ("CLR acc=9", r"acc=9 is outside \[0, 3\]"),
+    ("CLR acc=9", r"acc=9 is outside \[0, 7\]"),
     ("SETP pd=0 src=W addr=0 beats=1", "p0"),
     ("DOT acc=1 xaddr=zz", "not a number"),
     ("CLR bogus=1", "no operand 'bogus'"),
@@ -189,4 +194,140 @@ def test_machine_config_errors():
     with pytest.raises(ValueError, match="lanes must be a power of two"):
         golden_sequencer.MachineConfig(lanes=3)
     with pytest.raises(ValueError, match="x_depth must be an integer in"):
-        golden_sequencer.MachineConfig(x_depth=4096)
+        golden_sequencer.MachineConfig(x_depth=1 << 15)
+    with pytest.raises(ValueError, match="conv must be True or False"):
+        golden_sequencer.MachineConfig(conv=1)
+
+
+# ------------------------------------------------------------------ convolution extensions
+
+CONV = golden_sequencer.MachineConfig(lanes=4, x_depth=256, w_depth=256, channels=16,
+                                      prog_depth=64, x_zero_point=0, conv=True)
+
+
+def conv_machine(x, w, **prm):
+    c = CONV.channels
+    base = dict(bias=np.zeros(c, np.int64), multiplier=np.full(c, 1 << 30),
+                shift=np.zeros(c, np.int64), out_zp=np.zeros(c, np.int64),
+                act_min=np.full(c, -128), act_max=np.full(c, 127))
+    base.update(prm)
+    return golden_sequencer.new_machine(CONV, golden_sequencer.Params(w=w, **base), x)
+
+
+def test_conv_extensions_are_illegal_on_other_machines():
+    """Executed or not, a word using a convolution extension is illegal on a machine built
+    without them; the same words run on a convolution machine."""
+    words = ["STRD level=0 kind=0 stride=4", "SETG ih=3 iw=3 kw=3 sy=1 sx=1 rowpitch=3",
+             "LDB acc=0 ci=1 ch=0", "DOT acc=0 wi=1 xaddr=0 waddr=0 beats=1",
+             "DOT acc=0 win=1 xaddr=0 waddr=0 beats=1", "REQ acc=0 ci=1 ch=0 oaddr=0",
+             "SETL in_zp=0 round=1", "CLR acc=4", "DOT acc=5 xaddr=0 waddr=0 beats=1"]
+    for text in words:
+        for guard in ("", "@!p0 "):
+            prog = isa.assemble(guard + text + "\nHALT")
+            with pytest.raises(IllegalInstruction, match="convolution extension|accumulator"):
+                golden_sequencer.run(machine(), prog)
+            golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)), prog)
+    with pytest.raises(IllegalInstruction, match="accumulator 6"):  # two banks
+        golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)),
+                             isa.assemble("@!p0 CLR acc=6\nHALT"))
+    with pytest.raises(IllegalInstruction, match="accumulator 4"):  # LDB: no bank
+        golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)),
+                             isa.assemble("LDB acc=4 ch=0\nHALT"))
+
+
+def test_nested_loops_with_weight_and_channel_strides():
+    """Three levels: every (i0, i1, i2) visits the body once, in order, each indexed
+    operand at its offset sum_l i_l * stride_l."""
+    x = np.arange(256) % 11 - 5
+    w = np.arange(256) % 7 - 3
+    prog = isa.assemble("""
+        STRD level=1 kind=0 stride=8      # w: +8 per level-1 step
+        STRD level=2 kind=1 stride=1      # ch: +1 per level-2 step
+        STRD level=2 kind=0 stride=4      # w: +4 per level-2 step
+        LOOP count=2 body=5 xstride=16 ostride=24
+        LOOP count=3 body=4 xstride=4 ostride=8
+        LOOP count=2 body=3 xstride=0 ostride=1
+        LDB acc=0 ci=1 ch=0
+        DOT acc=0 xi=1 xaddr=0 wi=1 waddr=0 beats=1
+        REQ acc=0 ci=1 ch=0 oi=1 oaddr=128
+        HALT
+    """)
+    bias = np.arange(16) * 10
+    m = golden_sequencer.run(conv_machine(x, w, bias=bias), prog)
+    n = 0
+    for i0 in range(2):
+        for i1 in range(3):
+            for i2 in range(2):
+                xa, wa, ch = 16 * i0 + 4 * i1, 8 * i1 + 4 * i2, i2
+                acc = int(bias[ch] + (x[xa:xa + 4] * w[wa:wa + 4]).sum())
+                want = requantize(np.array([acc]), multiplier=1 << 30, mode="single")[0]
+                assert m.x[128 + 24 * i0 + 8 * i1 + i2] == want, (i0, i1, i2)
+                n += 1
+    assert n == 12 and m.executed == 3 + 1 + 2 + 6 + 12 * 3 + 1
+
+
+def test_loop_nesting_limits():
+    cm = conv_machine(np.zeros(256, int), np.zeros(256, int))
+    deep = "LOOP count=2 body=4\nLOOP count=2 body=3\nLOOP count=2 body=2\nLOOP count=2 body=1\n" \
+           "CLR acc=0\nHALT"
+    with pytest.raises(IllegalInstruction, match="nest at most 3 deep"):
+        golden_sequencer.run(cm, isa.assemble(deep))
+    with pytest.raises(IllegalInstruction, match="past the end of the enclosing body"):
+        golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)),
+                             isa.assemble("LOOP count=2 body=2\nCLR acc=0\nLOOP count=2 body=2\n"
+                                          "CLR acc=1\nCLR acc=2\nHALT"))
+    # a skipped inner body that ends the outer one still ends the outer iteration
+    prog = isa.assemble("LOOP count=3 body=3\nCLR acc=0\n@!p0 LOOP count=2 body=1\nCLR acc=1\n"
+                        "HALT")
+    m = golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)), prog)
+    assert [pc for pc, _, _ in m.trace] == [0] + [1, 2] * 3 + [4]
+
+
+def test_window_dot_drops_the_padding_taps():
+    """A 3x3 window over a 4x5 image of one 4-lane word a pixel, SAME padding: each output
+    pixel's DOT sums the taps inside the image only (a depthwise convolution per lane, into a
+    lane bank), then REQW writes the 4 lanes."""
+    rng = np.random.default_rng(SEED)
+    hgt, wid, lanes = 4, 5, 4
+    img = rng.integers(-128, 128, (hgt, wid, lanes))
+    x = np.zeros(256, np.int64)
+    x[:img.size] = img.ravel()
+    ker = rng.integers(-127, 128, (9, lanes))
+    w = np.zeros(256, np.int64)
+    w[:ker.size] = ker.ravel()
+    prog = isa.assemble(f"""
+        SETL in_zp=3
+        SETG ih={hgt} iw={wid} kw=3 pt=1 pl=1 sy=1 sx=1 pixpitch=1 rowpitch={wid}
+        LOOP count={hgt} body=4 xstride={wid * lanes} ostride={wid * lanes}
+        LOOP count={wid} body=3 xstride={lanes} ostride={lanes}
+        CLR acc=4
+        DOT acc=4 xi=1 xaddr=0 waddr=0 win=1 beats=9
+        REQ acc=4 ch=0 oi=1 oaddr=128
+        HALT
+    """)
+    bias = np.arange(16) * 100
+    m = golden_sequencer.run(conv_machine(x, w, bias=bias, shift=np.full(16, -4)), prog)
+    pad = np.pad(img - 3, ((1, 1), (1, 1), (0, 0)))  # padding taps contribute nothing
+    out = m.x[128:128 + img.size].reshape(hgt, wid, lanes)
+    for oy in range(hgt):
+        for ox in range(wid):
+            acc = (pad[oy:oy + 3, ox:ox + 3].reshape(9, lanes) * ker).sum(axis=0) + bias[:4]
+            want = [int(requantize(np.array([a]), multiplier=1 << 30, shift=-4,
+                                   mode="single")[0]) for a in acc]
+            assert out[oy, ox].tolist() == want, (oy, ox)
+    assert m.banks.shape == (2, lanes)
+
+
+def test_setl_round_selects_double_rounding():
+    """REQ rounds once (single) by default and twice (tflite) after SETL round=1: an
+    accumulator where the two differ."""
+    acc, mult, shift = 5, 1 << 30, -1  # 5 * 0.5 * 0.5 = 1.25: 1 once, 2 twice
+    single = int(requantize(np.array([acc]), multiplier=mult, shift=shift, mode="single")[0])
+    double = int(requantize(np.array([acc]), multiplier=mult, shift=shift, mode="tflite")[0])
+    cm = conv_machine(np.zeros(256, int), np.zeros(256, int), bias=np.full(16, acc),
+                      shift=np.full(16, shift))
+    prog = isa.assemble("LDB acc=0 ch=0\nREQ acc=0 ch=0 oaddr=0\nSETL in_zp=0 round=1\n"
+                        "REQ acc=0 ch=0 oaddr=1\nHALT")
+    m = golden_sequencer.run(cm, prog)
+    assert single != double
+    assert [int(m.x[0]), int(m.x[1])] == [single, double]

@@ -50,7 +50,7 @@ def test_sequencer_runs_the_compiled_digits_mlp():
     xt = mlp.quantize_input(layers, x_train[:300])
     c = compiler.compile_mlp(layers, calibration=xt, prog_depth=512)
     machine = {k: v for k, v in CONFIGS["sequencer"][1].items() if k != "fetch_ports"}
-    assert vars(c.cfg) == {**machine, "mode": "single"}
+    assert vars(c.cfg) == {**machine, "mode": "single", "conv": False}
     xq = mlp.quantize_input(layers, x_test[:2])
     ref = run_reference(digits_model.TEMPLATE, xq)
     for n in range(2):

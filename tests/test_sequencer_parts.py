@@ -36,9 +36,10 @@ def test_compare_every_code():
     print(f"seed {SEED + 20}")
     a_edges = [-(1 << 15), -(1 << 15) + 1, -2049, -2048, -2047, -1, 0, 1, 2046, 2047, 2048,
                (1 << 15) - 1]
-    imm_edges = [-2048, -2047, -1, 0, 1, 2046, 2047]
+    top = 1 << (isa.field_width("imm", "SETP") - 1)  # imm is signed: [-top, top)
+    imm_edges = [-top, -top + 1, -1, 0, 1, top - 2, top - 1]
     a_vals = a_edges + [int(v) for v in rng.integers(-(1 << 15), 1 << 15, 8)]
-    imm_vals = imm_edges + [int(v) for v in rng.integers(-2048, 2048, 5)] + [
+    imm_vals = imm_edges + [int(v) for v in rng.integers(-top, top, 5)] + [
         int(v) for v in rng.integers(-3, 4, 3)]
     dut = Compare()
     seen = {}
@@ -46,7 +47,7 @@ def test_compare_every_code():
     async def bench(ctx):
         for code in range(1 << isa.field_width("cmp", "SETP")):
             for a in a_vals:
-                for imm in imm_vals + [a] if -2048 <= a < 2048 else imm_vals:
+                for imm in imm_vals + [a] if -top <= a < top else imm_vals:
                     ctx.set(dut.cmp.as_value(), code)  # (6 and 7 are no Cmp)
                     ctx.set(dut.a, a)
                     ctx.set(dut.imm, imm)
@@ -105,10 +106,12 @@ def random_words(rng, cfg, n):
 
 
 def golden_static(word, addr, cfg):
-    """Illegal whatever the state: ``golden.isa.decode`` refuses it, or a LOOP's body runs
-    past the program (``golden.sequencer.run``'s check)."""
+    """Illegal whatever the state: ``golden.isa.decode`` or the machine
+    (``golden.sequencer.check_machine``) refuses it, or a LOOP's body runs past the program
+    (``golden.sequencer.run``'s check)."""
     try:
         ins = decode(word)
+        golden_sequencer.check_machine(golden_sequencer.MachineConfig(**cfg), ins)
     except IllegalInstruction:
         return True
     return ins.op == "LOOP" and addr + ins.body >= cfg["prog_depth"]
@@ -119,9 +122,9 @@ def golden_faults(word, cfg, prm, i, xstride, ostride):
     with these strides."""
     m = golden_sequencer.new_machine(golden_sequencer.MachineConfig(**cfg), prm,
                                      np.zeros(cfg["x_depth"], np.int64))
-    m.xstride, m.ostride = xstride, ostride
     try:
-        golden_sequencer.execute(m, decode(word), i)
+        golden_sequencer.execute(m, decode(word), golden_sequencer.Offsets(
+            x=i * xstride, o=i * ostride))
     except IllegalInstruction:
         return True
     return False

@@ -91,3 +91,85 @@ def fc_chain(rng, widths, *, input_scale, input_zero_point):
         m.op("FULLY_CONNECTED", 4, [t_in, tw, tb], [to], "FullyConnectedOptions", o)
         t_in, s_in = to, s_out
     return m.finish([first], [t_in])
+
+
+def _conv_op(m, rng, t_in, s_in, shape_in, *, kh, kw, oc, stride, padding, depthwise, act):
+    """A CONV_2D or DEPTHWISE_CONV_2D on ``t_in`` with random int8 weights and per-channel
+    scales, an output scale that keeps the outputs in range and a random zero point.
+    Returns ``(tensor, scale, shape)`` of its output."""
+    from sparq.golden import ops
+
+    s = _schema()
+    _, h, w, c = shape_in
+    oh = ops.out_size(padding, h, kh, stride[0])
+    ow = ops.out_size(padding, w, kw, stride[1])
+    wshape = (1, kh, kw, oc) if depthwise else (oc, kh, kw, c)
+    s_w = np.exp(rng.uniform(np.log(0.002), np.log(0.02), oc)).astype(np.float32)
+    taps = kh * kw * (1 if depthwise else c)
+    s_out = np.float32(s_in * float(np.mean(s_w)) * np.sqrt(taps) * 40)
+    tw = m.tensor(wshape, "INT8", scale=s_w, zero_point=np.zeros(oc, int),
+                  data=rng.integers(-127, 128, wshape).astype(np.int8),
+                  qdim=3 if depthwise else 0)
+    tb = m.tensor((oc,), "INT32", scale=s_in * s_w, zero_point=np.zeros(oc, int),
+                  data=np.round(rng.normal(0, 500, oc)).astype(np.int32))
+    to = m.tensor((1, oh, ow, oc), "INT8", scale=s_out,
+                  zero_point=-128 if act else int(rng.integers(-30, 30)))
+    if depthwise:
+        o = s.DepthwiseConv2DOptionsT()
+        o.depthMultiplier = 1
+        name, oname = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
+    else:
+        o = s.Conv2DOptionsT()
+        name, oname = "CONV_2D", "Conv2DOptions"
+    o.padding, o.strideH, o.strideW = getattr(s.Padding, padding), stride[0], stride[1]
+    o.fusedActivationFunction = act
+    o.dilationHFactor = o.dilationWFactor = 1
+    m.op(name, 3, [t_in, tw, tb], [to], oname, o)
+    return to, s_out, (1, oh, ow, oc)
+
+
+def conv_chain(rng, *, first):
+    """A small keyword-spotter-like chain: ``first`` is ``"strip"`` (a one-channel input and
+    a 5x3 CONV_2D of stride (1, 2), the column-strip lowering) or ``"window"`` (16 channels
+    and a 3x3 CONV_2D of stride 2, the window lowering); then DEPTHWISE_CONV_2D 3x3, CONV_2D
+    1x1 (16 -> 32), AVERAGE_POOL_2D over the whole map, RESHAPE, FULLY_CONNECTED (32 -> 10)
+    and SOFTMAX. Returns the .tflite bytes."""
+    s = _schema()
+    m = ModelBuilder()
+    s_in = np.float32(0.05)
+    # (the pool's n: 11 x 4 = 44, even: on the host; 5 x 5 = 25: on the core)
+    shape = (1, 11, 7, 1) if first == "strip" else (1, 9, 9, 16)
+    t = first_t = m.tensor(shape, "INT8", scale=s_in, zero_point=int(rng.integers(-20, 20)))
+    kh, kw, stride = (5, 3, (1, 2)) if first == "strip" else (3, 3, (2, 2))
+    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=kh, kw=kw, oc=16, stride=stride,
+                              padding="SAME", depthwise=False, act=1)
+    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=3, kw=3, oc=16, stride=(1, 1),
+                              padding="SAME", depthwise=True, act=3)
+    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=1, kw=1, oc=32, stride=(1, 1),
+                              padding="VALID", depthwise=False, act=1)
+    zp = m.graph.tensors[t].quantization.zeroPoint[0]
+    tp = m.tensor((1, 1, 1, 32), "INT8", scale=s_in, zero_point=zp)
+    o = s.Pool2DOptionsT()
+    o.padding, o.strideH, o.strideW = s.Padding.VALID, 1, 1
+    o.filterHeight, o.filterWidth, o.fusedActivationFunction = shape[1], shape[2], 0
+    m.op("AVERAGE_POOL_2D", 2, [t], [tp], "Pool2DOptions", o)
+    tr = m.tensor((1, 32), "INT8", scale=s_in, zero_point=zp)
+    tshape = m.tensor((2,), "INT32", data=np.array([1, 32], np.int32))
+    o = s.ReshapeOptionsT()
+    o.newShape = [1, 32]
+    m.op("RESHAPE", 1, [tp, tshape], [tr], "ReshapeOptions", o)
+    s_w = np.float32(0.01)
+    tw = m.tensor((10, 32), "INT8", scale=s_w, zero_point=0,
+                  data=rng.integers(-127, 128, (10, 32)).astype(np.int8))
+    tb = m.tensor((10,), "INT32", scale=np.float32(s_in * s_w), zero_point=0,
+                  data=np.round(rng.normal(0, 300, 10)).astype(np.int32))
+    s_fc = np.float32(s_in * s_w * np.sqrt(32) * 40)
+    tf = m.tensor((1, 10), "INT8", scale=s_fc, zero_point=int(rng.integers(-10, 10)))
+    o = s.FullyConnectedOptionsT()
+    o.fusedActivationFunction = 0
+    m.op("FULLY_CONNECTED", 4, [tr, tw, tb], [tf], "FullyConnectedOptions", o)
+    ts = m.tensor((1, 10), "INT8", scale=np.float32(1 / 256), zero_point=-128)
+    o = s.SoftmaxOptionsT()
+    o.beta = 1.0
+    m.op("SOFTMAX", 1, [tf], [ts], "SoftmaxOptions", o)
+    return m.finish([first_t], [ts])

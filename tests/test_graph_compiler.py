@@ -1,0 +1,151 @@
+"""golden.graph_compiler: convolutional graphs lowered onto a convolution machine
+(``conv=True``), run on the ISA simulator (``golden.sequencer``), every tensor against
+LiteRT's reference kernels. The keyword spotter on its real input and structured and random
+ones (more in the second tier), and small chains that take the other lowerings (a window
+CONV_2D, column strips with another kernel and stride); the errors of what does not fit."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from sparq.golden import isa
+from sparq.golden.graph_compiler import compile_graph, layer_figures
+from sparq.golden.sequencer import MachineConfig
+from sparq.spec.configs import PLANNED
+from sparq.golden.tflite_graph import run_litert
+from tests.conftest import SEED
+from tests.tflite_builder import conv_chain
+
+FIX = pathlib.Path(__file__).parent / "fixtures" / "mlperf_tiny"
+KWS = FIX / "kws_ref_model.tflite"
+# a convolution machine with the ECP5 core's engine (16 lanes) and the keyword spotter's
+# memories: 16 KB of activations, 32 KB of weights, 1,024 channels
+KWS_CORE = PLANNED["core_kws"][1]
+KWS_MACHINE = MachineConfig.of(KWS_CORE)
+CHAIN_MACHINE = MachineConfig(lanes=16, x_depth=4096, w_depth=8192, channels=256,
+                              prog_depth=512, x_zero_point=-128, conv=True)
+
+
+def kws_inputs(n_random, seed):
+    """The real input, all at the zero point, saturated low and high, then random int8."""
+    x = np.load(FIX / "kws_input.npy").astype(np.int8)
+    zp = -128 + 211  # the model's input zero point (83)
+    rng = np.random.default_rng(seed)
+    return np.concatenate([x, np.full_like(x, zp), np.full_like(x, -128), np.full_like(x, 127),
+                           rng.integers(-128, 128, (n_random, *x.shape[1:])).astype(np.int8)])
+
+
+def check_every_tensor(c, model, xs):
+    """Run each input through the compiled graph; every op's output equals LiteRT's."""
+    ref = run_litert(model, xs)
+    for n, row in enumerate(xs):
+        out, cycles = c.run(row)
+        for op in c.graph.ops:
+            y = op.outputs[0]
+            want = ref[y][n].reshape(c.graph.t(y).shape[1:])
+            got = out[y].reshape(c.graph.t(y).shape[1:])
+            assert np.array_equal(got, want), (n, op.index, op.kind,
+                                               int(np.sum(got != want)))
+        assert cycles > 0
+    return len(xs) * len(c.graph.ops)
+
+
+@pytest.fixture(scope="module")
+def kws():
+    return compile_graph(KWS, KWS_MACHINE)
+
+
+def test_kws_fits_the_machine(kws):
+    assert kws.params.w.size == 25_616 and kws.params.bias.size == 652
+    assert len(kws.program) <= KWS_MACHINE.prog_depth
+    ops = {isa.decode(w).op for w in kws.program}
+    assert {"SETL", "SETG", "STRD", "LOOP", "DOT", "REQ"} <= ops
+    # two activation buffers of 8,000 B ping-pong (and the strips, the pool, the logits)
+    assert max(kws.buffers.values()) < KWS_MACHINE.x_depth
+
+
+def test_kws_every_layer_bitexact(kws):
+    xs = kws_inputs(1, SEED)
+    assert xs[0].shape == (49, 10, 1)
+    n = check_every_tensor(kws, KWS, xs)
+    out, _ = kws.run(xs[0])
+    assert int(np.argmax(out[kws.graph.outputs[0]])) == 5  # the real input's class
+    print(f"{len(xs)} inputs, {n} tensors equal to LiteRT")
+
+
+@pytest.mark.long
+def test_kws_twenty_inputs_bitexact(kws):
+    n = check_every_tensor(kws, KWS, kws_inputs(16, SEED + 1))
+    print(f"20 inputs, {n} tensors equal to LiteRT")
+
+
+@pytest.mark.parametrize("first", ["strip", "window"])
+def test_small_chains_bitexact(first, tmp_path):
+    """Other shapes through each lowering: column strips of a 5x3 kernel at stride (1, 2)
+    (a phase per output row), or a 3x3 CONV_2D at stride 2 over 16 channels (window DOTs); then
+    depthwise, pointwise, pool, FC and softmax."""
+    seed = SEED + 31 + (first == "window")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    path = tmp_path / f"chain_{first}.tflite"
+    path.write_bytes(conv_chain(rng, first=first))
+    c = compile_graph(path, CHAIN_MACHINE)
+    pool = next(s for s in c.segments if s.op.kind == "AVERAGE_POOL_2D")
+    if first == "strip":  # n = 44: single rounding differs on ties, so the host pools
+        assert pool.host is not None and "single rounding differs" in pool.note
+    else:
+        assert pool.host is None and pool.program
+    shape = c.graph.t(c.graph.inputs[0]).shape[1:]
+    zp = c.graph.t(c.graph.inputs[0]).zp
+    xs = np.concatenate([rng.integers(-128, 128, (4, *shape)),
+                         np.full((1, *shape), zp), np.full((1, *shape), 127)]).astype(np.int8)
+    check_every_tensor(c, path, xs)
+
+
+def test_whole_program_equals_the_segments(kws):
+    """The program as the core runs it (every segment, one HALT) gives the same logits as
+    the segments run one by one."""
+    from sparq.golden.sequencer import new_machine, run
+
+    x = kws_inputs(0, SEED)[0]
+    out, cycles = kws.run(x)
+    m = run(new_machine(kws.cfg, kws.params, kws.x_image(x)), kws.program)
+    fc = next(op for op in kws.graph.ops if op.kind == "FULLY_CONNECTED").outputs[0]
+    assert np.array_equal(kws.tensor(m.x, fc).reshape(-1), out[fc].reshape(-1))
+    assert m.cycles == cycles
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(x_depth=8192), r"does not fit: at op \d+ it needs \d+ bytes of activation memory"),
+    (dict(w_depth=16384), "needs 25616 weight bytes, the machine has 16384"),
+    (dict(channels=512), "needs 652 channels, the machine has 512"),
+    (dict(prog_depth=128), r"needs \d+ program words, the machine has 128"),
+    (dict(conv=False), "needs a convolution machine"),
+])
+def test_what_does_not_fit_is_named(change, match):
+    cfg = MachineConfig(**dict(vars(KWS_MACHINE), **change))
+    with pytest.raises(ValueError, match=match):
+        compile_graph(KWS, cfg)
+
+
+def test_core_model_figures_per_layer(tmp_path):
+    """``layer_figures`` on a small chain: the layers' cycles add up to the core model's
+    prediction for the whole program; skipping never costs more than the dense baseline;
+    the ideal is a lower bound; the pairs split into effectual and skipped."""
+    from sparq.golden.core import predict_program_cycles
+
+    rng = np.random.default_rng(SEED + 32)
+    path = tmp_path / "chain.tflite"
+    path.write_bytes(conv_chain(rng, first="window"))
+    c = compile_graph(path, CHAIN_MACHINE)
+    x = rng.integers(-128, 128, c.graph.t(c.graph.inputs[0]).shape[1:]).astype(np.int8)
+    core = dict(slots=4, short_requant=True, hazard_words=4)
+    rows = layer_figures(c, x, **core)
+    total, _ = predict_program_cycles(c.cfg, c.params, c.program, c.x_image(x), **core)
+    assert sum(r["cycles"] for r in rows) == total
+    assert [r["kind"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
+                                         "AVERAGE_POOL_2D", "FULLY_CONNECTED"]
+    for r in rows:
+        assert r["ideal"] <= r["cycles"] <= r["dense"], r
+        assert r["effectual"] + r["skipped"] == r["pairs"] and r["effectual"] > 0
