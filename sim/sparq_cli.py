@@ -1,9 +1,13 @@
-"""``sparq``: compile an int8 .tflite MLP for the core and run it on the core model or the RTL.
+"""``sparq``: compile an int8 .tflite model for the core and run it on the core model or the RTL.
 
     sparq compile model.tflite -o build/mymodel        memory images, program, listing
     sparq run model.tflite inputs.npy                   the golden core model
     sparq run model.tflite inputs.npy --rtl             the Core's RTL (cocotb, Verilator)
     sparq run model.tflite inputs.npy --config core_ice40   the iCE40 UP5K configuration
+
+An MLP (FULLY_CONNECTED layers) runs on the shipped cores (default ``core``); a
+convolutional graph (the MLPerf Tiny keyword spotter, say) on a configuration with the
+convolution extensions (``core_kws``: the golden model and the core model; ``sim.sparq_graph``).
 
 ``inputs.npy``: float inputs (batch, features), quantized with the model's input scale and
 zero point, or int8 inputs used as they are. ``run`` prints the predicted classes and the
@@ -90,8 +94,34 @@ def _folder(path, what):
     return path
 
 
+def _graph(args):
+    """The model is a convolutional graph (``sim.sparq_graph``); an MLP gets ``core``
+    unless a configuration was named."""
+    from sparq.sim import sparq_graph
+
+    from sparq.golden.litert_model import read_dense_layers
+
+    try:
+        graph = sparq_graph.is_graph(args.model)
+    except (OSError, ValueError) as e:
+        try:  # an MLP with an op the graph reader does not take
+            read_dense_layers(args.model)
+            graph = False
+        except (OSError, ValueError):
+            raise _Usage(f"cannot use {args.model}: {e}") from None
+    if not graph:
+        args.config = args.config or "core"
+        if args.config in sparq_graph.conv_configs():
+            raise _Usage(f"{args.config} runs convolutional graphs; {args.model} is an MLP: "
+                         "use a shipped core (core, core_ice40, core_dense)")
+    return graph
+
+
 def cmd_compile(args):
     out = _folder(args.out, "output folder")
+    if _graph(args):
+        from sparq.sim import sparq_graph
+        return sparq_graph.cmd_compile(args, out, _Usage)
     layers, c = _load(args.model, not args.no_predicates, config=args.config)
     (out / "program.s").write_text(c.listing() + "\n")
     np.save(out / "weights.npy", c.params.w.astype(np.int8))
@@ -106,6 +136,13 @@ def cmd_compile(args):
 
 
 def cmd_run(args):
+    if _graph(args):
+        from sparq.sim import sparq_graph
+        return sparq_graph.cmd_run(args, _Usage, _say)
+    return _run_mlp(args)
+
+
+def _run_mlp(args):
     from sparq.golden import core as golden_core
     from sparq.golden.litert_model import run_reference
     from sparq.spec.configs import CONFIGS
@@ -152,12 +189,14 @@ def cmd_run(args):
 
 
 def _config_option(p):
-    from sparq.spec.configs import CONFIGS
+    from sparq.spec.configs import CONFIGS, PLANNED
 
-    cores = [name for name, (block, _) in CONFIGS.items() if block == "Core"]
-    p.add_argument("--config", default="core", choices=cores,
-                   help="the core configuration (spec.configs; default core, the ECP5 one; "
-                   "core_ice40: 4 lanes, 2 multipliers, fits the iCE40 UP5K)")
+    cores = [name for name, (block, _) in {**CONFIGS, **PLANNED}.items() if block == "Core"]
+    p.add_argument("--config", default=None, choices=cores,
+                   help="the core configuration (spec.configs; an MLP: default core, the "
+                   "ECP5 one; core_ice40: 4 lanes, 2 multipliers, fits the iCE40 UP5K; a "
+                   "convolutional graph: the first configuration with the convolution "
+                   "extensions that it fits, core_kws)")
 
 
 def parser():

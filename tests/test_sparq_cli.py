@@ -122,3 +122,33 @@ def test_run_on_the_rtl(tmp_path, capsys):
         return re.search(r"cycles per input: ([0-9.]+) \((RTL|core model)\)", out).groups()
 
     assert cycles(by_rtl) == (cycles(by_model)[0], "RTL"), (by_rtl, by_model)
+
+
+KWS_DIR = digits_model.TEMPLATE.parent / "mlperf_tiny"
+
+
+def test_keyword_spotter_on_the_core_model(tmp_path, capsys):
+    """A convolutional graph picks a configuration with the convolution extensions: every
+    op checked against LiteRT, the class and the core model's cycles printed; --rtl is
+    refused with the reason; compile writes the listing and the layout."""
+    model = str(KWS_DIR / "kws_ref_model.tflite")
+    inputs = str(KWS_DIR / "kws_input.npy")
+    assert sparq_cli.main(["run", model, inputs, "--out", str(tmp_path / "y.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "every op equals LiteRT" in out and "classes: [5]" in out
+    assert re.search(r"cycles per input: \d+\.\d \(core model, core_kws", out)
+    assert np.load(tmp_path / "y.npy").shape == (1, 12)
+    assert sparq_cli.main(["run", model, inputs, "--rtl"]) == 2
+    assert "the RTL has no convolution extensions yet" in capsys.readouterr().err
+    assert sparq_cli.main(["run", model, inputs, "--config", "core"]) == 2
+    assert "has no convolution extensions" in capsys.readouterr().err
+    assert sparq_cli.main(["compile", model, "-o", str(tmp_path / "k")]) == 0
+    assert "SETG" in (tmp_path / "k" / "program.s").read_text()
+    assert "op 12: SOFTMAX on the host" in capsys.readouterr().out
+    np.save(tmp_path / "short.npy", np.zeros((2, 100), np.float32))
+    assert sparq_cli.main(["run", model, str(tmp_path / "short.npy")]) == 2
+    assert "not rows of the model's input (49, 10, 1)" in capsys.readouterr().err
+    mlp = str(digits_model.TEMPLATE)
+    assert sparq_cli.main(["compile", mlp, "-o", str(tmp_path / "m"), "--config",
+                           "core_kws"]) == 2
+    assert "core_kws runs convolutional graphs" in capsys.readouterr().err

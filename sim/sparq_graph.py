@@ -1,0 +1,134 @@
+"""``sparq compile`` / ``sparq run`` for convolutional graphs (``golden.graph_compiler``).
+
+A model with ops besides FULLY_CONNECTED is compiled for a convolution configuration
+(``spec.configs.PLANNED``: the golden model and the core model run it; the RTL does not
+have the convolution extensions yet, so ``--rtl`` is refused with that reason). ``run``
+prints the classes and the core model's cycles per input and checks every op's output
+against LiteRT's reference kernels.
+"""
+
+import json
+import time
+
+import numpy as np
+
+EXIT_OK, EXIT_MISMATCH = 0, 1
+
+
+def is_graph(model):
+    """The .tflite ``model`` holds ops besides FULLY_CONNECTED (ValueError if unreadable)."""
+    from sparq.golden.tflite_graph import read_graph
+
+    return any(op.kind != "FULLY_CONNECTED" for op in read_graph(model).ops)
+
+
+def conv_configs():
+    """The configurations with the convolution extensions, by name."""
+    from sparq.spec.configs import CONFIGS, PLANNED
+
+    return {n: p for n, (block, p) in {**CONFIGS, **PLANNED}.items()
+            if block == "Core" and p.get("conv")}
+
+
+def load(model, config, usage):
+    """``(name, core parameters, CompiledGraph)``: the configuration asked for, or the
+    first convolution configuration the model fits; ``usage(msg)`` makes the error."""
+    from sparq.golden.graph_compiler import compile_graph
+    from sparq.golden.sequencer import MachineConfig
+
+    names = [config] if config else list(conv_configs())
+    errors = []
+    for name in names:
+        core = conv_configs().get(name)
+        if core is None:
+            raise usage(f"{model} is a convolutional graph; configuration {name} has no "
+                        f"convolution extensions (those that do: {', '.join(conv_configs())})")
+        try:
+            return name, core, compile_graph(model, MachineConfig.of(core))
+        except ValueError as e:
+            errors.append(f"{name}: {e}")
+    raise usage(f"{model} does not fit: " + "; ".join(errors))
+
+
+def inputs(path, c, usage):
+    """The int8 inputs of ``path`` (.npy) in the graph input's shape: int8 as they are,
+    float quantized with the input's scale and zero point."""
+    t = c.graph.t(c.graph.inputs[0])
+    try:
+        x = np.load(path)
+    except (OSError, ValueError) as e:
+        raise usage(f"cannot read inputs {path}: {e}") from None
+    size = int(np.prod(t.shape[1:]))
+    if x.size == 0 or x.size % size:
+        raise usage(f"inputs of shape {x.shape} are not rows of the model's input "
+                    f"{tuple(t.shape[1:])} ({size} values each)")
+    x = x.reshape(-1, *t.shape[1:])
+    if x.dtype == np.int8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
+        raise usage(f"inputs are {x.dtype} or not finite: give float inputs (quantized here "
+                    "with the model's input scale and zero point) or int8 ones")
+    return np.clip(np.round(x / t.s) + t.zp, -128, 127).astype(np.int8)
+
+
+def cmd_compile(args, out, usage):
+    name, _, c = load(args.model, args.config, usage)
+    from sparq.golden import isa
+
+    (out / "program.s").write_text("\n".join(isa.disassemble(w) for w in c.program) + "\n")
+    np.save(out / "weights.npy", c.params.w.astype(np.int8))
+    prm = {k: getattr(c.params, k).tolist() for k in
+           ("bias", "multiplier", "shift", "out_zp", "act_min", "act_max")}
+    host = {s.op.index: s.note or f"{s.op.kind} on the host" for s in c.segments
+            if s.host and s.op.kind != "RESHAPE"}  # (a RESHAPE is an alias: nothing runs)
+    (out / "layout.json").write_text(json.dumps(dict(
+        config=name, machine=vars(c.cfg), params=prm, buffers=c.buffers, strips=c.strips,
+        host_ops=host, program=[int(w) for w in c.program]), indent=1))
+    print(f"{args.model}: {len(c.graph.ops)} ops for {name}, {len(c.program)} instructions, "
+          f"{c.params.w.size} weight bytes, {c.params.bias.size} channels -> {out}/program.s, "
+          f"weights.npy, layout.json")
+    for k, note in host.items():
+        print(f"  op {k}: {note}")
+    return EXIT_OK
+
+
+def cmd_run(args, usage, say):
+    from sparq.golden.core import predict_program_cycles
+    from sparq.golden.sequencer import MachineConfig
+    from sparq.golden.tflite_graph import run_litert
+
+    if args.rtl:
+        raise usage("the RTL has no convolution extensions yet (docs/graphs.md): run without "
+                    "--rtl for the golden model and the core model's cycles")
+    name, core, c = load(args.model, args.config, usage)
+    xq = inputs(args.inputs, c, usage)
+    t0, status = time.time(), EXIT_OK
+    ref = None if args.no_litert else run_litert(args.model, xq)
+    last = c.graph.outputs[0]
+    outs, cycles, bad = [], [], set()
+    extra = {k: v for k, v in core.items() if k not in MachineConfig.__dataclass_fields__}
+    for n, row in enumerate(xq):
+        tensors, _ = c.run(row)
+        cyc, _ = predict_program_cycles(c.cfg, c.params, c.program, c.x_image(row), **extra)
+        cycles.append(cyc)
+        outs.append(tensors[last].reshape(-1))
+        if ref is not None:
+            bad |= {op.index for op in c.graph.ops if not np.array_equal(
+                tensors[op.outputs[0]].reshape(-1), ref[op.outputs[0]][n].reshape(-1))}
+        say(f"{n + 1}/{len(xq)} inputs ({time.time() - t0:.0f} s)")
+    if bad:
+        say(f"MISMATCH against LiteRT in ops {sorted(bad)}")
+        status = EXIT_MISMATCH
+    elif ref is not None:
+        print(f"every op equals LiteRT's reference kernels on {len(xq)} inputs")
+    outs = np.array(outs)
+    print(f"classes: {outs.argmax(axis=1).tolist()[:32]}{' ...' if len(xq) > 32 else ''}")
+    print(f"cycles per input: {np.mean(cycles):.1f} (core model, {name}; the RTL has no "
+          f"convolution extensions yet); {time.time() - t0:.1f} s")
+    for s in c.segments:
+        if s.host is not None and s.op.kind != "RESHAPE":
+            print(f"  op {s.op.index} ({s.op.kind}) {s.note or 'on the host'}")
+    if args.out:
+        np.save(args.out, outs.astype(np.int8))
+        print(f"wrote {args.out}")
+    return status
