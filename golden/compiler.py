@@ -101,8 +101,9 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
                 calibration=None, perms=None, prog_depth=None, x_depth=256, w_depth=4096,
                 channels=64, accs=4, x_zero_point=-128):
     """Compile ``layers`` for a machine that starts a program with activation zero point
-    ``x_zero_point`` (a SETL sets each layer's where it differs); ``accs`` accumulators take turns (a channel's REQ is issued after
-    the DOTs of the next ``accs - 1`` channels, hiding the engine's latency);
+    ``x_zero_point`` (a SETL sets each layer's where it differs); ``accs`` accumulators
+    take turns (a channel's REQ is issued after the DOTs of the next ``accs - 1``
+    channels, hiding the engine's latency);
     ``calibration`` (quantized inputs) enables the zero-first order (not for a block-pruned
     model: it would mix the pruned blocks),
     ``perms`` reuses another compilation's order (an updated model keeps its layout, so a
@@ -126,14 +127,7 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
         acts = [np.asarray(calibration)] + run_int8(layers, calibration)
         for k in range(len(layers)):  # inputs and hidden units; never the logits
             perms[k] = zero_first_order(acts[k], layers[k].input_zero_point)
-    ws = []
-    for k, lay in enumerate(layers):
-        w = lay.w.astype(np.int64)
-        if perms[k] is not None:
-            w = w[:, perms[k]]
-        if perms[k + 1] is not None:
-            w = w[perms[k + 1], :]
-        ws.append(w)
+    ws = _permuted_weights(layers, perms)
 
     # memory images
     x_addr, addrs = 0, []
@@ -167,16 +161,8 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
         raise ValueError(f"the model needs {x_addr} activations, {w_addr} weights and {ch0} "
                          f"channels; the machine has {x_depth}, {w_depth} and {channels}")
 
-    prog, zp = [], x_zero_point
-    fill = np.full(x_depth, x_zero_point, np.int64)
-    for lay, meta in zip(layers, layer_meta, strict=True):
-        n_in = meta["beats"] * lanes
-        fill[meta["in_addr"]:meta["in_addr"] + n_in] = lay.input_zero_point
-        if lay.input_zero_point != zp:
-            zp = lay.input_zero_point
-            prog.append(ins("SETL", in_zp=zp))
-        prog += _layer_program(meta, lanes, predicate_blocks, dead_channels, accs)
-    prog.append(ins("HALT"))
+    prog, fill = _mlp_program(layers, layer_meta, lanes, x_depth, x_zero_point,
+                              (predicate_blocks, dead_channels, accs))
     depth = prog_depth or max(64, 1 << (len(prog) - 1).bit_length())
     if len(prog) > depth:
         raise ValueError(f"the program has {len(prog)} words, prog_depth is {depth}")
@@ -187,6 +173,35 @@ def compile_mlp(layers, *, lanes=16, predicate_blocks=True, dead_channels=False,
                     out_zp=np.array(ozp, np.int64), act_min=np.array(amin, np.int64),
                     act_max=np.array(amax, np.int64))
     return Compiled(cfg, params, prog, inputs, addrs, perms, fill)
+
+
+def _permuted_weights(layers, perms):
+    """Each layer's weights with its inputs and outputs in their stored orders."""
+    ws = []
+    for k, lay in enumerate(layers):
+        w = lay.w.astype(np.int64)
+        if perms[k] is not None:
+            w = w[:, perms[k]]
+        if perms[k + 1] is not None:
+            w = w[perms[k + 1], :]
+        ws.append(w)
+    return ws
+
+
+def _mlp_program(layers, layer_meta, lanes, x_depth, x_zero_point, options):
+    """The program (with its HALT) and the activation memory's fill: each layer's input
+    block at its zero point, a SETL where the zero point changes. ``options``:
+    ``(predicate_blocks, dead_channels, accs)``."""
+    prog, zp = [], x_zero_point
+    fill = np.full(x_depth, x_zero_point, np.int64)
+    for lay, meta in zip(layers, layer_meta, strict=True):
+        n_in = meta["beats"] * lanes
+        fill[meta["in_addr"]:meta["in_addr"] + n_in] = lay.input_zero_point
+        if lay.input_zero_point != zp:
+            zp = lay.input_zero_point
+            prog.append(ins("SETL", in_zp=zp))
+        prog += _layer_program(meta, lanes, *options)
+    return prog + [ins("HALT")], fill
 
 
 def compile_for_core(layers, core, **kw):

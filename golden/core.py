@@ -138,7 +138,7 @@ class _Timing:
     OPS = ("CLR", "LDB", "DOT", "REQ", "SETP")
 
     def __init__(self, p):
-        self.lanes, self.hw = p["lanes"], p["hazard_words"]
+        self.hw = p["hazard_words"]
         self.dot_latency, self.req_latency = latencies(**p)
         self.read = {"async": 0, "sync": 1}[p["param_ram"]]  # a uop's parameters' wait
         self.t = 0

@@ -43,14 +43,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
-from .isa import ins
+from sparq.spec.isa import field_width
+
+from .isa import IllegalInstruction, ins
 from .qparams import quantize_multiplier
 from .requant import rescale_q31
 from .sequencer import MachineConfig, Params, new_machine, run
 from .tflite_graph import op_kwargs, read_graph
 
-MAX_BEATS = 15
-MAX_COUNT = 255  # a LOOP's count
+MAX_BEATS = (1 << field_width("beats", "DOT")) - 1  # a DOT's beats
+MAX_COUNT = (1 << field_width("count", "LOOP")) - 1  # a LOOP's count
+MAX_BODY = (1 << field_width("body", "LOOP")) - 1  # a LOOP's body
 
 
 @dataclass
@@ -73,10 +76,38 @@ class CompiledGraph:
     buffers: dict  # tensor id -> activation memory address (NHWC, contiguous)
     strips: dict = None  # the conv-strip layout of the graph's input (None: as it is)
 
+    def writes_memory(self, seg):
+        """A host op whose output the core reads from activation memory (the host writes it
+        there): it splits the program (``programs``)."""
+        return seg.host is not None and seg.op.kind != "RESHAPE" and \
+            seg.op.outputs[0] in self.buffers
+
+    @property
+    def programs(self):
+        """The core's programs, in order, each ending in HALT: one, unless a host op whose
+        output a later core op reads sits between core ops (then the host runs between
+        them)."""
+        progs, cur = [], None
+        for seg in self.segments:
+            if self.writes_memory(seg):
+                cur = None
+            elif seg.host is None:
+                if cur is None:
+                    cur = []
+                    progs.append(cur)
+                cur += seg.program
+        return [p + [ins("HALT")] for p in progs]
+
     @property
     def program(self):
-        """The whole program: every core segment in order, then HALT."""
-        return [w for s in self.segments for w in s.program] + [ins("HALT")]
+        """The whole program: every core segment in order, then HALT (ValueError when a host
+        op splits it: ``programs``)."""
+        progs = self.programs
+        if len(progs) != 1:
+            host = [s.op.index for s in self.segments if self.writes_memory(s)]
+            raise ValueError(f"the host runs ops {host} between core ops: the program comes "
+                             f"in {len(progs)} parts (CompiledGraph.programs)")
+        return progs[0]
 
     def x_image(self, xq):
         """The activation memory's initial contents for one int8 input (the graph input's
@@ -95,29 +126,48 @@ class CompiledGraph:
         a, n = self.buffers[tid], int(np.prod(t.shape))
         return np.asarray(x[a:a + n]).reshape(t.shape)
 
-    def run(self, xq, dot_cost=None):
+    def run(self, xq, dot_cost=None, runs=None):
         """Run one input segment by segment on the ISA simulator (host ops on the host).
         Returns ``(tensors, cycles)``: every op's output (tensor id -> int8 array, batch 1)
-        and the cycles of the whole program (the segments' less their extra HALTs)."""
-        x, cycles, out, core_segments = self.x_image(xq), 0, {}, 0
+        and the ISA simulator's cycles of the programs (the segments' less their extra
+        HALTs). ``runs``, a list, receives for each of ``programs`` the activation memory it
+        starts from and its segments: ``(x, [(first word, segment), ...])``."""
+        tin = self.graph.inputs[0]
+        x, cycles, halts, cur = self.x_image(xq), 0, 0, None
+        out = {tin: np.asarray(xq).reshape(self.graph.t(tin).shape).astype(np.int8)}
         for seg in self.segments:
             y = seg.op.outputs[0]
             if seg.host is not None:
                 out[y] = seg.host(*[out[i] for i in seg.op.inputs[:1]]).astype(np.int8)
-                if y in self.buffers:  # the host writes it for the core ops that read it
-                    a = self.buffers[y]
-                    x = x.copy()
+                if self.writes_memory(seg):  # the host writes it for the core ops after
+                    a, x, cur = self.buffers[y], x.copy(), None
                     x[a:a + out[y].size] = out[y].reshape(-1)
                 continue
+            if cur is None:
+                cur = (x.copy(), [])
+                halts += 1
+                if runs is not None:
+                    runs.append(cur)
+            cur[1].append((sum(len(s.program) for _, s in cur[1]), seg))
             m = new_machine(self.cfg, self.params, x)
             m.dot_cost = dot_cost
             run(m, seg.program + [ins("HALT")])
-            x, cycles, core_segments = m.x, cycles + m.cycles, core_segments + 1
+            x, cycles = m.x, cycles + m.cycles - 1
             out[y] = self.tensor(x, y).astype(np.int8)
-        return out, cycles - max(0, core_segments - 1)
+        return out, cycles + halts
+
+    def cycles(self, xq, **core):
+        """The core model's cycles for one input (``golden.core.predict_program_cycles``
+        with the Core's parameters ``core``), summed over ``programs``."""
+        from .core import predict_program_cycles
+
+        runs = []
+        self.run(xq, runs=runs)
+        return sum(predict_program_cycles(self.cfg, self.params, prog, x0, **core)[0]
+                   for prog, (x0, _) in zip(self.programs, runs, strict=True))
 
 
-def _strip_image(row, *, zp, kh, kw, sy, sx, pt, pl, oh, ow, strip):
+def _strip_image(row, *, zp, kh, kw, sy, sx, pt, pl, oh, ow, strip, **_):
     """The column strips of a one-channel input ``row`` (H, W, 1): strip ``ox`` holds input
     columns ``ox*sx - pl .. + kw`` of rows ``-pt .. (oh-1)*sy - pt + kh``, row-major, the
     padding at the zero point, each strip ``strip`` bytes."""
@@ -186,9 +236,9 @@ def _wrap(levels, body):
 
 
 def _loop(count, xs, os_, body):
-    if not 1 <= count <= MAX_COUNT or not 1 <= len(body) <= 255:
+    if not 1 <= count <= MAX_COUNT or not 1 <= len(body) <= MAX_BODY:
         raise ValueError(f"a loop of {count} iterations over {len(body)} instructions does "
-                         f"not fit a LOOP (1..{MAX_COUNT} and 1..255)")
+                         f"not fit a LOOP (1..{MAX_COUNT} and 1..{MAX_BODY})")
     if count == 1:  # (the strides of a loop run once are never used)
         xs = os_ = 0
     return ins("LOOP", count=count, body=len(body), xstride=xs, ostride=os_)
@@ -322,21 +372,24 @@ def _strip_layout(g, op, kw, lanes):
     _, kh, kwid, _ = np.asarray(kw["w"]).shape
     sy, sx = op.options["stride"]
     rows = (oh - 1) * sy + kh
+    step = sy * kwid  # a window's phase (its first byte within a word) repeats after
+    phases = [(r * step) % lanes for r in range(min(lanes // math.gcd(step, lanes), oh))]
+    beats = -(-(max(phases) + kh * kwid) // lanes)
     return dict(zp=kw["input_zero_point"], kh=kh, kw=kwid, sy=sy, sx=sx,
                 pt=ops.pad_before(h, kh, sy, 1, oh), pl=ops.pad_before(w, kwid, sx, 1, ow),
-                oh=oh, ow=ow, strip=-(-rows * kwid // lanes) * lanes)
+                oh=oh, ow=ow, strip=-(-rows * kwid // lanes) * lanes, phases=phases,
+                beats=beats, overhang=beats * lanes)
 
 
 def _strip_conv(g, op, kw, images, buf, lanes):
     """CONV_2D of the graph's one-channel input laid out as column strips (the module
     docstring)."""
     lay = _strip_layout(g, op, kw, lanes)
-    kh, kwid, sy, oh, ow, strip = (lay[k] for k in ("kh", "kw", "sy", "oh", "ow", "strip"))
+    kh, kwid, sy, oh, ow, strip, phases, beats = (lay[k] for k in (
+        "kh", "kw", "sy", "oh", "ow", "strip", "phases", "beats"))
     oc = g.t(op.outputs[0]).shape[3]
     step = sy * kwid  # bytes from one output row's window to the next
     period = lanes // math.gcd(step, lanes)  # rows until the phase repeats
-    phases = [(r * step) % lanes for r in range(min(period, oh))]
-    beats = -(-(max(phases) + kh * kwid) // lanes)
     if beats > MAX_BEATS:
         raise ValueError(f"op {op.index} (CONV_2D): a {kh}x{kwid} window in strips needs "
                          f"{beats} beats, more than a DOT's {MAX_BEATS}")
@@ -524,13 +577,18 @@ def compile_graph(model, cfg):
     sizes[tin.id] = int(np.prod(tin.shape))
     if strip_input:  # the host writes the input as column strips
         strips = _strip_layout(g, first, op_kwargs(g, first), lanes)
-        sizes[tin.id] = strips["ow"] * strips["strip"]
+        # (the last strip's windows of a low phase read up to a DOT's length past it)
+        sizes[tin.id] = strips["ow"] * strips["strip"] + strips["overhang"]
     buf = _plan(g, g.ops, sizes, cfg.x_depth, lanes, alias)
     for y, src in alias.items():
         buf[y] = buf[src]
     segments = []
     for op in g.ops:
-        segments.append(_lower(g, op, images, buf, lanes, strip_input and op is first))
+        try:
+            segments.append(_lower(g, op, images, buf, lanes, strip_input and op is first))
+        except IllegalInstruction as e:  # a field the op's shape overflows
+            raise ValueError(f"op {op.index} ({op.kind}) does not fit the instruction set: "
+                             f"{e}") from None
     prm = images.params()
     _check_fit(cfg, prm, segments)
     return CompiledGraph(cfg, prm, g, segments, buf, strips)
@@ -544,6 +602,12 @@ def _lower(g, op, images, buf, lanes, strip):
     if op.kind == "SOFTMAX":
         return Segment(op, host=lambda a, kw=kw: ops.softmax(a.reshape(1, -1), **kw))
     cin = g.t(op.inputs[0]).shape[-1]
+    if tuple(op.options.get("dilation") or (1, 1)) != (1, 1):
+        raise ValueError(f"op {op.index} ({op.kind}): dilation {op.options['dilation']} is "
+                         "not supported (only 1)")
+    if op.kind == "DEPTHWISE_CONV_2D" and op.options["depth_multiplier"] != 1:
+        raise ValueError(f"op {op.index} (DEPTHWISE_CONV_2D): depth multiplier "
+                         f"{op.options['depth_multiplier']} is not supported (only 1)")
     if op.kind == "CONV_2D":
         kh, kwid = np.asarray(kw["w"]).shape[1:3]
         if strip:
@@ -578,47 +642,47 @@ def _check_fit(cfg, prm, segments):
 
 
 def layer_figures(c, xq, **core):
-    """The core model's figures for one input, per core segment (op) and in total:
-    ``cycles`` (``golden.core.predict_program_cycles`` with the engine ``core`` describes,
-    attributed to a layer up to the cycle its last instruction is taken), ``dense`` (the
-    same program on the dense baseline: same multipliers, no skipping), ``pairs`` (the
-    (activation, weight) pairs the DOTs feed), ``effectual`` (both non-zero: the MACs the
-    engine does), ``skipped`` and ``ideal`` = ceil(effectual / multipliers)."""
-    from .core import dot_beat_cycles, predict_program_cycles
+    """The core model's figures for one input, per core segment (op): ``cycles``
+    (``golden.core.predict_program_cycles`` with the Core's parameters ``core``, attributed
+    to a layer up to the cycle its last instruction is taken), ``dense`` (the same program
+    on the dense baseline: same multipliers, no skipping), ``pairs`` (the (activation,
+    weight) pairs the DOTs feed), ``effectual`` (both non-zero: the MACs the engine does),
+    ``skipped`` and ``ideal`` = ceil(effectual / multipliers). Each of ``programs`` is run
+    from the memory the ops before it leave."""
+    from sparq.spec import params as spec_params
 
-    prog, starts = [], []
-    for s in c.segments:
-        if s.program:
-            starts.append((len(prog), s))
-            prog += s.program
-    prog.append(ins("HALT"))
-    ends = [b for b, _ in starts[1:]] + [len(prog) - 1]
-    x0 = c.x_image(xq)
-    runs = {}
-    for skip in (True, False):
-        tl = []
-        total, _ = predict_program_cycles(c.cfg, c.params, prog, x0, timeline=tl,
-                                          **dict(core, skip=skip))
-        last = {}
-        for pc, t in tl:
-            last[pc] = t
-        marks = [max(t for pc, t in last.items() if pc < e) for e in ends]
-        runs[skip] = [b - a for a, b in zip([0] + marks[:-1], marks[:-1] + [total])]
-    eff, pairs = _effectual(c, prog, x0, core.get("lanes", c.cfg.lanes), dot_beat_cycles)
-    out = []
-    slots = core["slots"]
-    for k, ((b, s), e) in enumerate(zip(starts, ends, strict=True)):
-        ek = sum(v for pc, v in eff.items() if b <= pc < e)
-        pk = sum(v for pc, v in pairs.items() if b <= pc < e)
-        out.append(dict(op=s.op.index, kind=s.op.kind, cycles=runs[True][k],
-                        dense=runs[False][k], pairs=pk, effectual=ek, skipped=pk - ek,
-                        ideal=-(-ek // slots)))
+    slots = spec_params.core(**dict(vars(c.cfg), **core))["slots"]
+    runs, out = [], []
+    c.run(xq, runs=runs)
+    for prog, (x0, segs) in zip(c.programs, runs, strict=True):
+        ends = [b for b, _ in segs[1:]] + [len(prog) - 1]
+        cyc = {skip: _segment_cycles(c, prog, x0, ends, dict(core, skip=skip))
+               for skip in (True, False)}
+        eff, pairs = _effectual(c, prog, x0)
+        for k, ((b, s), e) in enumerate(zip(segs, ends, strict=True)):
+            ek = sum(v for pc, v in eff.items() if b <= pc < e)
+            pk = sum(v for pc, v in pairs.items() if b <= pc < e)
+            out.append(dict(op=s.op.index, kind=s.op.kind, cycles=cyc[True][k],
+                            dense=cyc[False][k], pairs=pk, effectual=ek, skipped=pk - ek,
+                            ideal=-(-ek // slots)))
     return out
 
 
-def _effectual(c, prog, x0, lanes, dot_beat_cycles):
+def _segment_cycles(c, prog, x0, ends, core):
+    """The core model's cycles of ``prog`` split at ``ends`` (each segment's end: the cycle
+    its last instruction is taken; the last segment runs to the program's end)."""
+    from .core import predict_program_cycles
+
+    tl = []
+    total, _ = predict_program_cycles(c.cfg, c.params, prog, x0, timeline=tl, **core)
+    last = dict(tl)  # pc -> the cycle its last execution was taken
+    marks = [max(t for pc, t in last.items() if pc < e) for e in ends[:-1]] + [total]
+    return [b - a for a, b in zip([0] + marks[:-1], marks, strict=True)]
+
+
+def _effectual(c, prog, x0):
     """Per DOT pc: the effectual pairs (activation off the zero point, weight non-zero) and
-    all pairs it fed, summed over a run."""
+    all pairs it fed, summed over a run of ``prog`` from ``x0``."""
     eff, pairs = {}, {}
     m = new_machine(c.cfg, c.params, x0)
 

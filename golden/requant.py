@@ -11,6 +11,10 @@ Three modes, chosen by the keyword ``mode`` (the same keyword parameters as the 
             else 0.
 ``single``  TFLite's single-rounding variant (TOSA SINGLE_ROUND):
             ``(x*M + 2**(30-shift)) >> (31-shift)``.
+``dual``    ``tflite`` or ``single`` per accumulator, as ``double_round`` (1 or 0, broadcast
+            against ``acc``) says: one block for layers of both kinds (a convolution
+            rounds twice, LiteRT's FULLY_CONNECTED once); ``multiplier`` may be negative
+            only where ``double_round`` is 1.
 ``prepost`` the pre-shift / multiply / post-shift method of US10579383:
             ``(sat_xbits(x >> pre) * M + 2**(post-1)) >> post``, where ``sat_xbits``
             saturates to a signed ``x_bits`` value (the multiplier's input width) and ``M``
@@ -78,14 +82,15 @@ def round_shift(p, s):
 
 
 def rescale_q31(x, multiplier, shift, *, double_round):
-    """Exact ``x * M * 2**(shift-31)`` rounded as in ``tflite`` (double) or ``single`` mode."""
+    """Exact ``x * M * 2**(shift-31)`` rounded as in ``tflite`` (double) or ``single`` mode;
+    ``double_round`` a bool or, per element, an array of them (``dual`` mode)."""
     x = np.asarray(x, dtype=np.int64)
     m = np.asarray(multiplier, dtype=np.int64)
     s = 31 - np.asarray(shift, dtype=np.int64)
     p = x * m  # |p| <= 2**62: exact in int64
-    if double_round:
+    if np.any(double_round):
         nudge = np.where(p >= 0, 1 << 30, -(1 << 30))
-        p = p + np.where(s > 31, nudge, 0)  # |p| <= 2**62 + 2**30
+        p = p + np.where((s > 31) & np.asarray(double_round, bool), nudge, 0)
     return round_shift(p, s)
 
 
@@ -102,12 +107,14 @@ def rescale_prepost(x, multiplier, pre, post, *, x_bits):
 
 
 def requantize(acc, *, multiplier, shift=0, pre=0, post=1, output_zero_point=0,
-               act_min=-128, act_max=127, mode="tflite", m_bits=16, x_bits=18):
+               act_min=-128, act_max=127, mode="tflite", m_bits=16, x_bits=18,
+               double_round=None):
     """Requantize int32 accumulators to int8 (see the module docstring for the contract).
 
     ``acc`` is any int array; the channel parameters broadcast against it (per-channel arrays
     along the last axis, or scalars). ``shift`` is used by ``tflite``/``single``, ``pre`` and
-    ``post`` by ``prepost``. Every value is range-checked; the first bad one is named.
+    ``post`` by ``prepost``, ``double_round`` (0/1, broadcast) by ``dual`` only. Every value
+    is range-checked; the first bad one is named.
     Returns an int8 array of ``acc``'s broadcast shape.
     """
     check_mode_params(mode=mode, m_bits=m_bits, x_bits=x_bits)
@@ -124,10 +131,20 @@ def requantize(acc, *, multiplier, shift=0, pre=0, post=1, output_zero_point=0,
         post = check_range("post", post, 1, x_bits + m_bits - 1)
         r = rescale_prepost(acc, m, pre, post, x_bits=x_bits)
     else:
-        mlo = INT32_MIN if mode == "tflite" else 0
-        m = check_range("multiplier", multiplier, mlo, INT32_MAX)
+        double = mode == "tflite"
+        if mode == "dual":
+            if double_round is None:
+                raise ValueError("mode 'dual' needs double_round (1: tflite, 0: single)")
+            double = check_range("double_round", double_round, 0, 1).astype(bool)
+        elif double_round is not None:
+            raise ValueError(f"double_round is for mode 'dual', not {mode!r}")
+        m = check_range("multiplier", multiplier, INT32_MIN, INT32_MAX)
+        single_neg = (m < 0) & ~np.asarray(double, bool)
+        if np.any(single_neg):
+            raise ValueError(f"multiplier must be in [0, {INT32_MAX}] where the rounding is "
+                             f"single, got {int(np.broadcast_to(m, single_neg.shape)[single_neg].flat[0])}")
         shift = check_range("shift", shift, SHIFT_MIN, SHIFT_MAX)
-        return requantize_q31(acc, m, shift, zp, lo, hi, double_round=(mode == "tflite"))
+        return requantize_q31(acc, m, shift, zp, lo, hi, double_round=double)
     return np.clip(r + zp, lo, hi).astype(np.int8)
 
 

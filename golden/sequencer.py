@@ -31,7 +31,7 @@ import numpy as np
 
 from sparq.spec import params as spec_params
 
-from sparq.spec.isa import CONV_FLAGS, CONV_OPS, LOOP_LEVELS, N_ACC, N_BANKS
+from sparq.spec.isa import CONV_FLAGS, CONV_OPS, LOOP_LEVELS, N_ACC, N_BANKS, STRIDE_KINDS
 
 from .isa import CMPS, SRCS, IllegalInstruction, decode
 from .requant import INT32_MAX, INT32_MIN, check_range, requantize, requantize_q31
@@ -86,7 +86,9 @@ class Machine:
     x_zp: int = None  # the activation zero point (SETL); new_machine sets the machine's
     x_round: int = 0  # SETL's rounding: 0 the machine's mode, 1 double (tflite)
     banks: np.ndarray = None  # (N_BANKS, lanes) int32 lane accumulators (conv machines)
-    strides: dict = field(default_factory=lambda: {k: [0] * LOOP_LEVELS for k in "xowc"})
+    # each loop level's strides: x and o (LOOP), w and ch (STRD)
+    strides: dict = field(default_factory=lambda: {k: [0] * LOOP_LEVELS
+                                                   for k in ("x", "o", "w", "ch")})
     window: dict = None  # SETG's fields (None: every tap of a window DOT is dropped)
     checked: set = field(default_factory=set)  # (channel, mode) whose parameters are checked
     # with a list here, ``run`` appends for each trace entry what the instruction touched
@@ -121,11 +123,15 @@ def new_machine(cfg, params, x_init):
     if w_init.size > cfg.w_depth:
         raise ValueError(f"{w_init.size} weights do not fit w_depth={cfg.w_depth}")
     w[:w_init.size] = w_init
+    chans = {}
     for name in ("bias", "multiplier", "shift", "out_zp", "act_min", "act_max"):
-        if len(getattr(params, name)) > cfg.channels:
-            raise ValueError(f"{len(getattr(params, name))} channels of {name} do not fit "
+        v = np.asarray(getattr(params, name), np.int64).ravel()
+        if v.size > cfg.channels:
+            raise ValueError(f"{v.size} channels of {name} do not fit "
                              f"channels={cfg.channels}")
-    return Machine(cfg, replace(params, w=w), x, x_zp=cfg.x_zero_point,
+        chans[name] = np.concatenate([v, np.zeros(cfg.channels - v.size, np.int64)])
+    # (channels past the given ones read as zeros, as an unwritten parameter memory)
+    return Machine(cfg, replace(params, w=w, **chans), x, x_zp=cfg.x_zero_point,
                    banks=np.zeros((N_BANKS, cfg.lanes), np.int64))
 
 
@@ -243,7 +249,8 @@ def _dot(m, ins, off):
     return 0
 
 
-_PARAM_KEYS = ("multiplier", "shift", "out_zp", "act_min", "act_max")
+_PARAM_KEYS = ("multiplier", "shift", "out_zp", "act_min", "act_max")  # Params' names
+_REQUANT_KEYS = ("multiplier", "shift", "output_zero_point", "act_min", "act_max")  # requantize's
 
 
 def _requantize(m, accs, c0):
@@ -254,16 +261,18 @@ def _requantize(m, accs, c0):
     mode = "tflite" if m.x_round else m.cfg.mode
     for c in range(c0, c0 + n):
         if (c, mode) not in m.checked:
-            requantize(np.zeros(1, np.int64), mode=mode, **dict(zip(
-                ("multiplier", "shift", "output_zero_point", "act_min", "act_max"),
-                (int(getattr(prm, k)[c]) for k in _PARAM_KEYS))))
+            try:
+                requantize(np.zeros(1, np.int64), mode=mode, **dict(zip(
+                    _REQUANT_KEYS, (int(getattr(prm, k)[c]) for k in _PARAM_KEYS))))
+            except ValueError as e:
+                raise ValueError(f"channel {c}: {e}") from None
             m.checked.add((c, mode))
     acc = np.asarray(accs, np.int64)
     if acc.min() < INT32_MIN or acc.max() > INT32_MAX:
         raise ArithmeticError(f"REQ at pc {m.pc}: a lane's sum with its bias leaves int32")
     if mode not in ("tflite", "single"):
         return requantize(acc, mode=mode, **{k: getattr(prm, k2)[c0:c0 + n] for k, k2 in zip(
-            ("multiplier", "shift", "output_zero_point", "act_min", "act_max"), _PARAM_KEYS)})
+            _REQUANT_KEYS, _PARAM_KEYS)})
     return requantize_q31(acc, *(getattr(prm, k)[c0:c0 + n] for k in _PARAM_KEYS),
                           double_round=mode == "tflite")
 
@@ -315,7 +324,7 @@ def execute(m, ins, off=NO_OFFSETS):
     elif ins.op == "SETL":
         m.x_zp, m.x_round = ins.in_zp, ins.round
     elif ins.op == "STRD":
-        m.strides["wc"[ins.kind]][ins.level] = ins.stride
+        m.strides[STRIDE_KINDS[ins.kind]][ins.level] = ins.stride
     elif ins.op == "SETG":
         m.window = {k: ins.args[k] for k in ("ih", "iw", "kw", "pt", "pl", "sy", "sx",
                                              "pixpitch", "rowpitch")}
@@ -361,7 +370,7 @@ def offsets(m, loops):
 
     def total(k):
         return sum(i * s for i, s in zip(idx, st[k]))
-    return Offsets(x=total("x"), o=total("o"), w=total("w"), ch=total("c"),
+    return Offsets(x=total("x"), o=total("o"), w=total("w"), ch=total("ch"),
                    i0=idx[0], i1=idx[1] if len(idx) > 1 else 0)
 
 

@@ -9,10 +9,10 @@ from amaranth.lib.wiring import In, Out
 from sparq.spec import isa
 from sparq.spec import params as spec_params
 
+from .encodings import ZP_BITS
 from .sparse_dot import beat_layout
 
 N_ACC = isa.N_ACC
-ZP_BITS = isa.field_width("in_zp", "SETL")
 
 
 def dot_layout(prog_depth):

@@ -28,3 +28,6 @@ Src = _wrap(isa.Src, isa.field_width("src", "SETP"))
 UopKind = _wrap(isa.UopKind, (len(isa.UOP_OPS) - 1).bit_length())
 RecordOp = _wrap(delta_port.RecordOp, delta_port.OP_BITS)
 Status = _wrap(delta_port.Status, delta_port.STATUS_BITS)
+
+# the activation zero point's width (SETL's in_zp), as carried on uops, probes and beats
+ZP_BITS = isa.field_width("in_zp", "SETL")

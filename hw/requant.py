@@ -29,7 +29,10 @@ def param_layout(*, mode, m_bits, x_bits, **_):
 
 
 def input_layout(**params):
-    return data.StructLayout({"acc": signed(32), "p": param_layout(**params)})
+    """An accumulator with its channel's parameters (``p``) and, in ``dual`` mode, its
+    rounding (``double``: 1 tflite, 0 single)."""
+    extra = {"double": 1} if params.get("mode") == "dual" else {}
+    return data.StructLayout({"acc": signed(32), "p": param_layout(**params), **extra})
 
 
 class Requantizer(wiring.Component):
@@ -44,14 +47,16 @@ class Requantizer(wiring.Component):
     - ``single``: the same without ``d`` (TOSA SINGLE_ROUND); ``multiplier`` in [0, 2**31).
     - ``prepost``: ``(sat(acc >> pre, x_bits) * M + 2**(post-1)) >> post``, ``M`` unsigned
       ``m_bits``, ``pre`` in [0, 31], ``post`` in [1, x_bits + m_bits - 1].
+    - ``dual``: ``tflite`` or ``single`` for each accumulator, as its ``double`` bit says
+      (the tflite pipeline, its nudge added only where ``double`` is set).
 
     All intermediates are exact (the 32x32 product is built from four 16x16 partial products,
     the shift is a two-level barrel shifter); nothing wraps.
 
-    Latency (``latency``: input transfer to output transfer) 9 cycles in tflite mode, 8 in
-    single, 7 in prepost; with ``short=True`` about every other stage has no register (the
+    Latency (``latency``: input transfer to output transfer) 9 cycles in tflite and dual
+    mode, 8 in single, 7 in prepost; with ``short=True`` about every other stage has no register (the
     input and output registers stay; ``spec.params.requant_merged`` names them): 5, 4 and 4
-    cycles (``spec.params.requant_latency``), a longer path; throughput one result per
+    cycles (5 in dual; ``spec.params.requant_latency``), a longer path; throughput one result per
     cycle with no bubbles under continuous valid and ready; the whole pipeline stalls while
     ``o`` is stalled. ``param_error`` is a sticky flag set by any accepted beat whose
     parameters are out of range (``bad_params``; the golden model raises there); such a
@@ -95,19 +100,22 @@ class Requantizer(wiring.Component):
         out = self._tail(pipe, prod, sm1, keep)
         assert (pipe.depth, pipe.latency) == (stages, self.latency), (pipe.depth, pipe.latency)
 
-        with m.If(self.i.valid & self.i.ready & bad_params(p, **self._p)):
+        double = self.i.payload.double if self._p["mode"] == "dual" else None
+        with m.If(self.i.valid & self.i.ready & bad_params(p, double=double, **self._p)):
             m.d.sync += self.param_error.eq(1)
         m.d.comb += [self.o.payload.eq(out), self.o.valid.eq(pipe.valid_chain(self.i.valid))]
         return m
 
     def _q31_product(self, m, pipe, acc, p, keep):
         """acc*M (+ the double-rounding nudge) and the shift S-1, for tflite/single."""
-        double = self._p["mode"] == "tflite"
+        mode = self._p["mode"]
         shift = p.shift
         s_m1 = Signal(unsigned(6))  # S - 1 = 30 - shift, in [0, 61] for valid shifts
         m.d.comb += s_m1.eq(30 - shift)
         # The product is negative exactly when the operands are non-zero and differ in sign.
         neg = (acc != 0) & (p.multiplier != 0) & (acc[31] ^ p.multiplier[31])
+        if mode == "dual":  # the accumulator's rounding goes along with it
+            keep = dict(keep, double=self.i.payload.double)
         s1 = pipe.stage(a=acc, b=p.multiplier, sm1=s_m1, neg=neg, **keep)
         keep = carried(s1, keep)
         ah, al = s1.a[16:].as_signed(), s1.a[:16]
@@ -119,11 +127,13 @@ class Requantizer(wiring.Component):
         # hh occupies bits [32, 64) and ll bits [0, 32): concatenate, then add the middle.
         prod = Cat(s3.ll, s3.hh).as_signed() + (s3.mid << 16)
         s4 = pipe.stage(p=prod[:64].as_signed(), sm1=s3.sm1, neg=s3.neg, **carried(s3, keep))
-        if double:
-            nudge = Mux(s4.sm1 > 30, Mux(s4.neg, Const(-(1 << 30), signed(32)), 1 << 30), 0)
+        if mode in ("tflite", "dual"):
+            on = (s4.sm1 > 30) & (s4.double if mode == "dual" else 1)
+            nudge = Mux(on, Mux(s4.neg, Const(-(1 << 30), signed(32)), 1 << 30), 0)
             s4 = pipe.stage(p=(s4.p + nudge)[:64].as_signed(), sm1=s4.sm1,
                             **carried(s4, keep))
-        return s4.p, s4.sm1, carried(s4, keep)
+        keep = {k: v for k, v in carried(s4, keep).items() if k != "double"}
+        return s4.p, s4.sm1, keep
 
     def _prepost_product(self, m, pipe, acc, p, keep):
         """sat(acc >> pre) * M and the shift post-1, for prepost."""
@@ -157,11 +167,12 @@ class Requantizer(wiring.Component):
         return s4.out
 
 
-def bad_params(p, *, mode, m_bits=16, x_bits=18, **_):
+def bad_params(p, *, mode, m_bits=16, x_bits=18, double=None, **_):
     """Whether the channel parameters ``p`` (the input layout's ``p``, or any record with the
     same fields) are out of the range ``golden.requant.requantize`` accepts in ``mode``,
-    given the fields' widths: act_min above act_max; in tflite/single mode a shift of -32 or
-    31 (and in single mode a negative multiplier); in prepost mode a post of 0 or above
+    given the fields' widths: act_min above act_max; in tflite/single/dual mode a shift of
+    -32 or 31 (and a negative multiplier in single mode, or in dual mode where ``double``,
+    the accumulator's rounding bit, is 0); in prepost mode a post of 0 or above
     ``x_bits + m_bits - 1``."""
     if mode == "prepost":
         bad = (p.post == 0) | (p.post > x_bits + m_bits - 1)
@@ -169,6 +180,8 @@ def bad_params(p, *, mode, m_bits=16, x_bits=18, **_):
         bad = (p.shift == -32) | (p.shift == 31)
         if mode == "single":
             bad |= p.multiplier < 0
+        elif mode == "dual":
+            bad |= (p.multiplier < 0) & ~double
     return bad | (p.act_min > p.act_max)
 
 

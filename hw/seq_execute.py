@@ -14,14 +14,13 @@ from amaranth.lib.wiring import In, Out
 from sparq.spec import isa
 from sparq.spec import params as spec_params
 
-from .encodings import Cmp, Op
+from .encodings import ZP_BITS, Cmp, Op
 from .seq_decode import BODY_SPAN, EADDR_BITS, N_PRED, WORD, instruction_layout, writes_pred
 from .seq_loop import LoopCommand
 from .seq_run import Control, Status
 
 VALUE_BITS = 16  # a SETP's representative value, from the datapath
 IMM_BITS = isa.field_width("imm", "SETP")
-ZP_BITS = isa.field_width("in_zp", "SETL")
 
 
 def uop_layout(prog_depth=512):

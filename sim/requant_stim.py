@@ -2,7 +2,8 @@
 
 Each vector is a dict with ``acc`` and the channel parameters named as in
 ``golden.requant.requantize`` (``multiplier``, ``shift`` or ``pre``/``post``,
-``output_zero_point``, ``act_min``, ``act_max``). ``expected`` applies the golden model.
+``output_zero_point``, ``act_min``, ``act_max``; in ``dual`` mode also ``double``, the
+accumulator's rounding). ``expected`` applies the golden model.
 """
 
 import itertools
@@ -19,7 +20,17 @@ def expected(vectors, short=False, **params):
     (``short`` changes the pipeline, not the arithmetic)."""
     cols = {k: np.array([v[k] for v in vectors], np.int64) for k in vectors[0]}
     kw = {k: cols[k] for k in _PARAM_KEYS if k in cols}
+    if "double" in cols:
+        kw["double_round"] = cols["double"]
     return requantize(cols["acc"], **kw, **params)
+
+
+def payload(vec, mode):
+    """A vector as the Requantizer's ``i`` payload (``hw.requant.input_layout``)."""
+    keys = ("multiplier", "pre", "post") if mode == "prepost" else ("multiplier", "shift")
+    p = {k: vec[k] for k in keys + ("output_zero_point", "act_min", "act_max")}
+    extra = {"double": vec["double"]} if mode == "dual" else {}
+    return {"acc": vec["acc"], "p": p, **extra}
 
 
 def _out_params(rng):
@@ -111,6 +122,10 @@ def requant_vectors(rng, n, *, mode="tflite", m_bits=16, x_bits=18, short=False)
         vecs = _prepost_corners(m_bits, x_bits)
         while len(vecs) < n:
             vecs.append(_prepost_random(rng, m_bits, x_bits))
+    elif mode == "dual":  # both kinds, interleaved at random: each carries its rounding
+        both = [dict(v, double=1) for v in requant_vectors(rng, n // 2, mode="tflite")] + \
+            [dict(v, double=0) for v in requant_vectors(rng, n - n // 2, mode="single")]
+        vecs = [both[k] for k in rng.permutation(len(both))]
     else:
         vecs = _q31_corners(mode)
         while len(vecs) < n:

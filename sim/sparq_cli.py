@@ -99,16 +99,10 @@ def _graph(args):
     unless a configuration was named."""
     from sparq.sim import sparq_graph
 
-    from sparq.golden.litert_model import read_dense_layers
-
     try:
         graph = sparq_graph.is_graph(args.model)
     except (OSError, ValueError) as e:
-        try:  # an MLP with an op the graph reader does not take
-            read_dense_layers(args.model)
-            graph = False
-        except (OSError, ValueError):
-            raise _Usage(f"cannot use {args.model}: {e}") from None
+        raise _Usage(f"cannot use {args.model}: {e}") from None
     if not graph:
         args.config = args.config or "core"
         if args.config in sparq_graph.conv_configs():

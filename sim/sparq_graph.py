@@ -16,10 +16,19 @@ EXIT_OK, EXIT_MISMATCH = 0, 1
 
 
 def is_graph(model):
-    """The .tflite ``model`` holds ops besides FULLY_CONNECTED (ValueError if unreadable)."""
+    """The .tflite ``model`` is not an MLP the shipped cores run (its dense layers, which
+    ``golden.litert_model.read_dense_layers`` reads, skipping a RESHAPE or SOFTMAX) but a
+    graph ``golden.tflite_graph.read_graph`` reads; ValueError (the graph reader's) if it
+    is neither."""
+    from sparq.golden.litert_model import read_dense_layers
     from sparq.golden.tflite_graph import read_graph
 
-    return any(op.kind != "FULLY_CONNECTED" for op in read_graph(model).ops)
+    try:
+        read_dense_layers(model)
+        return False
+    except ValueError:
+        read_graph(model)
+        return True
 
 
 def conv_configs():
@@ -75,7 +84,12 @@ def cmd_compile(args, out, usage):
     name, _, c = load(args.model, args.config, usage)
     from sparq.golden import isa
 
-    (out / "program.s").write_text("\n".join(isa.disassemble(w) for w in c.program) + "\n")
+    parts = []
+    for k, prog in enumerate(c.programs):  # (a host op between core ops splits the program)
+        if len(c.programs) > 1:
+            parts.append(f"# part {k + 1} of {len(c.programs)}")
+        parts += [isa.disassemble(w) for w in prog]
+    (out / "program.s").write_text("\n".join(parts) + "\n")
     np.save(out / "weights.npy", c.params.w.astype(np.int8))
     prm = {k: getattr(c.params, k).tolist() for k in
            ("bias", "multiplier", "shift", "out_zp", "act_min", "act_max")}
@@ -83,8 +97,9 @@ def cmd_compile(args, out, usage):
             if s.host and s.op.kind != "RESHAPE"}  # (a RESHAPE is an alias: nothing runs)
     (out / "layout.json").write_text(json.dumps(dict(
         config=name, machine=vars(c.cfg), params=prm, buffers=c.buffers, strips=c.strips,
-        host_ops=host, program=[int(w) for w in c.program]), indent=1))
-    print(f"{args.model}: {len(c.graph.ops)} ops for {name}, {len(c.program)} instructions, "
+        host_ops=host, programs=[[int(w) for w in p] for p in c.programs]), indent=1))
+    words = sum(len(p) for p in c.programs)
+    print(f"{args.model}: {len(c.graph.ops)} ops for {name}, {words} instructions, "
           f"{c.params.w.size} weight bytes, {c.params.bias.size} channels -> {out}/program.s, "
           f"weights.npy, layout.json")
     for k, note in host.items():
@@ -93,7 +108,6 @@ def cmd_compile(args, out, usage):
 
 
 def cmd_run(args, usage, say):
-    from sparq.golden.core import predict_program_cycles
     from sparq.golden.sequencer import MachineConfig
     from sparq.golden.tflite_graph import run_litert
 
@@ -109,8 +123,7 @@ def cmd_run(args, usage, say):
     extra = {k: v for k, v in core.items() if k not in MachineConfig.__dataclass_fields__}
     for n, row in enumerate(xq):
         tensors, _ = c.run(row)
-        cyc, _ = predict_program_cycles(c.cfg, c.params, c.program, c.x_image(row), **extra)
-        cycles.append(cyc)
+        cycles.append(c.cycles(row, **extra))
         outs.append(tensors[last].reshape(-1))
         if ref is not None:
             bad |= {op.index for op in c.graph.ops if not np.array_equal(

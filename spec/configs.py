@@ -10,6 +10,9 @@ CONFIGS = {
     # the core's requantizer: half the pipeline registers (latency 4)
     "requant_single_short": ("Requantizer", dict(mode="single", short=True)),
     "requant_prepost": ("Requantizer", dict(mode="prepost", m_bits=16, x_bits=18)),
+    # both roundings, chosen per accumulator: the requantizer a convolution core needs
+    # (CONV_2D rounds twice, FULLY_CONNECTED once; SETL's round bit)
+    "requant_dual_short": ("Requantizer", dict(mode="dual", short=True)),
     "sparse_dot_N16_M4": ("SparseDotProduct", dict(lanes=16, slots=4)),
     "sparse_dot_N16_M4_dense": ("SparseDotProduct", dict(lanes=16, slots=4, skip=False)),
     "sparse_dot_N8_M8": ("SparseDotProduct", dict(lanes=8, slots=8)),

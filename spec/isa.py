@@ -21,7 +21,7 @@ WORD_BITS = 48
 N_ACC = 4  # the accumulators acc0..acc3 (an acc field's values 0..3)
 N_BANKS = 2  # a convolution machine's lane-accumulator banks (acc field values 4, 5)
 LOOP_LEVELS = 3  # how deep a convolution machine's loops nest (one level otherwise)
-STRIDE_KINDS = ("w", "ch")  # STRD's kinds: weight address, channel
+STRIDE_KINDS = ("w", "ch")  # STRD's kinds (its ``kind`` field): weight address, channel
 
 # (field, lsb, width) per opcode; common fields are added to each
 FIELDS = {

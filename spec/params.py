@@ -4,7 +4,7 @@ Each function takes the block's keyword parameters, raises ``ValueError`` naming
 parameter and value, and returns the normalized parameter dict (the block's ``params``).
 """
 
-REQUANT_MODES = ("tflite", "single", "prepost")
+REQUANT_MODES = ("tflite", "single", "prepost", "dual")
 DOT_OUTPUTS = ("stream", "memory")
 
 
@@ -20,9 +20,10 @@ def int_in(name, value, lo, hi):
 
 
 def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
-    """Requantizer: ``mode`` one of REQUANT_MODES; prepost widths ``m_bits``, ``x_bits``;
-    ``short``: about half the pipeline registers (latency 5/4/4 for tflite/single/prepost instead of
-    9/8/7)."""
+    """Requantizer: ``mode`` one of REQUANT_MODES (``dual``: tflite or single rounding chosen
+    per accumulator); prepost widths ``m_bits``, ``x_bits``; ``short``: about half the
+    pipeline registers (latency 5/4/4/5 for tflite/single/prepost/dual instead of
+    9/8/7/9)."""
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
     if not isinstance(short, bool):
@@ -33,7 +34,7 @@ def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
 
 # hw.requant's pipeline stages by mode (the Requantizer checks, when it is built, that it
 # made this many): its latency is the ones that keep a register (requant_merged)
-REQUANT_STAGES = {"tflite": 9, "single": 8, "prepost": 7}
+REQUANT_STAGES = {"tflite": 9, "single": 8, "prepost": 7, "dual": 9}
 
 
 def requant_latency(*, mode="tflite", short=False, **_):

@@ -20,7 +20,7 @@ from amaranth.sim import Simulator
 from sparq.golden.sparse_dot import sparse_dot
 from sparq.hw.requant import Requantizer
 from sparq.hw.sparse_dot import SparseDotProduct
-from sparq.sim.requant_stim import expected, requant_vectors
+from sparq.sim.requant_stim import expected, payload, requant_vectors
 from sparq.sim.sparse_stim import beat_payloads, beats, concat
 from sparq.spec import params as spec_params
 from tests.amaranth_streams import _set_payload
@@ -149,9 +149,7 @@ def test_requant_latency(params):
     p = dut.params
     vecs = requant_vectors(rng, 40, **p)
     want = expected(vecs, **p)
-    keys = ("multiplier", "pre", "post") if p["mode"] == "prepost" else ("multiplier", "shift")
-    payloads = [dict(acc=v["acc"], p={k: v[k] for k in keys + ("output_zero_point", "act_min",
-                                                               "act_max")}) for v in vecs]
+    payloads = [payload(v, p["mode"]) for v in vecs]
     rec = dict(transfers=[], outs=[])
     sim = Simulator(dut)
     sim.add_clock(1e-8)

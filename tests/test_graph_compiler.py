@@ -15,7 +15,7 @@ from sparq.golden.sequencer import MachineConfig
 from sparq.spec.configs import PLANNED
 from sparq.golden.tflite_graph import run_litert
 from tests.conftest import SEED
-from tests.tflite_builder import conv_chain
+from tests.tflite_builder import conv_chain, one_conv
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "mlperf_tiny"
 KWS = FIX / "kws_ref_model.tflite"
@@ -36,11 +36,14 @@ def kws_inputs(n_random, seed):
                            rng.integers(-128, 128, (n_random, *x.shape[1:])).astype(np.int8)])
 
 
-def check_every_tensor(c, model, xs):
-    """Run each input through the compiled graph; every op's output equals LiteRT's."""
+def check_every_tensor(c, model, xs, outputs=None):
+    """Run each input through the compiled graph; every op's output equals LiteRT's.
+    ``outputs``, a list, receives each input's graph output."""
     ref = run_litert(model, xs)
     for n, row in enumerate(xs):
         out, cycles = c.run(row)
+        if outputs is not None:
+            outputs.append(out[c.graph.outputs[0]])
         for op in c.graph.ops:
             y = op.outputs[0]
             want = ref[y][n].reshape(c.graph.t(y).shape[1:])
@@ -61,16 +64,26 @@ def test_kws_fits_the_machine(kws):
     assert len(kws.program) <= KWS_MACHINE.prog_depth
     ops = {isa.decode(w).op for w in kws.program}
     assert {"SETL", "SETG", "STRD", "LOOP", "DOT", "REQ"} <= ops
-    # two activation buffers of 8,000 B ping-pong (and the strips, the pool, the logits)
-    assert max(kws.buffers.values()) < KWS_MACHINE.x_depth
+    # two activation buffers of 8,000 B ping-pong (and the strips, the pool, the logits):
+    # each op's input and output lie in memory and apart
+    g = kws.graph
+    for op in g.ops:
+        if op.kind in ("RESHAPE", "SOFTMAX"):
+            continue
+        (a, n), (b, m) = ((kws.buffers[t], int(np.prod(g.t(t).shape)))
+                          for t in (op.inputs[0], op.outputs[0]))
+        if op.index == 0:
+            n = kws.strips["ow"] * kws.strips["strip"] + kws.strips["overhang"]
+        assert 0 <= a and a + n <= KWS_MACHINE.x_depth and b + m <= KWS_MACHINE.x_depth
+        assert a + n <= b or b + m <= a, op.index
 
 
 def test_kws_every_layer_bitexact(kws):
     xs = kws_inputs(1, SEED)
     assert xs[0].shape == (49, 10, 1)
-    n = check_every_tensor(kws, KWS, xs)
-    out, _ = kws.run(xs[0])
-    assert int(np.argmax(out[kws.graph.outputs[0]])) == 5  # the real input's class
+    outputs = []
+    n = check_every_tensor(kws, KWS, xs, outputs)
+    assert int(np.argmax(outputs[0])) == 5  # the real input's class
     print(f"{len(xs)} inputs, {n} tensors equal to LiteRT")
 
 
@@ -116,8 +129,54 @@ def test_whole_program_equals_the_segments(kws):
     assert m.cycles == cycles
 
 
+def test_a_host_op_between_core_ops_splits_the_program(tmp_path):
+    """The strip chain pools on the host (its n = 44 is even) between core ops: the program
+    comes in two parts; run one after the other with the host's pool written between them,
+    they give the segments' result, and the core model's cycles add up over both."""
+    from sparq.golden import ops
+    from sparq.golden.sequencer import new_machine, run
+
+    rng = np.random.default_rng(SEED + 31)
+    path = tmp_path / "chain.tflite"
+    path.write_bytes(conv_chain(rng, first="strip"))
+    c = compile_graph(path, CHAIN_MACHINE)
+    with pytest.raises(ValueError, match=r"the host runs ops \[3\] between core ops"):
+        c.program
+    first, second = c.programs
+    x = rng.integers(-128, 128, c.graph.t(c.graph.inputs[0]).shape[1:]).astype(np.int8)
+    want, _ = c.run(x)
+    m = run(new_machine(c.cfg, c.params, c.x_image(x)), first)
+    pool = next(s.op for s in c.segments if s.op.kind == "AVERAGE_POOL_2D")
+    from sparq.golden.tflite_graph import op_kwargs
+    y = ops.average_pool_2d(c.tensor(m.x, pool.inputs[0]), **op_kwargs(c.graph, pool))
+    xm = m.x.copy()
+    xm[c.buffers[pool.outputs[0]]:][:y.size] = y.reshape(-1)
+    m2 = run(new_machine(c.cfg, c.params, xm), second)
+    fc = next(s.op for s in c.segments if s.op.kind == "FULLY_CONNECTED").outputs[0]
+    assert np.array_equal(c.tensor(m2.x, fc), want[fc])
+    rows = layer_figures(c, x, slots=4, short_requant=True, hazard_words=4)
+    assert sum(r["cycles"] for r in rows) == c.cycles(x, slots=4, short_requant=True,
+                                                      hazard_words=4)
+    assert "AVERAGE_POOL_2D" not in [r["kind"] for r in rows]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(kh=3, kw=3, oc=16, stride=(1, 1), padding="SAME", depthwise=False, act=0,
+          dilation=2), r"op 0 \(CONV_2D\): dilation \(2, 2\) is not supported"),
+    (dict(kh=3, kw=3, oc=32, stride=(1, 1), padding="SAME", depthwise=True, act=0,
+          depth_multiplier=2), "depth multiplier 2 is not supported"),
+    (dict(kh=5, kw=5, oc=16, stride=(1, 1), padding="SAME", depthwise=True, act=0),
+     r"op 0 \(DEPTHWISE_CONV_2D\) does not fit the instruction set: DOT beats=25"),
+])
+def test_ops_the_core_cannot_run_are_named(kw, match, tmp_path):
+    path = tmp_path / "one.tflite"
+    path.write_bytes(one_conv(np.random.default_rng(SEED), (1, 6, 6, 16), **kw))
+    with pytest.raises(ValueError, match=match):
+        compile_graph(path, CHAIN_MACHINE)
+
+
 @pytest.mark.parametrize("change, match", [
-    (dict(x_depth=8192), r"does not fit: at op \d+ it needs \d+ bytes of activation memory"),
+    (dict(x_depth=8192), r"does not fit: at op 0 it needs 9\d\d\d bytes of activation memory"),
     (dict(w_depth=16384), "needs 25616 weight bytes, the machine has 16384"),
     (dict(channels=512), "needs 652 channels, the machine has 512"),
     (dict(prog_depth=128), r"needs \d+ program words, the machine has 128"),
@@ -149,3 +208,31 @@ def test_core_model_figures_per_layer(tmp_path):
     for r in rows:
         assert r["ideal"] <= r["cycles"] <= r["dense"], r
         assert r["effectual"] + r["skipped"] == r["pairs"] and r["effectual"] > 0
+
+
+def test_a_graph_that_starts_on_the_host(tmp_path):
+    """RESHAPE of the input, then FULLY_CONNECTED: the first op runs on the host (nothing:
+    an alias), the FC on the core, equal to LiteRT."""
+    from sparq.golden.litert_model import _schema
+    from tests.tflite_builder import ModelBuilder
+
+    s, m = _schema(), ModelBuilder()
+    rng = np.random.default_rng(SEED + 33)
+    ti = m.tensor((1, 4, 4, 2), "INT8", scale=np.float32(0.05), zero_point=-5)
+    tr = m.tensor((1, 32), "INT8", scale=np.float32(0.05), zero_point=-5)
+    o = s.ReshapeOptionsT()
+    o.newShape = [1, 32]
+    m.op("RESHAPE", 1, [ti, m.tensor((2,), "INT32", data=np.array([1, 32], np.int32))], [tr],
+         "ReshapeOptions", o)
+    tw = m.tensor((10, 32), "INT8", scale=np.float32(0.01), zero_point=0,
+                  data=rng.integers(-127, 128, (10, 32)).astype(np.int8))
+    tb = m.tensor((10,), "INT32", scale=np.float32(0.0005), zero_point=0,
+                  data=rng.integers(-300, 300, 10).astype(np.int32))
+    tf = m.tensor((1, 10), "INT8", scale=np.float32(0.1), zero_point=2)
+    o = s.FullyConnectedOptionsT()
+    m.op("FULLY_CONNECTED", 4, [tr, tw, tb], [tf], "FullyConnectedOptions", o)
+    path = tmp_path / "reshape_fc.tflite"
+    path.write_bytes(m.finish([ti], [tf]))
+    c = compile_graph(path, CHAIN_MACHINE)
+    xs = rng.integers(-128, 128, (3, 4, 4, 2)).astype(np.int8)
+    check_every_tensor(c, path, xs)

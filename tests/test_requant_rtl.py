@@ -5,18 +5,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from sparq.golden.requant import requantize
 from sparq.hw.requant import Requantizer
-from sparq.sim.requant_stim import expected, requant_vectors
+from sparq.sim.requant_stim import expected, payload, requant_vectors
 from sparq.spec import params as spec_params
 from tests.amaranth_streams import stream_recv, stream_send
 
 SEED = 20261123
-
-
-def _payload(vec, mode):
-    keys = ("multiplier", "pre", "post") if mode == "prepost" else ("multiplier", "shift")
-    p = {k: vec[k] for k in keys + ("output_zero_point", "act_min", "act_max")}
-    return {"acc": vec["acc"], "p": p}
 
 
 def run_requant(params, vectors, *, idle, stall, seed):
@@ -27,7 +22,7 @@ def run_requant(params, vectors, *, idle, stall, seed):
     got = {}
 
     async def producer(ctx):
-        await stream_send(ctx, dut.i, [_payload(v, params["mode"]) for v in vectors],
+        await stream_send(ctx, dut.i, [payload(v, params["mode"]) for v in vectors],
                           rng=rng, idle=idle)
 
     async def consumer(ctx):
@@ -46,7 +41,9 @@ def run_requant(params, vectors, *, idle, stall, seed):
                                     dict(mode="prepost", m_bits=8, x_bits=12),
                                     dict(mode="tflite", m_bits=16, x_bits=18, short=True),
                                     dict(mode="single", m_bits=16, x_bits=18, short=True),
-                                    dict(mode="prepost", m_bits=16, x_bits=18, short=True)],
+                                    dict(mode="prepost", m_bits=16, x_bits=18, short=True),
+                                    dict(mode="dual", m_bits=16, x_bits=18),
+                                    dict(mode="dual", m_bits=16, x_bits=18, short=True)],
                          ids=lambda p: "-".join(str(v) for v in p.values()))
 def test_requant_matches_golden(params):
     print(f"seed {SEED}")
@@ -61,6 +58,16 @@ def test_requant_matches_golden(params):
     assert err == 0
 
 
+def test_dual_mode_flags_a_negative_multiplier_only_in_single_rounding():
+    vec = dict(acc=5, multiplier=-(1 << 30), shift=0, output_zero_point=0, act_min=-128,
+               act_max=127)
+    out, err = run_requant(dict(mode="dual"), [dict(vec, double=1)], idle=0, stall=0, seed=1)
+    want = requantize(np.array([5]), multiplier=-(1 << 30), shift=0, mode="tflite").tolist()
+    assert err == 0 and out.tolist() == want
+    _, err = run_requant(dict(mode="dual"), [dict(vec, double=0)], idle=0, stall=0, seed=1)
+    assert err == 1
+
+
 def test_requant_flags_bad_parameters():
     vec = dict(acc=5, multiplier=1 << 30, shift=31, output_zero_point=0, act_min=-128,
                act_max=127)
@@ -71,7 +78,7 @@ def test_requant_flags_bad_parameters():
     assert err == 1
 
 
-@pytest.mark.parametrize("mode", ["tflite", "single", "prepost"])
+@pytest.mark.parametrize("mode", ["tflite", "single", "prepost", "dual"])
 @pytest.mark.parametrize("short", [False, True])
 def test_requant_latency(mode, short):
     """Input transfer to output transfer, as spec.params.requant_latency states."""
@@ -96,9 +103,9 @@ def test_requant_latency(mode, short):
     sim.run()
     want = spec_params.requant_latency(mode=mode, short=short)
     assert seen["out"] - seen["in"] == want == {False: {"tflite": 9, "single": 8,
-                                                         "prepost": 7},
+                                                         "prepost": 7, "dual": 9},
                                                  True: {"tflite": 5, "single": 4,
-                                                        "prepost": 4}}[short][mode]
+                                                        "prepost": 4, "dual": 5}}[short][mode]
 
 
 @pytest.mark.parametrize("bad", [dict(mode="fast"), dict(m_bits=1), dict(x_bits=40),

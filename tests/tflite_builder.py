@@ -93,7 +93,8 @@ def fc_chain(rng, widths, *, input_scale, input_zero_point):
     return m.finish([first], [t_in])
 
 
-def _conv_op(m, rng, t_in, s_in, shape_in, *, kh, kw, oc, stride, padding, depthwise, act):
+def conv_op(m, rng, t_in, s_in, shape_in, *, kh, kw, oc, stride, padding, depthwise, act,
+            dilation=1, depth_multiplier=1):
     """A CONV_2D or DEPTHWISE_CONV_2D on ``t_in`` with random int8 weights and per-channel
     scales, an output scale that keeps the outputs in range and a random zero point.
     Returns ``(tensor, scale, shape)`` of its output."""
@@ -101,8 +102,8 @@ def _conv_op(m, rng, t_in, s_in, shape_in, *, kh, kw, oc, stride, padding, depth
 
     s = _schema()
     _, h, w, c = shape_in
-    oh = ops.out_size(padding, h, kh, stride[0])
-    ow = ops.out_size(padding, w, kw, stride[1])
+    oh = ops.out_size(padding, h, kh, stride[0], dilation)
+    ow = ops.out_size(padding, w, kw, stride[1], dilation)
     wshape = (1, kh, kw, oc) if depthwise else (oc, kh, kw, c)
     s_w = np.exp(rng.uniform(np.log(0.002), np.log(0.02), oc)).astype(np.float32)
     taps = kh * kw * (1 if depthwise else c)
@@ -116,16 +117,25 @@ def _conv_op(m, rng, t_in, s_in, shape_in, *, kh, kw, oc, stride, padding, depth
                   zero_point=-128 if act else int(rng.integers(-30, 30)))
     if depthwise:
         o = s.DepthwiseConv2DOptionsT()
-        o.depthMultiplier = 1
+        o.depthMultiplier = depth_multiplier
         name, oname = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
     else:
         o = s.Conv2DOptionsT()
         name, oname = "CONV_2D", "Conv2DOptions"
     o.padding, o.strideH, o.strideW = getattr(s.Padding, padding), stride[0], stride[1]
     o.fusedActivationFunction = act
-    o.dilationHFactor = o.dilationWFactor = 1
+    o.dilationHFactor = o.dilationWFactor = dilation
     m.op(name, 3, [t_in, tw, tb], [to], oname, o)
     return to, s_out, (1, oh, ow, oc)
+
+
+def one_conv(rng, shape, **kw):
+    """A model of one CONV_2D or DEPTHWISE_CONV_2D (``conv_op``'s keywords) on an input of
+    ``shape``; returns the .tflite bytes."""
+    m = ModelBuilder()
+    t = m.tensor(shape, "INT8", scale=np.float32(0.05), zero_point=3)
+    out, _, _ = conv_op(m, rng, t, np.float32(0.05), shape, **kw)
+    return m.finish([t], [out])
 
 
 def conv_chain(rng, *, first):
@@ -141,11 +151,11 @@ def conv_chain(rng, *, first):
     shape = (1, 11, 7, 1) if first == "strip" else (1, 9, 9, 16)
     t = first_t = m.tensor(shape, "INT8", scale=s_in, zero_point=int(rng.integers(-20, 20)))
     kh, kw, stride = (5, 3, (1, 2)) if first == "strip" else (3, 3, (2, 2))
-    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=kh, kw=kw, oc=16, stride=stride,
+    t, s_in, shape = conv_op(m, rng, t, s_in, shape, kh=kh, kw=kw, oc=16, stride=stride,
                               padding="SAME", depthwise=False, act=1)
-    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=3, kw=3, oc=16, stride=(1, 1),
+    t, s_in, shape = conv_op(m, rng, t, s_in, shape, kh=3, kw=3, oc=16, stride=(1, 1),
                               padding="SAME", depthwise=True, act=3)
-    t, s_in, shape = _conv_op(m, rng, t, s_in, shape, kh=1, kw=1, oc=32, stride=(1, 1),
+    t, s_in, shape = conv_op(m, rng, t, s_in, shape, kh=1, kw=1, oc=32, stride=(1, 1),
                               padding="VALID", depthwise=False, act=1)
     zp = m.graph.tensors[t].quantization.zeroPoint[0]
     tp = m.tensor((1, 1, 1, 32), "INT8", scale=s_in, zero_point=zp)
