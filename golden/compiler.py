@@ -7,8 +7,8 @@ in ``single`` mode, LiteRT's FULLY_CONNECTED), the program, and where each layer
 output live in the activation memory.
 
 Layout: each layer's input occupies ``ceil(n_in / lanes)`` beats of the activation memory
-(padding lanes hold that layer's input zero point), its output follows; weight rows are padded to whole
-beats; output channels are numbered across layers in the parameter memory.
+(padding lanes hold that layer's input zero point), its output follows; weight rows are
+padded to whole beats; output channels are numbered across layers in the parameter memory.
 
 Program, per layer (``predicate_blocks=True``):
 

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ops
 from sparq.spec.isa import field_width
 
+from . import ops
 from .isa import IllegalInstruction, ins
 from .qparams import quantize_multiplier
 from .requant import rescale_q31
@@ -275,6 +275,13 @@ def _output_groups(outer, oc, wstride, dots_of, out, ch0):
         + _wrap(outer, prologue + inner + epilogue)
 
 
+def _row_dots(acc, xaddr, xi, waddr, beats, lanes):
+    """The DOTs of one row of ``beats`` beats into ``acc``: as many as it takes, each at
+    most ``MAX_BEATS`` beats (weights indexed by the loops: ``wi``)."""
+    return [ins("DOT", acc=acc, xi=xi, xaddr=xaddr + k * lanes, wi=1, waddr=waddr + k * lanes,
+                beats=min(MAX_BEATS, beats - k)) for k in range(0, beats, MAX_BEATS)]
+
+
 def _conv_params(kw, images):
     oc = len(kw["output_multiplier"])
     bias = kw["bias"] if kw["bias"] is not None else np.zeros(oc, np.int64)
@@ -297,8 +304,7 @@ def _pointwise(g, op, kw, images, buf, lanes):
     xin, out = buf[op.inputs[0]], buf[op.outputs[0]]
 
     def dots(j, grp):
-        return [ins("DOT", acc=j, xi=1, xaddr=xin, wi=1, waddr=wa + (grp * _groups(oc) + j)
-                    * cin, beats=beats)]
+        return _row_dots(j, xin, 1, wa + (grp * _groups(oc) + j) * cin, beats, lanes)
     outer = [(oh, sy * w * cin, ow * oc, 0, 0), (ow, sx * cin, oc, 0, 0)]
     return [_setl(kw["input_zero_point"], 1)] + _output_groups(outer, oc, cin, dots, out, ch0)
 
@@ -445,9 +451,9 @@ def _fully_connected(g, op, kw, images, buf, lanes):
     oc, n_in = w.shape
     row = -(-n_in // lanes) * lanes
     beats = row // lanes
-    if beats > MAX_BEATS or oc > MAX_COUNT:
-        raise ValueError(f"op {op.index} (FULLY_CONNECTED): {n_in} inputs or {oc} outputs "
-                         f"exceed a DOT's {MAX_BEATS} beats or a LOOP's {MAX_COUNT}")
+    if oc > MAX_COUNT:
+        raise ValueError(f"op {op.index} (FULLY_CONNECTED): {oc} outputs exceed a LOOP's "
+                         f"{MAX_COUNT}")
     padded = np.zeros((oc, row), np.int64)
     padded[:, :n_in] = w
     wa = images.weights(padded)
@@ -467,7 +473,7 @@ def _fully_connected(g, op, kw, images, buf, lanes):
     ch0 = images.channels(bias, mult, shift, kw["output_zero_point"], kw["act_min"],
                           kw["act_max"])
     body = [ins("LDB", acc=0, ci=1, ch=ch0),
-            ins("DOT", acc=0, xi=0, xaddr=buf[op.inputs[0]], wi=1, waddr=wa, beats=beats),
+            *_row_dots(0, buf[op.inputs[0]], 0, wa, beats, lanes),
             ins("REQ", acc=0, ci=1, ch=ch0, oi=1, oaddr=buf[op.outputs[0]])]
     return [_setl(zp, 0)] + _loop_nest([(oc, 0, 1, row, 1)], body)
 
@@ -522,8 +528,8 @@ def _plan(g, order, sizes, x_depth, lanes, alias):
 
     def fit(need, from_top):
         spans = sorted((addr[t], addr[t] + words(t)) for t in live)
-        gaps = [(a1, a0) for (_, a1), (a0, _) in zip([(0, 0)] + spans, spans + [(x_depth,
-                                                                               x_depth)])]
+        bounds = [(0, 0)] + spans + [(x_depth, x_depth)]
+        gaps = [(a1, a0) for (_, a1), (a0, _) in zip(bounds[:-1], bounds[1:], strict=True)]
         gaps = [(lo, hi) for lo, hi in gaps if hi - lo >= need]
         if not gaps:
             return None
@@ -597,7 +603,8 @@ def compile_graph(model, cfg):
 def _lower(g, op, images, buf, lanes, strip):
     """The segment of one op."""
     if op.kind == "RESHAPE":  # an alias: nothing runs
-        return Segment(op, host=lambda a, s=g.t(op.outputs[0]).shape: a.reshape(s))
+        shape = g.t(op.outputs[0]).shape
+        return Segment(op, host=lambda a: a.reshape(shape))
     kw = op_kwargs(g, op)
     if op.kind == "SOFTMAX":
         return Segment(op, host=lambda a, kw=kw: ops.softmax(a.reshape(1, -1), **kw))

@@ -141,8 +141,9 @@ def requantize(acc, *, multiplier, shift=0, pre=0, post=1, output_zero_point=0,
         m = check_range("multiplier", multiplier, INT32_MIN, INT32_MAX)
         single_neg = (m < 0) & ~np.asarray(double, bool)
         if np.any(single_neg):
+            first = int(np.broadcast_to(m, single_neg.shape)[single_neg].flat[0])
             raise ValueError(f"multiplier must be in [0, {INT32_MAX}] where the rounding is "
-                             f"single, got {int(np.broadcast_to(m, single_neg.shape)[single_neg].flat[0])}")
+                             f"single, got {first}")
         shift = check_range("shift", shift, SHIFT_MIN, SHIFT_MAX)
         return requantize_q31(acc, m, shift, zp, lo, hi, double_round=double)
     return np.clip(r + zp, lo, hi).astype(np.int8)

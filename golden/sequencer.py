@@ -4,10 +4,11 @@ Architectural state: predicates ``p[0..7]`` (``p0`` always true), accumulators
 ``acc[0..3]`` (int32), the activation zero point ``x_zp`` and the REQ rounding ``x_round``
 (SETL; the machine's ``x_zero_point`` and ``single`` rounding when a program starts), the
 activation memory ``x`` (int8: inputs and every layer's outputs), and the counters; on a
-convolution machine (``conv=True``) also the lane-accumulator banks (``N_BANKS`` x ``lanes``
-int32), the loop levels' weight and channel strides (STRD) and the window (SETG). Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and
-requantizer parameters. Semantics are in ``golden.isa``; the arithmetic is the golden
-models' (``golden.requant.requantize`` in the machine's mode, exact int32 accumulation: an
+convolution machine (``conv=True``) also the lane-accumulator banks (``N_BANKS`` x
+``lanes`` int32), the loop levels' weight and channel strides (STRD) and the window
+(SETG). Read-only: weights ``w`` (int8), per-channel ``bias`` (int32) and requantizer
+parameters. Semantics are in ``golden.isa``; the arithmetic is the golden models'
+(``golden.requant.requantize`` in the machine's mode, exact int32 accumulation: an
 accumulator leaving int32 raises).
 
 Cycle model of the sequencer (``Machine.cycles``), with the datapath always ready: every
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sparq.spec import params as spec_params
-
 from sparq.spec.isa import CONV_FLAGS, CONV_OPS, LOOP_LEVELS, N_ACC, N_BANKS, STRIDE_KINDS
 
 from .isa import CMPS, SRCS, IllegalInstruction, decode
@@ -263,7 +263,8 @@ def _requantize(m, accs, c0):
         if (c, mode) not in m.checked:
             try:
                 requantize(np.zeros(1, np.int64), mode=mode, **dict(zip(
-                    _REQUANT_KEYS, (int(getattr(prm, k)[c]) for k in _PARAM_KEYS))))
+                    _REQUANT_KEYS, (int(getattr(prm, k)[c]) for k in _PARAM_KEYS),
+                    strict=True)))
             except ValueError as e:
                 raise ValueError(f"channel {c}: {e}") from None
             m.checked.add((c, mode))
@@ -272,7 +273,7 @@ def _requantize(m, accs, c0):
         raise ArithmeticError(f"REQ at pc {m.pc}: a lane's sum with its bias leaves int32")
     if mode not in ("tflite", "single"):
         return requantize(acc, mode=mode, **{k: getattr(prm, k2)[c0:c0 + n] for k, k2 in zip(
-            _REQUANT_KEYS, _PARAM_KEYS)})
+            _REQUANT_KEYS, _PARAM_KEYS, strict=True)})
     return requantize_q31(acc, *(getattr(prm, k)[c0:c0 + n] for k in _PARAM_KEYS),
                           double_round=mode == "tflite")
 
@@ -369,7 +370,7 @@ def offsets(m, loops):
     st = m.strides
 
     def total(k):
-        return sum(i * s for i, s in zip(idx, st[k]))
+        return sum(i * s for i, s in zip(idx, st[k][:len(idx)], strict=True))
     return Offsets(x=total("x"), o=total("o"), w=total("w"), ch=total("ch"),
                    i0=idx[0], i1=idx[1] if len(idx) > 1 else 0)
 

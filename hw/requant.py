@@ -54,13 +54,13 @@ class Requantizer(wiring.Component):
     the shift is a two-level barrel shifter); nothing wraps.
 
     Latency (``latency``: input transfer to output transfer) 9 cycles in tflite and dual
-    mode, 8 in single, 7 in prepost; with ``short=True`` about every other stage has no register (the
-    input and output registers stay; ``spec.params.requant_merged`` names them): 5, 4 and 4
-    cycles (5 in dual; ``spec.params.requant_latency``), a longer path; throughput one result per
-    cycle with no bubbles under continuous valid and ready; the whole pipeline stalls while
-    ``o`` is stalled. ``param_error`` is a sticky flag set by any accepted beat whose
-    parameters are out of range (``bad_params``; the golden model raises there); such a
-    beat's output is unspecified.
+    mode, 8 in single, 7 in prepost; with ``short=True`` about every other stage has no
+    register (the input and output registers stay; ``spec.params.requant_merged`` names
+    them): 5, 4, 4 and 5 cycles (``spec.params.requant_latency``), a longer path;
+    throughput one result per cycle with no bubbles under continuous valid and ready; the
+    whole pipeline stalls while ``o`` is stalled. ``param_error`` is a sticky flag set by
+    any accepted beat whose parameters are out of range (``bad_params``; the golden model
+    raises there); such a beat's output is unspecified.
 
     Bit-exact reference: ``golden.requant.requantize`` with the same keyword parameters.
     """

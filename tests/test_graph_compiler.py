@@ -12,8 +12,8 @@ import pytest
 from sparq.golden import isa
 from sparq.golden.graph_compiler import compile_graph, layer_figures
 from sparq.golden.sequencer import MachineConfig
-from sparq.spec.configs import PLANNED
 from sparq.golden.tflite_graph import run_litert
+from sparq.spec.configs import PLANNED
 from tests.conftest import SEED
 from tests.tflite_builder import conv_chain, one_conv
 
@@ -88,22 +88,35 @@ def test_kws_every_layer_bitexact(kws):
 
 
 @pytest.mark.long
+def test_kws_on_four_lanes_bitexact():
+    """The spotter on a four-lane convolution machine (the iCE40's engine width): pointwise
+    rows of 64 channels take two DOTs (15 + 1 beats), the strips one phase."""
+    c = compile_graph(KWS, MachineConfig(**dict(vars(KWS_MACHINE), lanes=4, prog_depth=1024)))
+    check_every_tensor(c, KWS, kws_inputs(0, SEED)[:2])
+
+
+@pytest.mark.long
 def test_kws_twenty_inputs_bitexact(kws):
     n = check_every_tensor(kws, KWS, kws_inputs(16, SEED + 1))
     print(f"20 inputs, {n} tensors equal to LiteRT")
 
 
-@pytest.mark.parametrize("first", ["strip", "window"])
-def test_small_chains_bitexact(first, tmp_path):
+@pytest.mark.parametrize("first, lanes", [("strip", 16), ("window", 16), ("window", 2)])
+def test_small_chains_bitexact(first, lanes, tmp_path):
     """Other shapes through each lowering: column strips of a 5x3 kernel at stride (1, 2)
     (a phase per output row), or a 3x3 CONV_2D at stride 2 over 16 channels (window DOTs); then
-    depthwise, pointwise, pool, FC and softmax."""
+    depthwise, pointwise, pool, FC and softmax. On 2 lanes the FC's rows of 32 take two
+    DOTs each (at most 15 beats a DOT)."""
     seed = SEED + 31 + (first == "window")
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     path = tmp_path / f"chain_{first}.tflite"
     path.write_bytes(conv_chain(rng, first=first))
-    c = compile_graph(path, CHAIN_MACHINE)
+    c = compile_graph(path, MachineConfig(**dict(vars(CHAIN_MACHINE), lanes=lanes)))
+    if lanes == 2:
+        fc = next(s for s in c.segments if s.op.kind == "FULLY_CONNECTED")
+        assert [isa.decode(w).beats for w in fc.program if isa.decode(w).op == "DOT"] == \
+            [15, 1]
     pool = next(s for s in c.segments if s.op.kind == "AVERAGE_POOL_2D")
     if first == "strip":  # n = 44: single rounding differs on ties, so the host pools
         assert pool.host is not None and "single rounding differs" in pool.note
@@ -141,7 +154,7 @@ def test_a_host_op_between_core_ops_splits_the_program(tmp_path):
     path.write_bytes(conv_chain(rng, first="strip"))
     c = compile_graph(path, CHAIN_MACHINE)
     with pytest.raises(ValueError, match=r"the host runs ops \[3\] between core ops"):
-        c.program
+        _ = c.program
     first, second = c.programs
     x = rng.integers(-128, 128, c.graph.t(c.graph.inputs[0]).shape[1:]).astype(np.int8)
     want, _ = c.run(x)

@@ -6,8 +6,8 @@ model and on the RTL (cycles as the core model predicts)."""
 import numpy as np
 import pytest
 
-from sparq.golden import core as golden_core
 from sparq.golden import compiler, isa
+from sparq.golden import core as golden_core
 from sparq.golden.litert_model import read_dense_layers, run_reference
 from sparq.spec.configs import CONFIGS
 from tests.conftest import SEED
