@@ -195,7 +195,9 @@ class Core(wiring.Component):
         m.d.comb += [
             xmem.rd_addr.eq(Mux(feeder.busy, feeder.x_addr,
                                 Mux(probe.reading, probe.rd_addr, self.x_rd_addr >> low))),
-            wmem.rd_addr.eq(Mux(~feeder.busy & probe.reading, probe.rd_addr, feeder.w_addr)),
+            # (the feeder's words are used only while it is busy: a probe's address otherwise,
+            # reading or not, so that the probe's late handshake does not choose the address)
+            wmem.rd_addr.eq(Mux(~feeder.busy, probe.rd_addr, feeder.w_addr)),
             xmem.rd_lane.eq(self.x_rd_addr), self.x_rd_data.eq(xmem.rd_elem)]
         with m.If(wb.wr_en):
             m.d.comb += [xmem.wr_en.eq(1), xmem.wr_addr.eq(wb.wr_addr),

@@ -163,8 +163,11 @@ class DotFeeder(wiring.Component):
         u, g = self.dot.payload, self._p["hazard_words"]
         low = (self._p["lanes"] - 1).bit_length()
         new = Signal(desc)
-        x0 = Signal(len(u.xaddr), name="dot_x0")
-        end = Signal(len(u.xaddr) + 1, name="dot_xend")
+        # (the first word as the read address takes it, ``range(words)``: a DOT in range,
+        # every one the Sequencer issues, is read from words [x0, x0 + beats) of that range,
+        # and the sum and its comparisons stay as narrow as the word index)
+        x0 = Signal(desc["xw"].shape, name="dot_x0")
+        end = Signal(len(x0) + 1, name="dot_xend")
         m.d.comb += [x0.eq(u.xaddr >> low), end.eq(x0 + u.beats)]
         m.d.comb += [new.xw.eq(x0), new.ww.eq(u.waddr >> low),
                      new.beats.eq(u.beats), new.acc.eq(u.acc), new.zp.eq(u.zp),

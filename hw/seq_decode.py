@@ -121,7 +121,17 @@ class Predecoder(wiring.Component):
             (op == Op.LOOP) & (self.addr + f.body >= p["prog_depth"])))
         # the activation address's base and extent (at most 15 beats of ``lanes``)
         most = max(1 << isa.field_width("beats", "DOT"), 1 << isa.field_width("beats", "SETP"))
-        base, extent = Signal(ADDR_BITS), Signal(((most - 1) * lanes).bit_length())
+        # a block ends at most at the last whole block, x_depth - slack
+        slack = p["x_depth"] % lanes
+        end_bits = ((1 << ADDR_BITS) - 1 + (most - 1) * lanes + lanes - 1).bit_length()
+
+        def xend(name, base, extent, xkind):
+            """``xend`` of an address of kind ``xkind`` at ``base`` reading ``extent``: each
+            kind's sum and saturation made from the word's fields, the opcode's choice after
+            them (not before the carry chain)."""
+            end = Signal(end_bits, name=f"xend_{name}")
+            m.d.comb += end.eq(base + extent + (slack if xkind == 2 else 0))
+            return Mux(end > p["x_depth"], p["x_depth"] + 1, end)
 
         def w_block_bad(a, beats):  # not (a aligned and a + beats * lanes <= w_depth)
             aligned = (a[:low] == 0) if low else Const(1)
@@ -129,33 +139,33 @@ class Predecoder(wiring.Component):
             # are as narrow as the old inline ``a >> low`` of a 14-bit field synthesized)
             return ~aligned | ((a[low:] + beats) > p["w_depth"] // lanes)
 
+        def x_addr(base, xend_value, xkind, okind):
+            return [c.xkind.eq(xkind), c.okind.eq(okind), c.xend.eq(xend_value),
+                    c.blow.eq(base[:low] if low else 0)]
+
+        req_x = xend("req", f.oaddr, 1, 1)
+        dot_x = xend("dot", f.xaddr, f.dbeats * lanes, 2)
+        setp_x1 = xend("setp_x", f.addr, 1, 1)
+        setp_xb = xend("setp_block", f.addr, f.sbeats * lanes, 2)
         with m.Switch(op):
             with m.Case(Op.LDB):
                 m.d.comb += c.dyn.eq(f.ch >= p["channels"])
             with m.Case(Op.REQ):
-                m.d.comb += [c.dyn.eq(f.ch >= p["channels"]), c.xkind.eq(1),
-                             c.okind.eq(Mux(f.oi, 2, 0)), base.eq(f.oaddr), extent.eq(1)]
+                m.d.comb += [c.dyn.eq(f.ch >= p["channels"]),
+                             *x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))]
             with m.Case(Op.DOT):
-                m.d.comb += [c.dyn.eq(w_block_bad(f.waddr, f.dbeats)), c.xkind.eq(2),
-                             c.okind.eq(f.xi), base.eq(f.xaddr), extent.eq(f.dbeats * lanes)]
+                m.d.comb += [c.dyn.eq(w_block_bad(f.waddr, f.dbeats)),
+                             *x_addr(f.xaddr, dot_x, 2, f.xi)]
             with m.Case(Op.SETP):
                 with m.Switch(f.src):
                     with m.Case(Src.W):
                         m.d.comb += c.dyn.eq(f.addr >= p["w_depth"])
                     with m.Case(Src.X):
-                        m.d.comb += [c.xkind.eq(1), c.okind.eq(f.ai), base.eq(f.addr),
-                                     extent.eq(1)]
+                        m.d.comb += x_addr(f.addr, setp_x1, 1, f.ai)
                     with m.Case(Src.XMAXABS, Src.XZERO, Src.XNNZ):
-                        m.d.comb += [c.xkind.eq(2), c.okind.eq(f.ai), base.eq(f.addr),
-                                     extent.eq(f.sbeats * lanes)]
+                        m.d.comb += x_addr(f.addr, setp_xb, 2, f.ai)
                     with m.Case(Src.WNNZ):
                         m.d.comb += c.dyn.eq(w_block_bad(f.addr, f.sbeats))
-        # a block ends at most at the last whole block, x_depth - slack
-        slack = p["x_depth"] % lanes
-        end = Signal(((1 << ADDR_BITS) - 1 + (most - 1) * lanes + lanes - 1).bit_length())
-        m.d.comb += end.eq(base + extent + Mux(c.xkind == 2, slack, 0))
-        m.d.comb += [c.xend.eq(Mux(end > p["x_depth"], p["x_depth"] + 1, end)),
-                     c.blow.eq(base[:low] if low else 0)]
         return m
 
     @staticmethod

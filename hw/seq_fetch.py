@@ -6,7 +6,9 @@ legality computed with the state as it will be after the current instruction (th
 unit's ``cases``, the execute stage's forwarded predicates ``fwd``).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+import types
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -23,7 +25,7 @@ from .seq_decode import (
     predecoded_layout,
 )
 from .seq_execute import Forward, NextInsn
-from .seq_loop import CASES, LoopCases, by_case, case_fields
+from .seq_loop import CASES, LoopCases, by_case, case_fields, case_state_layout
 from .seq_run import Control
 
 
@@ -77,11 +79,13 @@ class Fetch(wiring.Component):
         w = data.View(instruction_layout(), word[:WORD])
         w_checks = Signal(checks)
         m.d.comb += w_checks.eq(word[WORD:])
+        b_at_end = None  # (fetch_ports=2: the begin case's, registered)
         if self._p["fetch_ports"] == 2:
-            next_on = self._decode_stage(m, (word, w, w_checks), fpc)
+            next_on, b_at_end = self._decode_stage(m, (word, w, w_checks), fpc)
         else:
             next_on = self._fetch_stage(m, (word, w, w_checks), fpc)
-        w_at_end = self._after(m, lambda st: st.in_loop & (fpc == st.l_end), 1, "w_at_end")
+        w_at_end = self._after(m, lambda st: st.in_loop & (fpc == st.l_end), 1, "w_at_end",
+                               given=None if b_at_end is None else {"begin": b_at_end})
 
         def decoded(st):
             """The next instruction's effective addresses and legality in state ``st``: its
@@ -103,15 +107,18 @@ class Fetch(wiring.Component):
                      nx.static.eq(w_checks.static)]
         return m
 
-    def _after(self, m, fn, shape, name):
+    def _after(self, m, fn, shape, name, given=None):
         """``fn`` of the loop state after the current instruction: with fetch_ports=2
         computed for every case and the case chosen last (the decode stage's inputs are all
-        registers then)."""
+        registers then); ``given`` maps cases to their values made otherwise (``_a_next``)."""
         loop = self.loop
         if self._p["fetch_ports"] == 2:
             # (fn may assign; each case's constant fields folded: ``case_fields``)
             depth = self._p["prog_depth"]
-            values = [fn(case_fields(loop.case[i], name, depth)) for i, name in enumerate(CASES)]
+            given = given or {}
+            values = [given[case] if case in given
+                      else fn(case_fields(loop.case[i], case, depth))
+                      for i, case in enumerate(CASES)]
             return by_case(m, loop.sel, values, shape, name)
         out = Signal(shape, name=name)
         m.d.comb += out.eq(fn(loop.next))
@@ -171,15 +178,29 @@ class Fetch(wiring.Component):
         m.d.comb += word.eq(Mux(d_sel, db, da))
         ca, cb = (Signal(d_checks.shape()) for _ in range(2))
         m.d.comb += [ca.eq(rd.data[WORD:]), cb.eq(rd_b.data[WORD:])]
-        a_next = self._a_next(m, (d, d_checks, d_on), dpc, apc)
         load = Signal()
         m.d.comb += load.eq(fill | self.next.take)
-        m.d.comb += [rd.addr.eq(a_next), rd.en.eq((~busy & ~fill) | load),
+        # what port A's next address needs of the register's word, made from each port's word
+        # as it is loaded (beside it) and chosen with it: its skip target's successor, and
+        # whether it is a loop of one instruction run more than once (``tight``)
+        a_width = Shape.cast(range(depth + BODY_SPAN + 1)).width
+        skip1 = [Signal(a_width, init=1, name=f"skip1_{k}") for k in "ab"]
+        tights = [Signal(name=f"tight_{k}") for k in "ab"]
+        for port, c, s1, t in ((rd, ca, skip1[0], tights[0]), (rd_b, cb, skip1[1], tights[1])):
+            v = data.View(instruction_layout(), port.data[:WORD])
+            with m.If(load):
+                m.d.sync += [s1.eq(c.skip + 1), t.eq((v.body == 1) & (v.count > 1))]
+        d_skip1, tight = Signal(a_width, name="d_skip1"), Signal(name="tight")
+        m.d.comb += [d_skip1.eq(Mux(d_sel, skip1[1], skip1[0])),
+                     tight.eq(Mux(d_sel, tights[1], tights[0]))]
+        a_next, b_at_end = self._a_next(m, (d, d_checks, d_on, d_skip1, tight), dpc, apc)
+        # (``(~busy & ~fill) | load``: a fill while idle is a start, the other a register)
+        m.d.comb += [rd.addr.eq(a_next), rd.en.eq(~busy | self.ctl.fill_busy | self.next.take),
                      rd_b.addr.eq(Mux(take_b, cb.skip, ca.skip)), rd_b.en.eq(load)]
         with m.If(load):
             m.d.sync += [da.eq(rd.data), db.eq(rd_b.data), d_sel.eq(take_b),
                          dpc.eq(Mux(fill, 0, Mux(take_b, d_checks.skip, apc))), apc.eq(a_next)]
-        return d_on
+        return d_on, b_at_end
 
     def _a_next(self, m, decoded, dpc, apc):
         """Port A's next address (``decoded``: the register's fields, checks and predicate):
@@ -189,31 +210,66 @@ class Fetch(wiring.Component):
         leaves the state alone (a LOOP inside a loop is illegal, so a loop is not active);
         any other instruction may end a loop's body."""
         depth, busy, fill = self._p["prog_depth"], self.ctl.busy, self.ctl.fill
-        d, d_checks, d_on = decoded
+        d, d_checks, d_on, d_skip1, tight = decoded
+
+        def back_fn(st, dpc, apc, left_is=None):
+            # left_is: ``st.l_left`` > 1, != 0, == 0, if made otherwise
+            gt1, ne0, eq0 = left_is or (st.l_left > 1, st.l_left != 0, st.l_left == 0)
+            at_end = st.in_loop & (dpc == st.l_end)
+            left = Mux(at_end, gt1, ne0)
+            return st.in_loop & ~(at_end & eq0) & left & (apc == st.l_end)
 
         def seq_fn(st):
-            at_end = st.in_loop & (dpc == st.l_end)
-            left = Mux(at_end, st.l_left > 1, st.l_left != 0)
-            back = st.in_loop & ~(at_end & (st.l_left == 0)) & left & (apc == st.l_end)
-            return Mux(back, st.l_start, apc + 1)
+            return Mux(back_fn(st, dpc, apc), st.l_start, apc + 1)
 
-        seq = self._after(m, seq_fn, range(depth + BODY_SPAN + 1), "a_seq")
-        tight = Signal()  # a loop of one instruction, run more than once
-        m.d.comb += tight.eq((d.body == 1) & (d.count > 1))
+        # (``tight``: a loop of one instruction, run more than once; ``d_skip1``: the skip
+        # target's successor, both registered with the word: ``_decode_stage``)
+        # The ``begin`` case (the register's LOOP, taken to the execute stage last clock,
+        # commits): its loop end ``pc + body`` and what the stages compare with it are known
+        # when the LOOP is taken. A LOOP that commits was taken on (``d_on``), not by a fill:
+        # the register then took ``apc`` and port A ``Mux(tight, apc, apc + 1)`` (``a_on``),
+        # and neither moves before the LOOP completes, in its first cycle. So the comparisons
+        # are made then, from registers, and kept: ``b_at_end`` (the body's first word ends
+        # it) and ``b_back`` (port A's successor is the loop's start again)
+        pc_bits = Shape.cast(range(depth)).width
+        b_cur = {k: Signal(Shape.cast(case_state_layout(depth)[k].shape), name=f"b_{k}")
+                 for k in ("l_end", "l_left")}
+        a_loop = Signal(range(depth + BODY_SPAN + 1), name="a_loop")
+        m.d.comb += [b_cur["l_end"].eq(dpc[:pc_bits] + d.body),
+                     b_cur["l_left"].eq(d.count - 1),
+                     a_loop.eq(Mux(tight, apc, apc + 1))]
+        b_st = types.SimpleNamespace(in_loop=Const(1), **b_cur)
+        b_at_end, b_back = Signal(name="b_at_end"), Signal(name="b_back")
+        with m.If(self.next.take):
+            m.d.sync += [b_at_end.eq(b_st.l_end == apc), b_back.eq(back_fn(b_st, apc, a_loop))]
+        begin = Signal(range(depth + BODY_SPAN + 1), name="a_seq_begin")
+        st_begin = case_fields(self.loop.case[CASES.index("begin")], "begin", depth)
+        m.d.comb += begin.eq(Mux(b_back, st_begin.l_start, apc + 1))
+        # the ``step`` case's ``l_left`` is the register's less one: its comparisons made on
+        # the register (the same for every value), with no subtraction before them
+        left = case_fields(self.loop.case[CASES.index("other")], "other", depth).l_left
+        st_step = case_fields(self.loop.case[CASES.index("step")], "step", depth)
+        step = Signal(range(depth + BODY_SPAN + 1), name="a_seq_step")
+        m.d.comb += step.eq(Mux(back_fn(st_step, dpc, apc, (left > 2, left != 1, left == 1)),
+                                st_step.l_start, apc + 1))
+        seq = self._after(m, seq_fn, range(depth + BODY_SPAN + 1), "a_seq",
+                          given={"begin": begin, "step": step})
         # the same for either fate of a LOOP in the register, which may depend on a
         # comparison made this cycle: that choice comes last
         a_on, a_off = (Signal(range(depth + BODY_SPAN + 1), name=f"a_{k}") for k in ("on", "off"))
-        with m.If(fill):
+        # a fill: word 1. A fill while idle (a start) is ORed in last, into bit 0 (the
+        # address is 0 while idle): the start, late, does not choose the address
+        with m.If(self.ctl.fill_busy):
             m.d.comb += [a_on.eq(1), a_off.eq(1)]
         with m.Elif(~busy):  # idle: word 0 at the port
             m.d.comb += [a_on.eq(0), a_off.eq(0)]
         with m.Elif(d_checks.loop):
-            m.d.comb += [a_on.eq(Mux(tight, apc, apc + 1)), a_off.eq(d_checks.skip + 1)]
+            m.d.comb += [a_on.eq(Mux(tight, apc, apc + 1)), a_off.eq(d_skip1)]
         with m.Else():
             m.d.comb += [a_on.eq(seq), a_off.eq(seq)]
         a_next = Signal(range(depth + BODY_SPAN + 1))
-        m.d.comb += a_next.eq(Mux(d_on, a_on, a_off))
-        return a_next
+        m.d.comb += a_next.eq(Mux(d_on, a_on, a_off) | (fill & ~busy))
+        return a_next, b_at_end
 
     def _x_range_bad(self, m, c, xo, oo):
         """The loop-offset activation address of checks ``c`` is out of range (or a block's

@@ -20,10 +20,12 @@ class Control(wiring.Signature):
     ``start`` (a start taken while idle, this cycle), ``prime`` (a start waits for the
     program's first word: nothing executes), ``go`` (the execute stage takes the first
     instruction this cycle) and ``fill`` (``fetch_ports=2``: the decode stage takes word 0
-    from the read port this cycle)."""
+    from the read port this cycle); ``fill_busy``: ``fill`` while ``busy`` (a start that
+    waited a cycle for the word: a register, where ``fill`` may follow ``start`` late)."""
 
     def __init__(self):
-        super().__init__({k: Out(1) for k in ("busy", "start", "prime", "go", "fill")})
+        super().__init__({k: Out(1) for k in ("busy", "start", "prime", "go", "fill",
+                                               "fill_busy")})
 
 
 class Status(wiring.Signature):
@@ -87,7 +89,7 @@ class RunControl(wiring.Component):
         m.d.sync += [p_fill.eq(0), p_go.eq(0)]
         if self._p["fetch_ports"] == 2:
             m.d.comb += [ctl.fill.eq((ctl.start & ~stale) | p_fill), ctl.go.eq(p_go),
-                         ctl.prime.eq(p_fill | p_go)]
+                         ctl.prime.eq(p_fill | p_go), ctl.fill_busy.eq(p_fill)]
             with m.If(ctl.fill):
                 m.d.sync += p_go.eq(1)
         else:
