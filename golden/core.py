@@ -117,8 +117,11 @@ def predict_program_cycles(cfg, params, program, x_init, *, timeline=None, **cor
                                      slots=p["slots"], skip=p["skip"], bins=p["bins"])
     st = _Timing(p)
     dots = iter(per_beat)
+    decoded = {}  # (each word decoded once, as the ISA simulator does)
     for (pc, _, on), eff in zip(m.trace, m.effects, strict=True):
-        ins = decode(program[pc])
+        ins = decoded.get(pc)
+        if ins is None:
+            ins = decoded[pc] = decode(program[pc])
         if not on or ins.op not in st.OPS:
             st.t += 1  # predicated off, HALT, LOOP, PAND, POR, PNOT, SETL, STRD, SETG
         else:

@@ -156,13 +156,15 @@ class CompiledGraph:
             out[y] = self.tensor(x, y).astype(np.int8)
         return out, cycles + halts
 
-    def cycles(self, xq, **core):
+    def cycles(self, xq, runs=None, **core):
         """The core model's cycles for one input (``golden.core.predict_program_cycles``
-        with the Core's parameters ``core``), summed over ``programs``."""
+        with the Core's parameters ``core``), summed over ``programs``; ``runs``: what
+        ``run`` gave for that input, if it ran already (else it runs)."""
         from .core import predict_program_cycles
 
-        runs = []
-        self.run(xq, runs=runs)
+        if runs is None:
+            runs = []
+            self.run(xq, runs=runs)
         return sum(predict_program_cycles(self.cfg, self.params, prog, x0, **core)[0]
                    for prog, (x0, _) in zip(self.programs, runs, strict=True))
 

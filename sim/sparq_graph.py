@@ -122,8 +122,9 @@ def cmd_run(args, usage, say):
     outs, cycles, bad = [], [], set()
     extra = {k: v for k, v in core.items() if k not in MachineConfig.__dataclass_fields__}
     for n, row in enumerate(xq):
-        tensors, _ = c.run(row)
-        cycles.append(c.cycles(row, **extra))
+        runs = []
+        tensors, _ = c.run(row, runs=runs)
+        cycles.append(c.cycles(row, runs=runs, **extra))
         outs.append(tensors[last].reshape(-1))
         if ref is not None:
             bad |= {op.index for op in c.graph.ops if not np.array_equal(
