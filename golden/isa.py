@@ -37,7 +37,7 @@ SETL     0xA   in_zp [39:32] (signed), round [31]:  ``x_zp = in_zp``, the activa
                machine's ``x_zero_point``); the REQs that follow round once (0: the
                machine's ``single`` mode) or twice (1: ``tflite``, CONV_2D's rounding)
 STRD     0xB   level [39:38] (0..2), kind [37] (0 w, 1 ch), stride [36:22]: the stride of
-               that offset at that loop level
+               that offset at that loop level (executed while that level is open: illegal)
 SETG     0xC   ih [39:33], iw [32:26], kw [25:23], pt [22:21], pl [20:19], sy [18:17],
                sx [16:15] (ih, iw, kw, sy, sx >= 1), pixpitch [14:10], rowpitch [9:0]:
                the window of the DOTs with ``win``
@@ -69,7 +69,8 @@ DOT and the sources is the zero point SETL set last.
 Illegal (golden raises ``IllegalInstruction``, hardware sets its error flag and halts
 without changing state): opcodes 0x0 and 0xD-0xE, non-zero reserved bits, ``pd = 0``, cmp or
 src above 5, ``beats = 0``, LOOP count or body 0, a LOOP nested deeper than the machine
-allows or whose body runs past the program or its enclosing body, STRD level 3, SETG with
+allows or whose body runs past the program or its enclosing body, STRD level 3 (or,
+executed, a level that is open), SETG with
 ih, iw, kw, sy or sx 0, an accumulator number the machine does not have (LDB: a bank), the
 convolution extensions on a machine without them, and, when executed, an address (after
 indexing) outside its memory or not a multiple of ``lanes`` for block operands, a channel

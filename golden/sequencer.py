@@ -420,6 +420,9 @@ def _run(m, program, max_steps):
                 loops.append(entry)
             else:  # the body is skipped: it may end an enclosing body
                 nxt, last = entry[1] + 1, entry[1]
+        if on and ins.op == "STRD" and ins.level < len(loops):
+            raise IllegalInstruction(f"STRD at pc {m.pc}: loop level {ins.level} is open (a "
+                                     "stride changes only while its level is closed)")
         extra, m.effect = 0, None
         if on and ins.op == "HALT":
             m.halted = True

@@ -71,17 +71,20 @@ def _largest(enum):
     return max(code.value for code in enum)
 
 
-def predecoded_layout(*, prog_depth, x_depth, lanes, **_):
+def predecoded_layout(*, prog_depth, x_depth, lanes, conv=False, **_):
     """What ``Predecoder`` stores beside each word: ``loop`` (a LOOP) and ``skip`` (the
     address after its body), ``static`` (illegal in any case), ``dyn`` (illegal when
     executed, whatever the loop), and for an activation address that a loop may offset, its
     kind (``xkind`` 1: one activation, 2: an aligned block), its offset (``okind`` 1: the
     loop's x offset, 2: its output offset), ``xend`` (the end of what it reads or writes, at
-    most ``x_depth + 1``) and ``blow`` (its lane)."""
+    most ``x_depth + 1``) and ``blow`` (its lane). A convolution machine's (``conv``) also
+    has ``last``, a LOOP's body's last address (its channel and weight addresses take loop
+    offsets: the fetch stage checks them, not ``dyn``)."""
     return data.StructLayout({"loop": 1, "skip": range(prog_depth + BODY_SPAN + 1),
                               "static": 1, "dyn": 1, "xkind": 2, "okind": 2,
                               "xend": range(x_depth + 2),
-                              "blow": max(1, (lanes - 1).bit_length())})
+                              "blow": max(1, (lanes - 1).bit_length()),
+                              **({"last": range(prog_depth + BODY_SPAN)} if conv else {})})
 
 
 class Predecoder(wiring.Component):
@@ -116,9 +119,12 @@ class Predecoder(wiring.Component):
         lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
         f = data.View(instruction_layout(), self.word)
         c, op = self.checks, f.op
+        conv = p["conv"]
         m.d.comb += [c.loop.eq(op == Op.LOOP), c.skip.eq(self.addr + 1 + f.body)]
-        m.d.comb += c.static.eq(self._static_bad(m, f) | (
+        m.d.comb += c.static.eq(self._static_bad(m, f, conv) | (
             (op == Op.LOOP) & (self.addr + f.body >= p["prog_depth"])))
+        if conv:
+            m.d.comb += c.last.eq(self.addr + f.body)
         # the activation address's base and extent (at most 15 beats of ``lanes``)
         most = max(1 << isa.field_width("beats", "DOT"), 1 << isa.field_width("beats", "SETP"))
         # a block ends at most at the last whole block, x_depth - slack
@@ -145,17 +151,31 @@ class Predecoder(wiring.Component):
 
         req_x = xend("req", f.oaddr, 1, 1)
         dot_x = xend("dot", f.xaddr, f.dbeats * lanes, 2)
+        # (a convolution machine's channels and weight addresses take loop offsets: the
+        # fetch stage checks them)
         setp_x1 = xend("setp_x", f.addr, 1, 1)
         setp_xb = xend("setp_block", f.addr, f.sbeats * lanes, 2)
         with m.Switch(op):
             with m.Case(Op.LDB):
-                m.d.comb += c.dyn.eq(f.ch >= p["channels"])
+                if not conv:
+                    m.d.comb += c.dyn.eq(f.ch >= p["channels"])
             with m.Case(Op.REQ):
-                m.d.comb += [c.dyn.eq(f.ch >= p["channels"]),
-                             *x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))]
+                if conv:
+                    with m.If(f.acc >= isa.N_ACC):  # a lane bank's REQ writes a block
+                        m.d.comb += x_addr(f.oaddr, xend("reqw", f.oaddr, lanes, 2), 2,
+                                           Mux(f.oi, 2, 0))
+                    with m.Else():
+                        m.d.comb += x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))
+                else:
+                    m.d.comb += [c.dyn.eq(f.ch >= p["channels"]),
+                                 *x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))]
             with m.Case(Op.DOT):
-                m.d.comb += [c.dyn.eq(w_block_bad(f.waddr, f.dbeats)),
-                             *x_addr(f.xaddr, dot_x, 2, f.xi)]
+                if conv:  # (a window DOT's taps are checked by the datapath)
+                    with m.If(~f.win):
+                        m.d.comb += x_addr(f.xaddr, dot_x, 2, f.xi)
+                else:
+                    m.d.comb += [c.dyn.eq(w_block_bad(f.waddr, f.dbeats)),
+                                 *x_addr(f.xaddr, dot_x, 2, f.xi)]
             with m.Case(Op.SETP):
                 with m.Switch(f.src):
                     with m.Case(Src.W):
@@ -169,13 +189,14 @@ class Predecoder(wiring.Component):
         return m
 
     @staticmethod
-    def _static_bad(m, f):
+    def _static_bad(m, f, conv):
         """The word alone is illegal (see the class docstring's ``static``, but the LOOP's
-        body end, which needs the address)."""
+        body end, which needs the address); on a machine without the convolution extensions
+        (``conv``), so are they."""
         op = f.op
-        known = Cat(*[op == code for code in Op if code.name not in isa.CONV_OPS]).any()
-        return (~known | (_reserved(m, f) != 0) | (writes_pred(op) & (f.pd == 0))
-                | _conv_flags(f) | _acc_bad(f)
+        known = Cat(*[op == code for code in Op if conv or code.name not in isa.CONV_OPS]).any()
+        ext = _conv_static(f) if conv else _conv_flags(f) | _acc_bad(f, isa.N_ACC)
+        return (~known | (_reserved(m, f) != 0) | (writes_pred(op) & (f.pd == 0)) | ext
                 | ((op == Op.SETP) & ((f.cmp.as_value() > _largest(Cmp))
                                       | (f.src.as_value() > _largest(Src))
                                       | (f.sbeats == 0)))
@@ -191,12 +212,22 @@ def _conv_flags(f):
         for name in names], Const(0))
 
 
-def _acc_bad(f):
-    """An accumulator number from ``N_ACC`` (a lane bank, which this Sequencer's machine
-    does not have)."""
+def _acc_bad(f, count):
+    """An accumulator number from ``count`` (without the convolution extensions, ``N_ACC``: a
+    lane bank, which the machine does not have)."""
     uses = functools.reduce(operator.or_, [f.op == Op[op] for op, fields in isa.FIELDS.items()
                                            if any(n == "acc" for n, _, _ in fields)])
-    return uses & (f.acc >= isa.N_ACC)
+    return uses & (f.acc >= count)
+
+
+def _conv_static(f):
+    """What a convolution machine refuses of a word alone (``golden.isa.check``,
+    ``golden.sequencer.check_machine``): an accumulator it does not have (LDB: a lane bank),
+    STRD of level ``LOOP_LEVELS`` or more, SETG with a size or stride of 0."""
+    sizes = Cat(*[getattr(f, k) == 0 for k in ("ih", "iw", "kw", "sy", "sx")]).any()
+    return (_acc_bad(f, isa.N_ACC + isa.N_BANKS) | ((f.op == Op.LDB) & (f.acc >= isa.N_ACC))
+            | ((f.op == Op.STRD) & (f.level >= isa.LOOP_LEVELS))
+            | ((f.op == Op.SETG) & sizes))
 
 
 def _reserved(m, f):

@@ -17,23 +17,37 @@ from sparq.spec import params as spec_params
 from .encodings import ZP_BITS, Cmp, Op
 from .seq_decode import BODY_SPAN, EADDR_BITS, N_PRED, WORD, instruction_layout, writes_pred
 from .seq_loop import LoopCommand
+from .seq_nest import NestCommand
 from .seq_run import Control, Status
 
 VALUE_BITS = 16  # a SETP's representative value, from the datapath
 IMM_BITS = isa.field_width("imm", "SETP")
 
 
-def uop_layout(prog_depth=512):
+def window_layout():
+    """SETG's window (``spec.isa.FIELDS["SETG"]``), as the Sequencer keeps it and passes it
+    on with each uop of a convolution machine; all zero (``ih`` 0: every tap of a window DOT
+    dropped) when a program starts."""
+    return data.StructLayout({name: width for name, _, width in isa.FIELDS["SETG"]})
+
+
+def uop_layout(prog_depth=512, conv=False):
     """A uop: its kind (``spec.isa.UopKind``), operands with effective addresses (as wide as
     their fields in ``spec.isa.FIELDS``), the activation zero point (``zp``, SETL's: what a
     DOT subtracts), and the pc of the instruction that issued it (for the datapath's
-    errors)."""
+    errors). A convolution machine's (``conv``) also has the lane banks' accumulator numbers,
+    ``win`` (a window DOT) with the loop indices of levels 0 and 1 (``i0``, ``i1``) and the
+    window (``window_layout``), and the REQ's rounding (``round``, SETL's); its ``ch`` and
+    ``waddr`` take the loop offsets (``ci``, ``wi``)."""
     w = isa.field_width
+    extra = {"win": 1, "i0": w("count", "LOOP"), "i1": w("count", "LOOP"),
+             "window": window_layout(), "round": 1} if conv else {}
     return data.StructLayout({
-        "kind": (len(isa.UOP_OPS) - 1).bit_length(), "acc": range(isa.N_ACC),
+        "kind": (len(isa.UOP_OPS) - 1).bit_length(),
+        "acc": range(isa.N_ACC + (isa.N_BANKS if conv else 0)),
         "ch": w("ch", "LDB"), "xaddr": w("xaddr", "DOT"), "waddr": w("waddr", "DOT"),
         "beats": w("beats", "DOT"), "oaddr": w("oaddr", "REQ"), "zp": signed(ZP_BITS),
-        "pc": range(prog_depth)})
+        "pc": range(prog_depth), **extra})
 
 
 def probe_layout():
@@ -49,13 +63,21 @@ class NextInsn(wiring.Signature):
     it ends a loop's body (``at_end``) and executes (``on``), its effective addresses
     (``xaddr``, ``oaddr``, ``saddr``: DOT's or REQ's, REQ's output, SETP's) and legality
     (``dyn``: an address out of range; ``static``), all with the state as it will be after
-    the current instruction. To it (``In``): ``take``, the execute stage takes them."""
+    the current instruction. To it (``In``): ``take``, the execute stage takes them. On a
+    convolution machine (``conv``) also the effective weight address and channel
+    (``waddr``, ``ch``), the loop indices of levels 0 and 1 (``i0``, ``i1``) and
+    ``nest_bad`` (a LOOP the nest refuses, executed or not)."""
 
-    def __init__(self, prog_depth):
+    def __init__(self, prog_depth, conv=False):
+        w = isa.field_width
+        extra = {"waddr": Out(w("waddr", "DOT")), "ch": Out(w("ch", "LDB")),
+                 "i0": Out(w("count", "LOOP")), "i1": Out(w("count", "LOOP")),
+                 "nest_bad": Out(1)} if conv else {}
         super().__init__({
             "word": Out(WORD), "pc": Out(range(prog_depth + BODY_SPAN)),
             **{k: Out(1) for k in ("at_end", "on", "dyn", "static")},
-            **{k: Out(EADDR_BITS) for k in ("xaddr", "oaddr", "saddr")}, "take": In(1)})
+            **{k: Out(EADDR_BITS) for k in ("xaddr", "oaddr", "saddr")}, "take": In(1),
+            **extra})
 
 
 class Forward(wiring.Signature):
@@ -133,14 +155,15 @@ class Execute(wiring.Component):
 
     def __init__(self, **machine):
         self._p = spec_params.machine(**machine)
-        depth = self._p["prog_depth"]
+        depth, conv = self._p["prog_depth"], self._p["conv"]
         super().__init__({
-            "ctl": In(Control()), "abort": In(1), "next": In(NextInsn(depth)),
-            "preds": In(N_PRED), "uop": Out(stream.Signature(uop_layout(depth))),
+            "ctl": In(Control()), "abort": In(1), "next": In(NextInsn(depth, conv=conv)),
+            "preds": In(N_PRED), "uop": Out(stream.Signature(uop_layout(depth, conv=conv))),
             "probe": Out(stream.Signature(probe_layout())),
             "value": In(stream.Signature(signed(VALUE_BITS))),
             "we": Out(1), "waddr": Out(range(N_PRED)), "wdata": Out(1), "fwd": Out(Forward()),
-            "loop": Out(LoopCommand(depth)), "status": Out(Status(depth)), "legal": Out(1),
+            "loop": Out(NestCommand(depth) if conv else LoopCommand(depth)),
+            "status": Out(Status(depth)), "legal": Out(1),
             "on_from_preds": Out(1)})
 
     @property
@@ -168,8 +191,10 @@ class Execute(wiring.Component):
         m.d.comb += [on.eq(e_on),
                      self.on_from_preds.eq(self.preds.bit_select(f.pred, 1) ^ f.neg)]
         is_loop = op == Op.LOOP
-        m.d.comb += [st.illegal.eq(ev & (e_static | (is_loop & self.loop.in_loop)
-                                         | (on & e_dyn))),
+        conv = self._p["conv"]
+        ext = self._conv_registers(m) if conv else None
+        nest_bad = ext["nest_bad"] if conv else is_loop & self.loop.in_loop
+        m.d.comb += [st.illegal.eq(ev & (e_static | nest_bad | (on & e_dyn))),
                      self.legal.eq(~st.illegal)]
         commit = self._commit(m, ev & on & ~self.abort, self.legal)
         is_uop = Signal()
@@ -181,6 +206,8 @@ class Execute(wiring.Component):
             m.d.sync += zp.eq(self._p["x_zero_point"])
         m.d.comb += [self.uop.payload.zp.eq(zp), self.probe.payload.zp.eq(zp)]
         probing, compared = self._issue(m, f, commit, is_uop, (exa, eoa, esa, epc))
+        if conv:
+            self._conv_state(m, f, commit, ext)
         m.d.comb += nx.take.eq(ctl.go | (ev & st.done))
         self._predicates(m, f, commit, compared)
         lc = self.loop
@@ -194,6 +221,37 @@ class Execute(wiring.Component):
             st.stall.eq(commit & Mux(is_uop, ~self.uop.ready, setp & Mux(
                 probing, ~self.value.valid, ~self.probe.ready)))]
         return m
+
+    def _conv_registers(self, m):
+        """A convolution machine's: what the fetch stage computed of the instruction beside
+        its word (effective weight address and channel, loop indices, ``nest_bad``), taken
+        with it."""
+        nx = self.next
+        regs = {k: Signal.like(getattr(nx, k), name=f"e_{k}")
+                for k in ("waddr", "ch", "i0", "i1", "nest_bad")}
+        with m.If(nx.take):
+            m.d.sync += [r.eq(getattr(nx, k)) for k, r in regs.items()]
+        return regs
+
+    def _conv_state(self, m, f, commit, regs):
+        """A convolution machine's uop fields (``uop_layout``), the window (SETG) and the
+        rounding (SETL), both reset when a program starts, and STRD's command to the nest."""
+        u, lc, op = self.uop.payload, self.loop, f.op
+        window = Signal(window_layout(), name="window")
+        rnd = Signal(name="x_round")
+        with m.If(commit & (op == Op.SETG)):
+            m.d.sync += [window[k].eq(getattr(f, k)) for k, _ in window.shape()]
+        with m.Elif(self.ctl.start):
+            m.d.sync += window.eq(0)
+        with m.If(commit & (op == Op.SETL)):
+            m.d.sync += rnd.eq(f.round)
+        with m.Elif(self.ctl.start):
+            m.d.sync += rnd.eq(0)
+        m.d.comb += [u.waddr.eq(regs["waddr"]), u.ch.eq(regs["ch"]), u.i0.eq(regs["i0"]),
+                     u.i1.eq(regs["i1"]), u.win.eq(f.win), u.window.eq(window),
+                     u.round.eq(rnd),
+                     lc.strd.eq(commit & (op == Op.STRD)), lc.level.eq(f.level),
+                     lc.kind.eq(f.kind), lc.stride.eq(f.stride)]
 
     def _commit(self, m, on, legal):
         """The one qualifier of every state write of the current instruction."""
@@ -213,12 +271,14 @@ class Execute(wiring.Component):
         m.d.comb += [
             self.uop.valid.eq(commit & is_uop),
             u.kind.eq(op.as_value() - Op.CLR.value),  # spec.isa.UopKind: the opcode less CLR's
-            u.acc.eq(f.acc), u.ch.eq(f.ch), u.xaddr.eq(exa), u.waddr.eq(f.waddr),
+            u.acc.eq(f.acc), u.xaddr.eq(exa),
             u.beats.eq(Mux(op == Op.DOT, f.dbeats, 0)), u.oaddr.eq(eoa), u.pc.eq(epc),
             self.probe.valid.eq(commit & setp & ~probing),
             q.src.eq(f.src), q.addr.eq(esa), q.beats.eq(f.sbeats),
             self.value.ready.eq(commit & setp & compared),
         ]
+        if not self._p["conv"]:  # (a convolution machine's take the loop offsets)
+            m.d.comb += [u.ch.eq(f.ch), u.waddr.eq(f.waddr)]
         with m.If(self.ctl.prime):
             m.d.comb += st.done.eq(1)
         with m.Elif(~self.ctl.busy | ~self.legal | ~st.on):

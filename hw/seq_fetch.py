@@ -13,9 +13,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
+from sparq.spec import isa
 from sparq.spec import params as spec_params
 
-from .encodings import Src
+from .encodings import Op, Src
 from .seq_decode import (
     BODY_SPAN,
     EADDR_BITS,
@@ -26,6 +27,7 @@ from .seq_decode import (
 )
 from .seq_execute import Forward, NextInsn
 from .seq_loop import CASES, LoopCases, by_case, case_fields, case_state_layout
+from .seq_nest import NestView
 from .seq_run import Control
 
 
@@ -57,11 +59,15 @@ class Fetch(wiring.Component):
     def __init__(self, *, fetch_ports=1, **machine):
         self._p = dict(spec_params.machine(**machine),
                        fetch_ports=spec_params.check_fetch_ports(fetch_ports))
-        depth = self._p["prog_depth"]
+        depth, conv = self._p["prog_depth"], self._p["conv"]
+        if conv and fetch_ports != 1:
+            raise ValueError(f"fetch_ports={fetch_ports}: the convolution extensions have the "
+                             "fetch stage alone (fetch_ports=1) so far")
         port = ReadPort.Signature(addr_width=(depth - 1).bit_length(),
                                   shape=WORD + predecoded_layout(**self._p).size)
-        super().__init__({"ctl": In(Control()), "loop": In(LoopCases(depth)),
-                          "fwd": In(Forward()), "next": Out(NextInsn(depth)),
+        loop = NestView(depth) if conv else LoopCases(depth)
+        super().__init__({"ctl": In(Control()), "loop": In(loop),
+                          "fwd": In(Forward()), "next": Out(NextInsn(depth, conv=conv)),
                           **{k: In(port) for k in ("rd", "rd_b")[:fetch_ports]}})
 
     @property
@@ -79,6 +85,13 @@ class Fetch(wiring.Component):
         w = data.View(instruction_layout(), word[:WORD])
         w_checks = Signal(checks)
         m.d.comb += w_checks.eq(word[WORD:])
+        nx = self.next
+        if self._p["conv"]:
+            next_on, w_at_end = self._nest_fetch_stage(m, (word, w, w_checks), fpc)
+            self._nest_decoded(m, w, w_checks)
+            m.d.comb += [nx.word.eq(word), nx.pc.eq(fpc), nx.at_end.eq(w_at_end),
+                         nx.on.eq(next_on), nx.static.eq(w_checks.static)]
+            return m
         b_at_end = None  # (fetch_ports=2: the begin case's, registered)
         if self._p["fetch_ports"] == 2:
             next_on, b_at_end = self._decode_stage(m, (word, w, w_checks), fpc)
@@ -100,7 +113,6 @@ class Fetch(wiring.Component):
                          bad.eq(w_checks.dyn | self._x_range_bad(m, w_checks, xo, oo))]
             return Cat(xa, oa, sa, bad)
 
-        nx = self.next
         dec = self._after(m, decoded, 3 * EADDR_BITS + 1, "decoded")
         m.d.comb += [nx.word.eq(word), nx.pc.eq(fpc), nx.at_end.eq(w_at_end), nx.on.eq(next_on),
                      Cat(nx.xaddr, nx.oaddr, nx.saddr, nx.dyn).eq(dec),
@@ -145,6 +157,62 @@ class Fetch(wiring.Component):
         with m.Elif(~busy):
             m.d.sync += fpc_reg.eq(0)
         return w_on
+
+    def _nest_fetch_stage(self, m, next_word, fpc):
+        """``_fetch_stage`` on a convolution machine (``seq_nest``: loops nest, ends may be
+        shared): the next instruction ends the innermost body when its address, or the last
+        of a predicated-off LOOP's skipped body, is that body's last; it then jumps back to
+        the group's target if some level of the group has iterations left. Returns whether
+        it executes and whether it ends the body."""
+        depth, busy, go = self._p["prog_depth"], self.ctl.busy, self.ctl.go
+        rd, n, adv = self.rd, self.loop.next, self.next.take
+        fpc_reg = Signal(range(depth + BODY_SPAN))
+        word, w, w_checks = next_word
+        m.d.comb += [word.eq(rd.data), fpc.eq(Mux(busy, fpc_reg, 0))]
+        w_on = self.fwd.preds.bit_select(w.pred, 1) ^ w.neg
+        off_loop, at_end = Signal(), Signal(name="w_at_end")
+        m.d.comb += [off_loop.eq(w_checks.loop & ~w_on),
+                     at_end.eq(n.in_loop & (Mux(off_loop, w_checks.last, fpc) == n.l_end))]
+        succ = Signal(range(depth + BODY_SPAN))
+        m.d.comb += succ.eq(Mux(at_end & n.back, n.l_start,
+                                Mux(off_loop, w_checks.skip, fpc + 1)))
+        m.d.comb += [rd.addr.eq(Mux(busy | go, succ, 0)), rd.en.eq(~busy | adv)]
+        with m.If(adv):
+            m.d.sync += fpc_reg.eq(succ)
+        with m.Elif(~busy):
+            m.d.sync += fpc_reg.eq(0)
+        return w_on, at_end
+
+    def _nest_decoded(self, m, w, c):
+        """The next instruction's effective addresses and legality on a convolution machine,
+        with the offsets after the current instruction (``seq_nest``): ``dyn`` (executed:
+        an activation, weight or channel address out of range, a STRD of an open level) and
+        ``nest_bad`` (a LOOP nested too deep or past its enclosing body, executed or not)."""
+        p, n, nx = self._p, self.loop.next, self.next
+        lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        off = n.off
+        uses_x = w.ai & (w.src != Src.W) & (w.src != Src.WNNZ)
+        m.d.comb += [nx.xaddr.eq(w.xaddr + Mux(w.xi, off.x, 0)),
+                     nx.oaddr.eq(w.oaddr + Mux(w.oi, off.o, 0)),
+                     nx.saddr.eq(w.addr + Mux(uses_x, off.x, 0)),
+                     nx.i0.eq(n.i0), nx.i1.eq(n.i1)]
+        wa = Signal(len(off.w) + 1, name="next_waddr")
+        ch = Signal(len(off.ch) + 1, name="next_ch")
+        m.d.comb += [wa.eq(w.waddr + Mux(w.wi, off.w, 0)), ch.eq(w.ch + Mux(w.ci, off.ch, 0)),
+                     nx.waddr.eq(wa), nx.ch.eq(ch)]
+        op = w.op
+        w_bad = ((wa[:low] != 0) if low else Const(0)) | (
+            (wa[low:] + w.dbeats) > p["w_depth"] // lanes)
+        bank = w.acc >= isa.N_ACC
+        ch_bad = Mux((op == Op.REQ) & bank, ch + lanes > p["channels"], ch >= p["channels"])
+        bad = Signal(name="next_dyn")
+        m.d.comb += bad.eq(c.dyn | self._x_range_bad(m, c, off.x, off.o)
+                           | ((op == Op.DOT) & w_bad)
+                           | (((op == Op.LDB) | (op == Op.REQ)) & ch_bad)
+                           | ((op == Op.STRD) & (w.level < n.depth)))
+        m.d.comb += [nx.dyn.eq(bad),
+                     nx.nest_bad.eq(c.loop & ((n.depth == isa.LOOP_LEVELS)
+                                              | (n.in_loop & (c.last > n.l_end))))]
 
     def _forwarded(self, m, sel):
         """The predicate ``sel`` after the current instruction, computed as ``data if (we and

@@ -65,6 +65,7 @@ from .seq_decode import BODY_SPAN, N_PRED, WORD, Predecoder, predecoded_layout
 from .seq_execute import VALUE_BITS, Execute, probe_layout, uop_layout
 from .seq_fetch import Fetch
 from .seq_loop import LoopUnit
+from .seq_nest import LoopNest
 from .seq_run import COUNTER_BITS, RunControl
 
 __all__ = ["N_PRED", "WORD", "PredicateFile", "Sequencer", "probe_layout", "uop_layout"]
@@ -121,23 +122,23 @@ class Sequencer(wiring.Component):
     ``PredicateFile``. The formal harness reads ``on``, ``legal``, ``done``, ``pred_we``,
     ``on_from_preds`` and ``prime`` (tests/test_formal.py).
 
-    The convolution extensions (``spec.params.machine(conv=True)``) are not in this RTL yet:
-    it refuses ``conv=True``, and a word that uses them is illegal (``Predecoder``), as on
-    any machine without them (``golden.sequencer.check_machine``).
+    With the convolution extensions (``spec.params.machine(conv=True)``; ``fetch_ports=1``
+    so far) the loop unit is ``seq_nest.LoopNest`` (three levels, shared ends, the w and ch
+    strides of STRD), the uops carry what ``uop_layout(conv=True)`` adds (the lane banks,
+    window DOTs with SETG's window and the loop indices, the REQ rounding of SETL) and the
+    fetch stage checks the channel and weight addresses with their offsets. Without them, a
+    word that uses them is illegal (``Predecoder``; ``golden.sequencer.check_machine``).
     """
 
     def __init__(self, *, fetch_ports=1, **params):
         self._p = spec_params.machine(**params)
         p = self._p
-        if p["conv"]:
-            raise ValueError("conv=True: the Sequencer has no convolution extensions yet "
-                             "(they are in the golden model, golden.sequencer)")
         self.fetch_ports = spec_params.check_fetch_ports(fetch_ports)
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
             "start": In(1), "abort": In(1),
-            "uop": Out(stream.Signature(uop_layout(p["prog_depth"]))),
+            "uop": Out(stream.Signature(uop_layout(p["prog_depth"], conv=p["conv"]))),
             "probe": Out(stream.Signature(probe_layout())),
             "value": In(stream.Signature(signed(VALUE_BITS))),
             "busy": Out(1), "halted": Out(1), "error": Out(1),
@@ -146,7 +147,8 @@ class Sequencer(wiring.Component):
         })
         self._parts = dict(
             predecode=Predecoder(**p), pf=PredicateFile(n=N_PRED),
-            run=RunControl(fetch_ports=fetch_ports, **p), loop=LoopUnit(**p),
+            run=RunControl(fetch_ports=fetch_ports, **p),
+            loop=LoopNest(**p) if p["conv"] else LoopUnit(**p),
             fetch=Fetch(fetch_ports=fetch_ports, **p), execute=Execute(**p))
         ex = self._parts["execute"]
         # named for the formal harness (tests/test_formal.py): the current instruction
@@ -184,7 +186,7 @@ class Sequencer(wiring.Component):
                      wr.en.eq(ld.valid & ld.ready), run.wrote0.eq(wr.en & (wr.addr == 0))]
         wiring.connect(m, run.ctl, loop.ctl, fetch.ctl, ex.ctl)
         wiring.connect(m, ex.loop, loop.cmd)
-        wiring.connect(m, loop.cases, fetch.loop)
+        wiring.connect(m, loop.view if self._p["conv"] else loop.cases, fetch.loop)
         wiring.connect(m, ex.fwd, fetch.fwd)
         wiring.connect(m, fetch.next, ex.next)
         wiring.connect(m, ex.status, run.status)

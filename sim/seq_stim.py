@@ -203,6 +203,106 @@ def hazard_program(rng, cfg, *, length=40, window=8):
     return words + [0] * (cfg.prog_depth - len(words))
 
 
+CONV = dict(lanes=4, x_depth=1024, w_depth=1024, channels=32, prog_depth=128,
+            x_zero_point=-3, conv=True)
+
+
+class ConvProgram:
+    """A random program for a convolution machine (``conv_case``): loops nested up to
+    ``LOOP_LEVELS`` deep (inner bodies often ending with their enclosing one, predicated-off
+    LOOPs among them), STRD of every level (of an open level now and then: illegal), SETG,
+    window DOTs, lane banks and their REQs, ``ci``/``wi``/``xi``/``oi`` indexing, SETL with
+    either rounding, predicate writes; ``bad_rate`` of the words illegal or out of range."""
+
+    def __init__(self, rng, cfg, bad_rate):
+        self.rng, self.cfg, self.bad_rate = rng, cfg, bad_rate
+
+    def words(self, length):
+        words = self._body(length - 1, 0)
+        return words + [isa.ins("HALT")]
+
+    def _body(self, length, depth):
+        out = []
+        while len(out) < length:
+            room = length - len(out)
+            if room >= 2 and self.rng.random() < (0.35 if depth < 3 else 0.03):
+                n = int(self.rng.integers(1, min(room - 1, 8) + 1))
+                out.append(self._loop(depth, n))
+                out += self._body(n, depth + 1)
+            else:
+                out.append(self._instr(depth))
+        return out
+
+    def _loop(self, depth, body):
+        pred, neg = _pred(self.rng) if self.rng.random() < 0.3 else (0, 0)
+        lanes = self.cfg.lanes
+        return isa.ins("LOOP", pred, neg, count=int(self.rng.integers(1, 4)), body=body,
+                       xstride=lanes * int(self.rng.integers(0, 3)),
+                       ostride=int(self.rng.integers(0, 3))
+                       * (1 if self.rng.random() < 0.1 else lanes))
+
+    def _instr(self, depth):
+        rng, cfg, lanes = self.rng, self.cfg, self.cfg.lanes
+        bad = rng.random() < self.bad_rate
+        pred, neg = _pred(rng) if rng.random() < 0.4 else (0, 0)
+        kind = rng.choice(["CLR", "LDB", "DOT", "DOT", "WDOT", "WDOT", "REQ", "REQW", "STRD",
+                           "SETG", "SETL", "SETP", "PNOT"])
+        acc = int(rng.integers(0, 4))
+        bank = 4 + int(rng.integers(0, 2))
+        if kind == "CLR":
+            return isa.ins("CLR", pred, neg, acc=bank if rng.random() < 0.4 else acc)
+        if kind == "LDB":
+            return isa.ins("LDB", pred, neg, acc=bank if bad else acc, ci=int(rng.random() < .5),
+                           ch=int(rng.integers(0, cfg.channels // 2)))
+        if kind in ("DOT", "WDOT"):
+            win = kind == "WDOT"
+            beats = int(rng.integers(1, 10 if win else 3))
+            xaddr = lanes * int(rng.integers(16, 64 if win else 128))
+            return isa.ins("DOT", pred, neg, acc=bank if rng.random() < 0.4 else acc,
+                           xi=int(not win and rng.random() < 0.5), xaddr=xaddr,
+                           wi=int(rng.random() < 0.5),
+                           waddr=lanes * int(rng.integers(0, 96 if not bad else 256)),
+                           win=int(win), beats=beats)
+        if kind in ("REQ", "REQW"):
+            w = kind == "REQW"
+            return isa.ins("REQ", pred, neg, acc=bank if w else acc, ci=int(rng.random() < .5),
+                           ch=int(rng.integers(0, cfg.channels - (lanes if w else 0)
+                                               - (0 if bad else 8))),
+                           oi=int(rng.random() < .5),
+                           oaddr=lanes * int(rng.integers(160, 250 + (20 if bad else 0)))
+                           + (0 if w else int(rng.integers(0, lanes))))
+        if kind == "STRD" and (depth < 3 or bad):  # (of an open level: illegal, executed)
+            level = int(rng.integers(0, 3)) if bad else int(rng.integers(depth, 3))
+            k = int(rng.integers(0, 2))
+            return isa.ins("STRD", pred, neg, level=level, kind=k,
+                           stride=int(rng.integers(0, 3)) * (lanes if k == 0 else 1))
+        if kind in ("SETG", "STRD"):
+            return isa.ins("SETG", pred, neg, ih=int(rng.integers(1, 5)),
+                           iw=int(rng.integers(1, 5)), kw=int(rng.integers(1, 4)),
+                           pt=int(rng.integers(0, 2)), pl=int(rng.integers(0, 2)),
+                           sy=int(rng.integers(1, 3)), sx=int(rng.integers(1, 3)),
+                           pixpitch=int(rng.integers(0, 2)), rowpitch=int(rng.integers(0, 5)))
+        if kind == "SETL":
+            return isa.ins("SETL", pred, neg, in_zp=int(rng.choice([cfg.x_zero_point, 0, 5])),
+                           round=int(rng.integers(0, 2)))
+        if kind == "SETP":
+            return isa.ins("SETP", pred, neg, pd=int(rng.integers(1, 8)), cmp=int(
+                rng.integers(0, 6)), src=4, ai=0, addr=lanes * int(rng.integers(0, 64)),
+                beats=1, imm=int(rng.integers(0, lanes + 1)))
+        return isa.ins("PNOT", pred, neg, pd=int(rng.integers(1, 8)),
+                       pa=int(rng.integers(0, 8)))
+
+
+def conv_case(rng, *, length=None, bad_rate=0.02, **cfg):
+    """A random case on a convolution machine (``CONV``, updated with ``cfg``)."""
+    cfg = golden_sequencer.MachineConfig(**dict(CONV, **cfg))
+    prm = random_params(rng, cfg)
+    prm.multiplier[:] = np.abs(prm.multiplier)  # (the tflite rounding takes them too)
+    length = length or int(rng.integers(8, cfg.prog_depth - 4))
+    words = ConvProgram(rng, cfg, bad_rate).words(length)
+    return Case(cfg, prm, random_x(rng, cfg), words + [0] * (cfg.prog_depth - len(words)))
+
+
 def random_case(rng, cfg=None, *, bad_channels=0, edge_bias=False, **kw):
     cfg = cfg or golden_sequencer.MachineConfig(**SMALL)
     prm = random_params(rng, cfg, bad_channels=bad_channels, edge_bias=edge_bias)
@@ -230,14 +330,22 @@ class Datapath:
     def __init__(self, case):
         self.m = golden_sequencer.new_machine(case.cfg, case.params, case.x_init)
 
-    def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr, zp):
-        """Execute an issued uop; ``zp``: the activation zero point it carries."""
+    def uop(self, kind, acc, ch, xaddr, waddr, beats, oaddr, zp, conv=None):
+        """Execute an issued uop; ``zp``: the activation zero point it carries; ``conv``: a
+        convolution machine's fields (``win``, ``i0``, ``i1``, ``window``: a dict of SETG's
+        fields, ``round``)."""
         op = UOP_OPS[kind]
         self.m.x_zp = zp
+        off, win = golden_sequencer.NO_OFFSETS, 0
+        if conv is not None:
+            self.m.x_round, win = conv["round"], conv["win"]
+            self.m.window = conv["window"] if conv["window"]["ih"] else None
+            off = golden_sequencer.Offsets(i0=conv["i0"], i1=conv["i1"])
         args = dict(CLR=dict(acc=acc), LDB=dict(acc=acc, ci=0, ch=ch),
-                    DOT=dict(acc=acc, xi=0, xaddr=xaddr, wi=0, waddr=waddr, win=0, beats=beats),
+                    DOT=dict(acc=acc, xi=0, xaddr=xaddr, wi=0, waddr=waddr, win=win,
+                             beats=beats),
                     REQ=dict(acc=acc, ci=0, ch=ch, oi=0, oaddr=oaddr))[op]
-        golden_sequencer.execute(self.m, Instr(op, 0, 0, args))
+        golden_sequencer.execute(self.m, Instr(op, 0, 0, args), off)
 
     def probe(self, src, addr, beats, zp):
         """A probe's value; ``zp``: the activation zero point it carries."""

@@ -49,8 +49,12 @@ class Datapath:
             busy = int(dut.busy.value)
             if uv and ur:
                 u = unpack(self.uop_fields, int(dut.uop__payload.value))
+                conv = None
+                if "win" in u:  # a convolution machine's (its window: SETG's fields)
+                    conv = dict(u, window={k.split(".", 1)[1]: v for k, v in u.items()
+                                           if k.startswith("window.")})
                 self.model.uop(u["kind"], u["acc"], u["ch"], u["xaddr"], u["waddr"],
-                               u["beats"], u["oaddr"], u["zp"])
+                               u["beats"], u["oaddr"], u["zp"], conv=conv)
             reply.clock(vr)
             if pv and pr:
                 q = unpack(self.probe_fields, int(dut.probe__payload.value))
@@ -130,7 +134,8 @@ async def random_programs(dut):
     totals = dict(programs=0, errors=0, executed=0, predicated_off=0, cycles=0, stalls=0,
                   mismatches=0)
     for n in range(cfg["vectors"]):
-        case = seq_stim.random_case(rng, mcfg, bad_rate=0.01)
+        case = (seq_stim.conv_case(rng, **vars(mcfg)) if mcfg.conv
+                else seq_stim.random_case(rng, mcfg, bad_rate=0.01))
         c, _, err, failed = await _run_case(dut, case, dp, loader)
         if failed:
             totals["mismatches"] += 1

@@ -34,6 +34,14 @@ CONFIGS = {
                                           prog_depth=64, x_zero_point=-3)),
     "sequencer": ("Sequencer", dict(lanes=16, x_depth=256, w_depth=4096, channels=64,
                                     prog_depth=512, x_zero_point=-128, fetch_ports=2)),
+    "sequencer_conv_small": ("Sequencer", dict(lanes=4, x_depth=1024, w_depth=1024,
+                                               channels=32, prog_depth=128, x_zero_point=-3,
+                                               conv=True)),
+    # the sequencer of the keyword spotter's convolution core (PLANNED["core_kws"]): loops
+    # nested three deep, strides, windows, lane banks (the fetch stage alone so far)
+    "sequencer_conv": ("Sequencer", dict(lanes=16, x_depth=16384, w_depth=32768,
+                                         channels=1024, prog_depth=512, x_zero_point=-128,
+                                         conv=True)),
     # the core's weight memory with its delta port (two banks of the digits model's size)
     "delta_apply_4k": ("DeltaApply", dict(depth=4096)),
     # the core: the digits MLP's sizes, N16 engine with four 8-bit multipliers, and its dense

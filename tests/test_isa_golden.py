@@ -276,6 +276,11 @@ def test_loop_nesting_limits():
         golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)),
                              isa.assemble("LOOP count=2 body=2\nCLR acc=0\nLOOP count=2 body=2\n"
                                           "CLR acc=1\nCLR acc=2\nHALT"))
+    # a stride changes only while its level is closed (the hardware keeps running totals)
+    with pytest.raises(IllegalInstruction, match="loop level 0 is open"):
+        golden_sequencer.run(conv_machine(np.zeros(256, int), np.zeros(256, int)),
+                             isa.assemble("LOOP count=2 body=2\nSTRD level=1 kind=0 stride=4\n"
+                                          "STRD level=0 kind=1 stride=1\nHALT"))
     # a skipped inner body that ends the outer one still ends the outer iteration
     prog = isa.assemble("LOOP count=3 body=3\nCLR acc=0\n@!p0 LOOP count=2 body=1\nCLR acc=1\n"
                         "HALT")

@@ -19,6 +19,17 @@ def test_sequencer_random_programs(sim, full):
     assert rep["executed"] > 0 and rep["predicated_off"] > 0 and rep["stalls"] > 0
 
 
+@pytest.mark.parametrize("sim, full", sim_params())
+def test_conv_sequencer_random_programs(sim, full):
+    """The convolution machine's Sequencer (``sim.seq_stim.conv_case``: nested loops, STRD,
+    SETG, window DOTs, lane banks) against golden."""
+    programs = 200 if full else 60
+    rep = run("sequencer_conv_small", "tb_sequencer", sim=sim, vectors=programs, seed=SEED)
+    print(f"sequencer_conv_small on {sim}: {rep}")
+    assert rep["programs"] == programs and rep["mismatches"] == 0
+    assert 0 < rep["errors"] < programs // 2 and rep["executed"] > 50 * programs
+
+
 def test_testbench_catches_ungated_ops(tmp_path, monkeypatch):
     """A mutant whose predicated-off ops still write state must fail the testbench."""
     from sparq.hw.export import write

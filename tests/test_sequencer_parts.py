@@ -185,6 +185,36 @@ def test_predecoder_against_golden(cfg):
     assert all(seen.values())
 
 
+def test_predecoder_static_on_a_conv_machine():
+    """On a convolution machine the stored ``static`` check is golden's for every word (the
+    convolution extensions legal, their own static checks: accumulators 6 and 7, LDB of a
+    lane bank, STRD level 3, SETG sizes of 0), and ``last`` is a LOOP's body's last address
+    (its channel and weight addresses are the fetch stage's to check: tests/
+    test_sequencer_rtl.py's conv programs)."""
+    cfg = dict(seq_stim.CONV)
+    seed = SEED + 23
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = Predecoder(**cfg)
+    words = random_words(rng, cfg, 1500)
+    seen = {"static": 0, "legal": 0}
+
+    async def bench(ctx):
+        for word in words:
+            addr = int(rng.integers(0, cfg["prog_depth"]))
+            ctx.set(dut.word, word)
+            ctx.set(dut.addr, addr)
+            static = golden_static(word, addr, cfg)
+            assert ctx.get(dut.checks.static) == static, f"{word:#014x} at {addr}"
+            seen["static" if static else "legal"] += 1
+            if not static and word >> 44 == isa.OPS["LOOP"]:
+                assert ctx.get(dut.checks.last) == addr + decode_fields(word).body
+
+    _run(dut, bench)
+    print(seen)
+    assert all(seen.values())
+
+
 # ----------------------------------------------------------------------------- LoopUnit
 
 class LoopModel:

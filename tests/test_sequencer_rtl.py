@@ -10,6 +10,7 @@ from sparq.golden import isa
 from sparq.hw.seq_execute import Execute
 from sparq.hw.sequencer import PredicateFile, Sequencer
 from sparq.sim import seq_stim
+from sparq.spec.isa import FIELDS
 from tests.conftest import SEED
 
 
@@ -64,7 +65,7 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, rever
                     dut.value.ready, dut.busy)
                 if uv and uop_ready:
                     dp.uop(up.kind, up.acc, up.ch, up.xaddr, up.waddr, up.beats, up.oaddr,
-                           up.zp)
+                           up.zp, conv=_conv_fields(up) if cfg.conv else None)
                 reply.clock(vr)
                 if pv and probe_ready:
                     reply.probe(dp.probe(pp.src, pp.addr, pp.beats, pp.zp))
@@ -81,6 +82,12 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, rever
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def _conv_fields(up):
+    """A convolution machine's uop fields (``uop_layout(conv=True)``) for the stand-in."""
+    window = {name: getattr(up.window, name) for name, _, _ in FIELDS["SETG"]}
+    return dict(win=up.win, i0=up.i0, i1=up.i1, round=up.round, window=window)
 
 
 def check(case, got_state, counters):
@@ -135,6 +142,28 @@ def test_loop_guarded_by_the_predicate_just_written(fetch_ports):
         runs += counters["executed"]
     print(f"{runs} instructions executed, {skipped} predicated off")
     assert skipped and runs
+
+
+@pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.4)])
+def test_random_conv_programs(idle, stall):
+    """A convolution machine: nested loops (shared ends, predicated-off LOOPs, the deepest
+    level), STRD, SETG, window DOTs, lane banks and their REQs, indexed channels and weights,
+    SETL's rounding; the state and counters equal golden's, errors included."""
+    rng = np.random.default_rng(SEED + 3)
+    print(f"seed {SEED + 3}")
+    cases = [seq_stim.conv_case(rng) for _ in range(40)]
+    errors = nested = 0
+    for n, (case, (state, counters)) in enumerate(zip(
+            cases, run_cases(cases, idle=idle, stall=stall), strict=True)):
+        try:
+            errors += check(case, state, counters) is not None
+        except AssertionError:
+            print("\n".join(f"{a:3} " + (isa.disassemble(w) if _legal(w) else f"{w:#014x}")
+                            for a, w in enumerate(case.program) if w))
+            raise AssertionError(f"case {n}") from None
+        nested += counters["executed"] > 100
+    print(f"{errors} of {len(cases)} cases end in an error; {nested} execute over 100")
+    assert 0 < errors < len(cases) // 2 and nested
 
 
 def _legal(word):
