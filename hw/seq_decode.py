@@ -71,20 +71,24 @@ def _largest(enum):
     return max(code.value for code in enum)
 
 
-def predecoded_layout(*, prog_depth, x_depth, lanes, conv=False, **_):
+def predecoded_layout(*, prog_depth, x_depth, lanes, w_depth=0, channels=0, conv=False,
+                      **_):
     """What ``Predecoder`` stores beside each word: ``loop`` (a LOOP) and ``skip`` (the
     address after its body), ``static`` (illegal in any case), ``dyn`` (illegal when
     executed, whatever the loop), and for an activation address that a loop may offset, its
     kind (``xkind`` 1: one activation, 2: an aligned block), its offset (``okind`` 1: the
     loop's x offset, 2: its output offset), ``xend`` (the end of what it reads or writes, at
     most ``x_depth + 1``) and ``blow`` (its lane). A convolution machine's (``conv``) also
-    has ``last``, a LOOP's body's last address (its channel and weight addresses take loop
-    offsets: the fetch stage checks them, not ``dyn``)."""
+    has ``last``, a LOOP's body's last address, and for a weight address or a channel that
+    takes a loop offset (``rkind`` 1: DOT's with ``wi``, 2: LDB's or REQ's with ``ci``) the
+    ``room`` the offset may take: the fetch stage checks ``offset <= room`` (and a weight
+    offset's alignment) with one comparison; ``dyn`` holds what is out of range at offset 0."""
     return data.StructLayout({"loop": 1, "skip": range(prog_depth + BODY_SPAN + 1),
                               "static": 1, "dyn": 1, "xkind": 2, "okind": 2,
                               "xend": range(x_depth + 2),
                               "blow": max(1, (lanes - 1).bit_length()),
-                              **({"last": range(prog_depth + BODY_SPAN)} if conv else {})})
+                              **({"last": range(prog_depth + BODY_SPAN), "rkind": 2,
+                                  "room": range(max(w_depth, channels) + 1)} if conv else {})})
 
 
 class Predecoder(wiring.Component):
@@ -157,20 +161,27 @@ class Predecoder(wiring.Component):
         setp_xb = xend("setp_block", f.addr, f.sbeats * lanes, 2)
         with m.Switch(op):
             with m.Case(Op.LDB):
-                if not conv:
+                if conv:
+                    m.d.comb += _room(c, p["channels"] - 1 - f.ch, f.ci, 2)
+                else:
                     m.d.comb += c.dyn.eq(f.ch >= p["channels"])
             with m.Case(Op.REQ):
                 if conv:
                     with m.If(f.acc >= isa.N_ACC):  # a lane bank's REQ writes a block
-                        m.d.comb += x_addr(f.oaddr, xend("reqw", f.oaddr, lanes, 2), 2,
-                                           Mux(f.oi, 2, 0))
+                        m.d.comb += [*x_addr(f.oaddr, xend("reqw", f.oaddr, lanes, 2), 2,
+                                             Mux(f.oi, 2, 0)),
+                                     *_room(c, p["channels"] - lanes - f.ch, f.ci, 2)]
                     with m.Else():
-                        m.d.comb += x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))
+                        m.d.comb += [*x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0)),
+                                     *_room(c, p["channels"] - 1 - f.ch, f.ci, 2)]
                 else:
                     m.d.comb += [c.dyn.eq(f.ch >= p["channels"]),
                                  *x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))]
             with m.Case(Op.DOT):
                 if conv:  # (a window DOT's taps are checked by the datapath)
+                    room = p["w_depth"] - f.waddr - f.dbeats * lanes
+                    misaligned = (f.waddr[:low] != 0) if low else Const(0)
+                    m.d.comb += _room(c, room, f.wi, 1, misaligned)
                     with m.If(~f.win):
                         m.d.comb += x_addr(f.xaddr, dot_x, 2, f.xi)
                 else:
@@ -202,6 +213,15 @@ class Predecoder(wiring.Component):
                                       | (f.sbeats == 0)))
                 | ((op == Op.DOT) & (f.dbeats == 0))
                 | ((op == Op.LOOP) & ((f.count == 0) | (f.body == 0))))
+
+
+def _room(c, room, indexed, rkind, bad=None):
+    """A convolution machine's stored range check of a weight address or channel: ``room``
+    (signed: how far past it the loop offset may take it), out of range at offset 0 (``dyn``),
+    and the kind of offset the fetch stage compares with it when ``indexed``."""
+    neg = room < 0
+    return [c.dyn.eq(neg if bad is None else neg | bad), c.rkind.eq(Mux(indexed, rkind, 0)),
+            c.room.eq(Mux(neg, 0, room))]
 
 
 def _conv_flags(f):

@@ -189,7 +189,7 @@ class Fetch(wiring.Component):
         an activation, weight or channel address out of range, a STRD of an open level) and
         ``nest_bad`` (a LOOP nested too deep or past its enclosing body, executed or not)."""
         p, n, nx = self._p, self.loop.next, self.next
-        lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        low = (p["lanes"] - 1).bit_length()
         off = n.off
         uses_x = w.ai & (w.src != Src.W) & (w.src != Src.WNNZ)
         m.d.comb += [nx.xaddr.eq(w.xaddr + Mux(w.xi, off.x, 0)),
@@ -200,16 +200,13 @@ class Fetch(wiring.Component):
         ch = Signal(len(off.ch) + 1, name="next_ch")
         m.d.comb += [wa.eq(w.waddr + Mux(w.wi, off.w, 0)), ch.eq(w.ch + Mux(w.ci, off.ch, 0)),
                      nx.waddr.eq(wa), nx.ch.eq(ch)]
-        op = w.op
-        w_bad = ((wa[:low] != 0) if low else Const(0)) | (
-            (wa[low:] + w.dbeats) > p["w_depth"] // lanes)
-        bank = w.acc >= isa.N_ACC
-        ch_bad = Mux((op == Op.REQ) & bank, ch + lanes > p["channels"], ch >= p["channels"])
+        # the weight address's and channel's offsets against the room the word leaves them
+        # (``predecoded_layout``): one comparison each after the offset
+        w_bad = (((off.w[:low] != 0) if low else Const(0)) | (off.w > c.room))
         bad = Signal(name="next_dyn")
         m.d.comb += bad.eq(c.dyn | self._x_range_bad(m, c, off.x, off.o)
-                           | ((op == Op.DOT) & w_bad)
-                           | (((op == Op.LDB) | (op == Op.REQ)) & ch_bad)
-                           | ((op == Op.STRD) & (w.level < n.depth)))
+                           | ((c.rkind == 1) & w_bad) | ((c.rkind == 2) & (off.ch > c.room))
+                           | ((w.op == Op.STRD) & (w.level < n.depth)))
         m.d.comb += [nx.dyn.eq(bad),
                      nx.nest_bad.eq(c.loop & ((n.depth == isa.LOOP_LEVELS)
                                               | (n.in_loop & (c.last > n.l_end))))]

@@ -21,7 +21,7 @@ when the level opens or steps. The fetch stage sees the state after the current 
 through ``NestView`` (the innermost level's end, ``back`` and ``target``, and the offsets).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,7 @@ from sparq.spec import isa
 from sparq.spec import params as spec_params
 
 from .seq_decode import BODY_BITS, COUNT_BITS
+from .seq_loop import by_case
 from .seq_run import Control
 
 LEVELS = isa.LOOP_LEVELS
@@ -112,42 +113,35 @@ class LoopNest(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth_n = self._p["prog_depth"]
         cmd = self.cmd
-        lay = _level_layout(depth_n)
-        depth = Signal(range(LEVELS + 1), name="nest_depth")
-        lv = [Signal(lay, name=f"level{k}") for k in range(LEVELS)]
-        strd = {k: [Signal(isa.field_width("stride", "STRD"), name=f"{k}stride{lvl}")
-                    for lvl in range(LEVELS)] for k in ("w", "ch")}
-        at = {k: [Signal(offset_bits(k), name=f"at_{k}{lvl}") for lvl in range(LEVELS)]
-              for k in KINDS}
-        cur = {k: Signal(offset_bits(k), name=f"cur_{k}") for k in KINDS}
-        m.d.comb += cmd.in_loop.eq(depth != 0)
-        top = self._top(m, depth, lv)
-
-        # the next value of every register (``n_*``), from the one case that holds
-        n_depth = Signal.like(depth, name="n_depth")
-        n_lv = [Signal(lay, name=f"n_level{k}") for k in range(LEVELS)]
-        n_at = {k: [Signal.like(s, name=f"n_{s.name}") for s in at[k]] for k in KINDS}
-        n_cur = {k: Signal.like(cur[k], name=f"n_cur_{k}") for k in KINDS}
-        m.d.comb += [n_depth.eq(depth), *[n.eq(r) for n, r in zip(n_lv, lv, strict=True)],
-                     *[n_at[k][lvl].eq(at[k][lvl]) for k in KINDS for lvl in range(LEVELS)],
-                     *[n_cur[k].eq(cur[k]) for k in KINDS]]
-        stride = {"x": [r.xs for r in lv], "o": [r.os for r in lv], **strd}
-        with m.If(self.ctl.go):
-            m.d.comb += [n_depth.eq(0), *[n_cur[k].eq(0) for k in KINDS]]
-        with m.Elif(cmd.begin):
-            self._begin(m, (depth, lv, cur, top), (n_depth, n_lv, n_at))
-        with m.Elif(cmd.at_end):
-            self._end(m, (depth, lv, at, stride, top), (n_depth, n_lv, n_at, n_cur))
-
-        with m.If(cmd.advance):
-            m.d.sync += [depth.eq(n_depth), *[r.eq(n) for r, n in zip(lv, n_lv, strict=True)],
-                         *[at[k][lvl].eq(n_at[k][lvl]) for k in KINDS
-                           for lvl in range(LEVELS)],
-                         *[cur[k].eq(n_cur[k]) for k in KINDS]]
+        lay = _level_layout(self._p["prog_depth"])
+        r = _Registers(
+            depth=Signal(range(LEVELS + 1), name="nest_depth"),
+            lv=[Signal(lay, name=f"level{k}") for k in range(LEVELS)],
+            strd={k: [Signal(isa.field_width("stride", "STRD"), name=f"{k}stride{lvl}")
+                      for lvl in range(LEVELS)] for k in ("w", "ch")},
+            at={k: [Signal(offset_bits(k), name=f"at_{k}{lvl}") for lvl in range(LEVELS)]
+                for k in KINDS},
+            nx={k: [Signal(offset_bits(k), name=f"nx_{k}{lvl}") for lvl in range(LEVELS)]
+                for k in KINDS},
+            cur={k: Signal(offset_bits(k), name=f"cur_{k}") for k in KINDS})
+        m.d.comb += cmd.in_loop.eq(r.depth != 0)
+        top = self._top(m, r.depth, r.lv)
+        # each case's view and register writes, made from the registers (and the current
+        # instruction's fields) alone; which case holds is chosen last
+        views = [_reset_view(), self._begin(m, r, top), self._end(m, r, top), _other_view(r, top)]
+        sel = [self.ctl.go, cmd.begin, cmd.at_end]
+        for name, _ in nest_view_layout(self._p["prog_depth"]):
+            field = getattr(self.view.next, name)
+            if name == "off":
+                for k in KINDS:
+                    m.d.comb += field[k].eq(by_case(m, sel, [v["off"][k] for v in views],
+                                                    len(field[k]), f"view_off_{k}"))
+            else:
+                m.d.comb += field.eq(by_case(m, sel, [v[name] for v in views],
+                                             len(field), f"view_{name}"))
         with m.If(cmd.strd):
-            for k, regs in strd.items():
+            for k, regs in r.strd.items():
                 for lvl, reg in enumerate(regs):
                     with m.If((cmd.kind == isa.STRIDE_KINDS.index(k)) & (cmd.level == lvl)):
                         m.d.sync += reg.eq(cmd.stride)
@@ -155,9 +149,8 @@ class LoopNest(wiring.Component):
         with m.If(self.ctl.busy & ~self.ctl.prime):
             pass
         with m.Elif(self.ctl.start):
-            m.d.sync += [depth.eq(0), *[cur[k].eq(0) for k in KINDS],
-                         *[r.eq(0) for regs in strd.values() for r in regs]]
-        self._view(m, n_depth, n_lv, n_cur)
+            m.d.sync += [r.depth.eq(0), *[r.cur[k].eq(0) for k in KINDS],
+                         *[x.eq(0) for regs in r.strd.values() for x in regs]]
         return m
 
     @staticmethod
@@ -169,80 +162,123 @@ class LoopNest(wiring.Component):
         m.d.comb += member[LEVELS - 1].eq(is_top[LEVELS - 1])
         for k in reversed(range(LEVELS - 1)):
             m.d.comb += member[k].eq(is_top[k] | (member[k + 1] & lv[k + 1].shared))
-        end, back, target = (_pick(m, is_top, [getattr(r, f) for r in lv], f"top_{f}")
+        end, back, target = (_pick(m, is_top, [getattr(x, f) for x in lv], f"top_{f}")
                              for f in ("end", "back", "target"))
         return dict(is_top=is_top, member=member, end=end, back=back, target=target)
 
-    def _begin(self, m, regs, nxt):
-        """A LOOP commits: level ``depth`` opens (its first iteration)."""
+    def _begin(self, m, r, top):
+        """A LOOP commits: level ``depth`` opens (its first iteration). Writes it when the
+        LOOP completes; returns the view after it."""
         cmd = self.cmd
-        depth, lv, cur, top = regs
-        n_depth, n_lv, n_at = nxt
-        end = Signal(range(self._p["prog_depth"]), name="begin_end")
-        m.d.comb += end.eq(cmd.pc + cmd.body)
-        for d in range(LEVELS):
-            with m.If(depth == d):
-                shared = (end == top["end"]) if d else Const(0)
-                more = cmd.count > 1
-                m.d.comb += [
-                    n_depth.eq(d + 1),
-                    n_lv[d].start.eq(cmd.pc + 1), n_lv[d].end.eq(end),
-                    n_lv[d].left.eq(cmd.count - 1), n_lv[d].idx.eq(0),
-                    n_lv[d].shared.eq(shared), n_lv[d].xs.eq(cmd.xstride),
-                    n_lv[d].os.eq(cmd.ostride),
-                    n_lv[d].back.eq(more | (shared & top["back"])),
-                    n_lv[d].target.eq(Mux(more, cmd.pc + 1, top["target"])),
-                    *[n_at[k][d].eq(cur[k]) for k in KINDS]]
+        pc_shape = range(self._p["prog_depth"])
+        end, start = Signal(pc_shape, name="begin_end"), Signal(pc_shape, name="begin_start")
+        shared, more = Signal(name="begin_shared"), Signal(name="begin_more")
+        m.d.comb += [end.eq(cmd.pc + cmd.body), start.eq(cmd.pc + 1),
+                     shared.eq((r.depth != 0) & (end == top["end"])), more.eq(cmd.count > 1)]
+        back, target = more | (shared & top["back"]), Mux(more, start, top["target"])
+        stride = {"x": cmd.xstride, "o": cmd.ostride}
+        with m.If(cmd.advance & cmd.begin):
+            m.d.sync += r.depth.eq(r.depth + 1)
+            for d in range(LEVELS):
+                new = r.lv[d]
+                with m.If(r.depth == d):
+                    m.d.sync += [new.start.eq(start), new.end.eq(end),
+                                 new.left.eq(cmd.count - 1), new.idx.eq(0),
+                                 new.shared.eq(shared), new.back.eq(back),
+                                 new.target.eq(target), new.xs.eq(cmd.xstride),
+                                 new.os.eq(cmd.ostride)]
+                    for k in KINDS:
+                        step = stride[k] if k in stride else r.strd[k][d]
+                        m.d.sync += [r.at[k][d].eq(r.cur[k]), r.nx[k][d].eq(r.cur[k] + step)]
+        return dict(in_loop=1, depth=r.depth + 1, l_end=end, back=back, l_start=target,
+                    off=r.cur, i0=Mux(r.depth >= 1, r.lv[0].idx, 0),
+                    i1=Mux(r.depth >= 2, r.lv[1].idx, 0))
 
-    @staticmethod
-    def _end(m, regs, nxt):
+    def _end(self, m, r, top):
         """The current instruction ends the innermost body: the innermost level of the group
-        with iterations left steps, or the group exits."""
-        depth, lv, at, stride, top = regs
-        n_depth, n_lv, n_at, n_cur = nxt
-        member = top["member"]
+        with iterations left steps (``steps``), or the group exits (``pops[k]``: to depth
+        k). Writes it when the instruction completes; returns the view after it."""
+        member, lv = top["member"], r.lv
         steps = [Signal(name=f"steps{k}") for k in range(LEVELS)]
+        pops = [Signal(name=f"pops{k}") for k in range(LEVELS)]
         taken = Const(0)
         for k in reversed(range(LEVELS)):
             m.d.comb += steps[k].eq(member[k] & (lv[k].left != 0) & ~taken)
             taken = taken | steps[k]
         for k in range(LEVELS):
-            with m.If(steps[k]):
-                more = lv[k].left > 1
-                outer_back = (lv[k].shared & lv[k - 1].back) if k else Const(0)
-                outer_target = lv[k - 1].target if k else Const(0)
-                m.d.comb += [
-                    n_depth.eq(k + 1), n_lv[k].left.eq(lv[k].left - 1),
-                    n_lv[k].idx.eq(lv[k].idx + 1),
-                    n_lv[k].back.eq(more | outer_back),
-                    n_lv[k].target.eq(Mux(more, lv[k].start, outer_target))]
-                for kind in KINDS:
-                    total = at[kind][k] + stride[kind][k]
-                    m.d.comb += [n_at[kind][k].eq(total), n_cur[kind].eq(total)]
-        # none steps: the group exits; the level around its outermost member is the top
-        with m.If(~taken):
-            for k in range(LEVELS):
-                outside = ~member[k - 1] if k else Const(1)
-                with m.If(member[k] & outside):
-                    m.d.comb += n_depth.eq(k)
-                    m.d.comb += [n_cur[kind].eq(at[kind][k - 1] if k else 0) for kind in KINDS]
-
-    def _view(self, m, n_depth, n_lv, n_cur):
-        """``next``: the state after the current instruction as the fetch stage takes it."""
-        nx = self.view.next
-        is_top = [n_depth == k + 1 for k in range(LEVELS)]
-        m.d.comb += [nx.in_loop.eq(n_depth != 0), nx.depth.eq(n_depth),
-                     nx.l_end.eq(_pick(m, is_top, [r.end for r in n_lv], "view_end")),
-                     nx.back.eq(_pick(m, is_top, [r.back for r in n_lv], "view_back")),
-                     nx.l_start.eq(_pick(m, is_top, [r.target for r in n_lv], "view_start")),
-                     *[nx.off[k].eq(n_cur[k]) for k in KINDS],
-                     nx.i0.eq(Mux(n_depth >= 1, n_lv[0].idx, 0)),
-                     nx.i1.eq(Mux(n_depth >= 2, n_lv[1].idx, 0))]
+            m.d.comb += pops[k].eq(~taken & member[k] & (~member[k - 1] if k else 1))
+        stride = {"x": [x.xs for x in lv], "o": [x.os for x in lv], **r.strd}
+        alts = []  # (condition, view) of each outcome
+        for k in range(LEVELS):
+            more = lv[k].left > 1
+            back = more | ((lv[k].shared & lv[k - 1].back) if k else 0)
+            target = Mux(more, lv[k].start, lv[k - 1].target if k else 0)
+            with m.If(self.cmd.advance & ~self.cmd.begin & self.cmd.at_end & steps[k]):
+                m.d.sync += [r.depth.eq(k + 1), lv[k].left.eq(lv[k].left - 1),
+                             lv[k].idx.eq(lv[k].idx + 1), lv[k].back.eq(back),
+                             lv[k].target.eq(target),
+                             *[r.at[kd][k].eq(r.nx[kd][k]) for kd in KINDS],
+                             *[r.nx[kd][k].eq(r.nx[kd][k] + stride[kd][k]) for kd in KINDS],
+                             *[r.cur[kd].eq(r.nx[kd][k]) for kd in KINDS]]
+            idx = [lv[i].idx + (1 if i == k else 0) for i in range(2)]
+            alts.append((steps[k], dict(
+                in_loop=1, depth=k + 1, l_end=lv[k].end, back=back, l_start=target,
+                off={kd: r.nx[kd][k] for kd in KINDS}, i0=idx[0],
+                i1=idx[1] if k >= 1 else 0)))
+            with m.If(self.cmd.advance & ~self.cmd.begin & self.cmd.at_end & pops[k]):
+                m.d.sync += [r.depth.eq(k),
+                             *[r.cur[kd].eq(r.at[kd][k - 1] if k else 0) for kd in KINDS]]
+            out = lv[k - 1] if k else None
+            alts.append((pops[k], dict(
+                in_loop=int(k > 0), depth=k, l_end=out.end if k else 0,
+                back=out.back if k else 0, l_start=out.target if k else 0,
+                off={kd: r.at[kd][k - 1] if k else 0 for kd in KINDS},
+                i0=lv[0].idx if k >= 1 else 0, i1=lv[1].idx if k >= 2 else 0)))
+        return _one_hot_view(m, alts, "end")
 
 
-def _pick(m, sel, values, name):
+class _Registers:
+    """The loop nest's registers: ``depth`` (levels open), per level ``lv`` (``_level_layout``),
+    the STRD strides ``strd[kind][level]``, per kind and level ``at`` (the total with the
+    level at its index and those inside it at 0) and ``nx`` (the same after its next step),
+    and per kind ``cur`` (the total now)."""
+
+    def __init__(self, **regs):
+        self.__dict__.update(regs)
+
+
+def _reset_view():
+    """The view when a program starts: no level open, every offset 0."""
+    return dict(in_loop=0, depth=0, l_end=0, back=0, l_start=0, off=dict.fromkeys(KINDS, 0),
+                i0=0, i1=0)
+
+
+def _other_view(r, top):
+    """The view when the loops stay as they are."""
+    return dict(in_loop=r.depth != 0, depth=r.depth, l_end=top["end"], back=top["back"],
+                l_start=top["target"], off=r.cur, i0=Mux(r.depth >= 1, r.lv[0].idx, 0),
+                i1=Mux(r.depth >= 2, r.lv[1].idx, 0))
+
+
+def _one_hot_view(m, alts, name):
+    """The view of the one alternative whose condition holds (``alts``: (condition, view)
+    pairs, exactly one holding)."""
+    conds = [c for c, _ in alts]
+    view = {}
+    for key in alts[0][1]:
+        if key == "off":
+            view["off"] = {k: _pick(m, conds, [v["off"][k] for _, v in alts],
+                                    f"{name}_off_{k}", width=offset_bits(k)) for k in KINDS}
+        else:
+            width = max(len(Value.cast(v[key])) for _, v in alts)
+            view[key] = _pick(m, conds, [v[key] for _, v in alts], f"{name}_{key}",
+                              width=width)
+    return view
+
+
+def _pick(m, sel, values, name, width=None):
     """The value whose one-hot ``sel`` bit is set (0 when none is): an AND-OR multiplexer."""
-    out = Signal.like(values[0], name=name)
+    out = Signal(width, name=name) if width else Signal.like(values[0], name=name)
     m.d.comb += out.eq(_or([Mux(s, v, 0) for s, v in zip(sel, values, strict=True)]))
     return out
 

@@ -251,23 +251,27 @@ class ConvProgram:
         bank = 4 + int(rng.integers(0, 2))
         if kind == "CLR":
             return isa.ins("CLR", pred, neg, acc=bank if rng.random() < 0.4 else acc)
+        top = rng.random() < 0.15  # near the top of its memory: a loop offset takes it out
         if kind == "LDB":
-            return isa.ins("LDB", pred, neg, acc=bank if bad else acc, ci=int(rng.random() < .5),
-                           ch=int(rng.integers(0, cfg.channels // 2)))
+            return isa.ins("LDB", pred, neg, acc=bank if bad else acc,
+                           ci=int(top or rng.random() < .5),
+                           ch=int(rng.integers(cfg.channels - 3 if top else 0, cfg.channels)))
         if kind in ("DOT", "WDOT"):
-            win = kind == "WDOT"
+            win, words = kind == "WDOT", cfg.w_depth // lanes
             beats = int(rng.integers(1, 10 if win else 3))
             xaddr = lanes * int(rng.integers(16, 64 if win else 128))
             return isa.ins("DOT", pred, neg, acc=bank if rng.random() < 0.4 else acc,
                            xi=int(not win and rng.random() < 0.5), xaddr=xaddr,
-                           wi=int(rng.random() < 0.5),
-                           waddr=lanes * int(rng.integers(0, 96 if not bad else 256)),
+                           wi=int(top or rng.random() < 0.5),
+                           waddr=lanes * int(rng.integers(
+                               words - beats - 3 if top else 0, words - beats + 1 + 3 * bad)),
                            win=int(win), beats=beats)
         if kind in ("REQ", "REQW"):
             w = kind == "REQW"
-            return isa.ins("REQ", pred, neg, acc=bank if w else acc, ci=int(rng.random() < .5),
-                           ch=int(rng.integers(0, cfg.channels - (lanes if w else 0)
-                                               - (0 if bad else 8))),
+            most = cfg.channels - (lanes if w else 1)
+            return isa.ins("REQ", pred, neg, acc=bank if w else acc,
+                           ci=int(top or rng.random() < .5),
+                           ch=int(rng.integers(most - 3 if top else 0, most + 1 + 3 * bad)),
                            oi=int(rng.random() < .5),
                            oaddr=lanes * int(rng.integers(160, 250 + (20 if bad else 0)))
                            + (0 if w else int(rng.integers(0, lanes))))
@@ -275,7 +279,8 @@ class ConvProgram:
             level = int(rng.integers(0, 3)) if bad else int(rng.integers(depth, 3))
             k = int(rng.integers(0, 2))
             return isa.ins("STRD", pred, neg, level=level, kind=k,
-                           stride=int(rng.integers(0, 3)) * (lanes if k == 0 else 1))
+                           stride=int(rng.integers(0, 3)) * (lanes if k == 0 else 1)
+                           + int(k == 0 and rng.random() < 0.08) * int(rng.integers(1, lanes)))
         if kind in ("SETG", "STRD"):
             return isa.ins("SETG", pred, neg, ih=int(rng.integers(1, 5)),
                            iw=int(rng.integers(1, 5)), kw=int(rng.integers(1, 4)),

@@ -141,9 +141,10 @@ def _sby(tmp_path, harness, ports, depth):
     run_sby(tmp_path, harness, ports, depth=depth, mode="prove")
 
 
-@pytest.mark.parametrize("fetch_ports", [1, 2])
-def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path, fetch_ports):
-    harness = _GatingHarness(fetch_ports=fetch_ports, **CONFIGS["sequencer_small"][1])
+@pytest.mark.parametrize("name, fetch_ports", [("sequencer_small", 1), ("sequencer_small", 2),
+                                                ("sequencer_conv_small", 1)])
+def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path, name, fetch_ports):
+    harness = _GatingHarness(fetch_ports=fetch_ports, **CONFIGS[name][1])
     dut = harness.dut
     ports = [dut.pload.valid, dut.pload.payload.as_value(), dut.start, dut.uop.ready,
              dut.probe.ready, dut.value.valid, dut.value.payload, dut.uop.valid,

@@ -166,6 +166,54 @@ def test_random_conv_programs(idle, stall):
     assert 0 < errors < len(cases) // 2 and nested
 
 
+CONV_DIRECTED = {
+    # a weight offset that is not lane-aligned: the DOT's second iteration is illegal
+    "misaligned weight offset": """
+        STRD level=0 kind=0 stride=2
+        LOOP count=2 body=1
+        DOT acc=0 wi=1 xaddr=64 waddr=0 beats=1
+        HALT""",
+    # three bodies ending on one word, the deepest run once: the middle level steps
+    "shared ends": """
+        STRD level=2 kind=1 stride=1
+        LOOP count=2 body=6 xstride=4
+        CLR acc=1
+        LOOP count=3 body=4 ostride=4
+        LDB acc=0 ci=1 ch=0
+        LOOP count=1 body=2
+        DOT acc=0 xi=1 xaddr=64 waddr=0 beats=1
+        REQ acc=0 ci=1 ch=0 oi=1 oaddr=700
+        HALT""",
+    # a predicated-off LOOP whose skipped body ends the enclosing one
+    "skipped body ends the loop": """
+        LOOP count=3 body=4 ostride=1
+        REQ acc=0 ch=1 oi=1 oaddr=800
+        @!p0 LOOP count=2 body=2
+        CLR acc=0
+        CLR acc=1
+        HALT""",
+    # a channel offset past the parameter memory (a lane bank's REQ needs lanes channels)
+    "channel offset": """
+        STRD level=0 kind=1 stride=12
+        LOOP count=3 body=1
+        REQ acc=4 ci=1 ch=8 oaddr=640
+        HALT""",
+}
+
+
+@pytest.mark.parametrize("name", list(CONV_DIRECTED))
+def test_conv_directed(name):
+    """Corners of the convolution machine's loops and offsets, each against golden."""
+    rng = np.random.default_rng(SEED + 4)
+    case = seq_stim.conv_case(rng, length=8)
+    words = isa.assemble(CONV_DIRECTED[name])
+    case.program = words + [0] * (case.cfg.prog_depth - len(words))
+    (state, counters), = run_cases([case], stall=0.3)
+    err = check(case, state, counters)
+    print(f"{name}: {err or 'no error'}, {counters['executed']} executed")
+    assert (err is not None) == (name in ("misaligned weight offset", "channel offset"))
+
+
 def _legal(word):
     try:
         isa.decode(word)
