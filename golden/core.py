@@ -63,11 +63,13 @@ def latencies(**params):
     """``(dot_latency, req_latency)`` of a core (``spec.params.core``'s parameters): the
     engine's latency (``spec.params.sparse_dot_latency``, ``SparseDotProduct.latency``) and
     the accumulator's register; the Requantizer's latency (``Requantizer.latency``) in the
-    core's single mode."""
+    core's single mode, or with the convolution extensions (``conv``) in dual mode (both
+    roundings: SETL's ``round``)."""
     p = spec_params.core(**params)
     dot = spec_params.sparse_dot_latency(lanes=p["lanes"], slots=p["slots"], skip=p["skip"],
                                          bins=p["bins"]) + ACC_REGISTER
-    return dot, spec_params.requant_latency(mode="single", short=p["short_requant"])
+    mode = "dual" if p["conv"] else "single"
+    return dot, spec_params.requant_latency(mode=mode, short=p["short_requant"])
 
 
 def program_beat_costs(cfg, params, program, x_init, *, lanes, slots, skip=True, bins=None):

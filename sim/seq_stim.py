@@ -259,7 +259,8 @@ class ConvProgram:
         if kind in ("DOT", "WDOT"):
             win, words = kind == "WDOT", cfg.w_depth // lanes
             beats = int(rng.integers(1, 10 if win else 3))
-            xaddr = lanes * int(rng.integers(16, 64 if win else 128))
+            xw = cfg.x_depth // lanes  # (inputs in the first half, outputs in the second)
+            xaddr = lanes * int(rng.integers(xw // 16, xw // (4 if win else 2)))
             return isa.ins("DOT", pred, neg, acc=bank if rng.random() < 0.4 else acc,
                            xi=int(not win and rng.random() < 0.5), xaddr=xaddr,
                            wi=int(top or rng.random() < 0.5),
@@ -273,7 +274,9 @@ class ConvProgram:
                            ci=int(top or rng.random() < .5),
                            ch=int(rng.integers(most - 3 if top else 0, most + 1 + 3 * bad)),
                            oi=int(rng.random() < .5),
-                           oaddr=lanes * int(rng.integers(160, 250 + (20 if bad else 0)))
+                           oaddr=lanes * int(rng.integers(
+                               cfg.x_depth // lanes * 5 // 8,
+                               cfg.x_depth // lanes - 6 + (26 if bad else 0)))
                            + (0 if w else int(rng.integers(0, lanes))))
         if kind == "STRD" and (depth < 3 or bad):  # (of an open level: illegal, executed)
             level = int(rng.integers(0, 3)) if bad else int(rng.integers(depth, 3))

@@ -65,9 +65,11 @@ CONFIGS = {
 # Configurations the golden model and the core model run but the RTL does not build yet:
 # the convolution core the MLPerf Tiny keyword spotter is compiled for (issue 23; 25,616
 # weight bytes, 652 channels, two 8,000 B activation buffers), the ECP5 core's engine with
-# the convolution extensions (golden.isa) and memories for the model; hazards per 64 words
+# the convolution extensions (golden.isa) and memories for the model; hazards per 64 words;
+# the parameters in block RAM (1,024 channels); the Sequencer's fetch stage alone (the
+# convolution extensions have no decode stage yet)
 PLANNED = {
     "core_kws": ("Core", dict(lanes=16, slots=4, x_depth=16384, w_depth=32768, channels=1024,
-                              prog_depth=512, x_zero_point=-128, short_requant=True,
-                              hazard_words=64, fetch_ports=2, conv=True)),
+                              prog_depth=512, x_zero_point=-128, param_ram="sync",
+                              short_requant=True, hazard_words=64, fetch_ports=1, conv=True)),
 }
