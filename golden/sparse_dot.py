@@ -146,3 +146,30 @@ def sparse_dot(w, x, lvl=None, last=None, *, x_zero_point=0, lanes=8, slots=4, s
     vcyc = np.array([cyc[s:e + 1].sum() for s, e in zip(starts, ends, strict=True)], np.int64)
     return DotRun(results=results.astype(np.int64), beat_cycles=cyc, nnz=nnz,
                   vector_cycles=vcyc, lanes=lanes, skip=skip)
+
+
+def lane_sums(w, x, last=None, *, x_zero_point=0):
+    """Per vector, each lane's own sum of ``(x[i] - x_zero_point) * w[i]`` over the vector's
+    beats: what a DOT into a lane bank adds to the bank's lanes (``golden.sequencer``'s
+    ``_dot``; the block's ``bank_add`` steps, summed per lane). ``w``, ``x``: (beats, lanes);
+    ``last``: bools (beats,) (default: every vector one beat; the final beat must be last);
+    ``x_zero_point``: one, or one per beat. Returns int64 (vectors, lanes); whether a bank
+    stays in int32 is the caller's check (``golden.sequencer`` raises)."""
+    w = check_range("w", w, -128, 127)
+    x = check_range("x", x, -128, 127)
+    zp = check_range("x_zero_point", x_zero_point, -128, 127)
+    if w.ndim != 2 or w.shape != x.shape:
+        raise ValueError(f"w and x must both be (beats, lanes); got w{w.shape} x{x.shape}")
+    beats = w.shape[0]
+    last = np.ones(beats, bool) if last is None else np.asarray(last, bool)
+    if last.shape != (beats,) or (beats and not last[-1]):
+        raise ValueError(f"last must be ({beats},) bools ending with True, not {last!r}")
+    if zp.ndim and zp.shape != (beats,):
+        raise ValueError(f"x_zero_point must be one value or one per beat ({beats},), got "
+                         f"shape {zp.shape}")
+    zp = zp.reshape(-1, 1) if zp.ndim else int(zp)
+    prods = (x - zp) * w
+    ends = np.flatnonzero(last)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return np.array([prods[s:e + 1].sum(axis=0) for s, e in zip(starts, ends, strict=True)],
+                    np.int64).reshape(len(ends), w.shape[1])

@@ -8,20 +8,37 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparq.spec import params as spec_params
+from sparq.spec.isa import N_BANKS
 
 from .arith import fits_signed, popcount, product
 from .mulbins import MultiplierBins
 from .pipeline import StallPipeline, carried
 
+# a product (x - x_zero_point) * w: a 9-bit difference times an 8-bit weight
+PRODUCT_BITS = 17
 
-def beat_layout(lanes):
-    """One input beat: ``lanes`` weights, activations and precision levels, and ``last``."""
-    return data.StructLayout({
+
+def beat_layout(lanes, *, banks=False):
+    """One input beat: ``lanes`` weights, activations and precision levels, and ``last``.
+    With ``banks`` also ``bank`` (the beat's products go, per lane, to lane bank
+    ``bank_sel``, not to the dot product: the beat is a DOT's into accumulator
+    ``N_ACC + bank_sel``)."""
+    fields = {
         "w": data.ArrayLayout(signed(8), lanes),
         "x": data.ArrayLayout(signed(8), lanes),
         "lvl": data.ArrayLayout(unsigned(2), lanes),
         "last": unsigned(1),
-    })
+    }
+    if banks:
+        fields.update(bank=unsigned(1), bank_sel=range(N_BANKS))
+    return data.StructLayout(fields)
+
+
+def bank_add_layout(lanes):
+    """One step of a bank beat: lane ``i``'s product in this step (0 if it has none), for
+    lane bank ``bank``."""
+    return data.StructLayout({"bank": range(N_BANKS),
+                              "p": data.ArrayLayout(signed(PRODUCT_BITS), lanes)})
 
 
 def adder_tree(pipe, values, keep, levels_per_stage=spec_params.DOT_TREE_LEVELS_PER_STAGE):
@@ -66,17 +83,44 @@ class SparseDotProduct(wiring.Component):
     Counters: ``cycles`` (front end busy), ``pairs`` (lanes of accepted beats), ``skipped``
     (zero pairs not multiplied).
 
-    Bit-exact reference: ``golden.sparse_dot.sparse_dot`` with the same keyword parameters;
+    Lane banks (``banks=True``; off by default, and then none of this logic is built): a
+    beat with ``bank`` set is issued, costs and counts as any beat, and its vector's result
+    still leaves on ``o`` (the sum of its products); besides, each of its steps leaves on
+    ``bank_add`` the step's products per lane (lane ``i``: the product of the slot that
+    multiplied lane ``i`` in this step, else 0; a lane is in at most one slot of a step,
+    whatever the slot provider: ranked, dense or bins) with the beat's ``bank_sel``.
+    ``bank_add.valid`` is high for one cycle per step of a bank beat, the cycle the step
+    leaves the last pipeline stage (the cycle the adder tree's sum of the step is added to
+    the result), so a bank vector's last step leaves the cycle before its result is valid on
+    ``o``; ``bank_add.ready`` is not looked at (the consumer takes every step: the
+    ``AccumulatorFile`` does). Bit-exact reference for the per-lane sums:
+    ``golden.sparse_dot.lane_sums`` (``golden.sequencer``'s DOT into a bank).
+
+    ================== ===== ======================================================
+    ``i``              In    stream of ``beat_layout(lanes, banks=banks)``
+    ``x_zero_point``   In    the zero point, sampled with each beat
+    ``o``              Out   stream of int32 results (``output="stream"``)
+    ``wr_*``           Out   the results' memory write port (``output="memory"``)
+    ``bank_add``       Out   stream of ``bank_add_layout(lanes)`` (``banks=True``)
+    counters, flags    Out   ``cycles``, ``pairs``, ``skipped``; ``level_error``,
+                             ``level_errors``, ``overflow``
+    ================== ===== ======================================================
+
+    Bit-exact reference: ``golden.sparse_dot.sparse_dot`` with the same keyword parameters
+    (``params``; ``banks`` is the RTL's only and is in it only when set);
     ``cycles`` equals its cycle model.
     """
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
-                 level_widths=(2, 4, 8), bins=None):
+                 level_widths=(2, 4, 8), bins=None, banks=False):
         self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
+        if not isinstance(banks, bool):
+            raise ValueError(f"banks must be True or False, not {banks!r}")
+        self._banks = banks
         ports = {
-            "i": In(stream.Signature(beat_layout(lanes))),
+            "i": In(stream.Signature(beat_layout(lanes, banks=banks))),
             "x_zero_point": In(signed(8)),
             "cycles": Out(32), "pairs": Out(32), "skipped": Out(32),
             "level_error": Out(1), "level_errors": Out(32), "overflow": Out(1),
@@ -85,6 +129,8 @@ class SparseDotProduct(wiring.Component):
             ports["o"] = Out(stream.Signature(signed(32)))
         else:
             ports.update(wr_en=Out(1), wr_addr=Out(addr_width), wr_data=Out(signed(32)))
+        if banks:
+            ports["bank_add"] = Out(stream.Signature(bank_add_layout(lanes)))
         super().__init__(ports)
         # the slot provider: multiplier bins, uniform 8-bit ones unless bins are given
         self._provider = MultiplierBins(self._p["bins"] or {8: slots}, level_widths) \
@@ -92,7 +138,7 @@ class SparseDotProduct(wiring.Component):
 
     @property
     def params(self):
-        return dict(self._p)
+        return dict(self._p, banks=True) if self._banks else dict(self._p)
 
     @property
     def latency(self):
@@ -117,15 +163,21 @@ class SparseDotProduct(wiring.Component):
         step = self._front_end(m, en, beat)
         pipe = StallPipeline(m, en)
         widths = self._slot_widths()
+        lanes_step = step["lanes"]  # with banks: what a bank step carries; else nothing
         s1 = pipe.stage(v=step["v"], first=step["first"], last=step["last"],
                         **{f"w{j}": step["w"][j][:widths[j]].as_signed() for j in range(s)},
-                        **{f"x{j}": step["x"][j] for j in range(s)})
-        flags = ("v", "first", "last")
+                        **{f"x{j}": step["x"][j] for j in range(s)}, **lanes_step)
+        flags = ("v", "first", "last", *lanes_step)
         s2 = pipe.stage(**{f"p{j}": product(getattr(s1, f"w{j}"), getattr(s1, f"x{j}"))
                            for j in range(s)}, **carried(s1, flags))
+        products = [getattr(s2, f"p{j}") for j in range(s)]
         keep = carried(s2, flags)
-        total, keep = adder_tree(pipe, [getattr(s2, f"p{j}") for j in range(s)], keep)
+        if self._banks:  # the products travel beside the tree, to the lanes
+            keep.update({f"p{j}": v for j, v in enumerate(products)})
+        total, keep = adder_tree(pipe, products, keep)
         self._accumulate(m, en, total, keep)  # one register more: the output's
+        if self._banks:
+            self._bank_add(m, en, keep, step["fixed_slots"])
         assert pipe.latency + 1 == self.latency, (pipe.latency, self.latency)
         return m
 
@@ -143,7 +195,7 @@ class SparseDotProduct(wiring.Component):
         b = self.i.payload
         take = Signal()  # driven by the front end: it takes the held beat this cycle
         held = Signal()
-        reg = Signal(beat_layout(n))
+        reg = Signal(beat_layout(n, banks=self._banks))
         zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
         nz_r = Signal(n)
         m.d.comb += self.i.ready.eq(en & (~held | take))
@@ -185,11 +237,17 @@ class SparseDotProduct(wiring.Component):
         load = Signal()
         beat = inp["beat"]
 
+        hits_of = {}  # slot -> its lanes' hit bits this step (the skipping front end)
+
+        def drive(j, hits):
+            self._drive_slot(m, j, hits, ow, ox, w, x)
+            hits_of[j] = hits
+
         if p["skip"]:
-            drive = lambda j, hits: self._drive_slot(m, j, hits, ow, ox, w, x)  # noqa: E731
             nnz = self._provider.dispatch(m, lanes=n, inp=inp, load=load,
                                           advance=have & en, done=done, drive=drive)
             skipped = n - nnz  # counted the cycle after the load, from the registers
+            k = None
         else:
             steps = -(-n // s)
             k = Signal(range(steps))
@@ -223,7 +281,53 @@ class SparseDotProduct(wiring.Component):
         issue = have & en
         with m.If(issue):
             m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]
-        return dict(v=issue, first=first, last=done & last, w=ow, x=ox)
+        step = dict(v=issue, first=first, last=done & last, w=ow, x=ox, lanes={},
+                    fixed_slots=None)
+        if self._banks:
+            self._bank_step(m, load, beat, hits_of, k, step)
+        return step
+
+    def _bank_step(self, m, load, beat, hits_of, k, step):
+        """What a step carries down the pipeline for a bank: ``bank`` (the beat is a bank
+        beat), ``bsel`` (its bank) and, per lane ``i``, ``on{i}`` (the lane is multiplied
+        in this step) and ``slot{i}`` (by which slot). The skipping front end reads them off
+        the slots' hit bits (a lane has at most one); the dense one's are fixed: lane
+        ``i`` in step ``i // slots`` on slot ``i % slots`` (``fixed_slots``)."""
+        n, s = self._p["lanes"], self._p["slots"]
+        bank, bsel = Signal(name="beat_bank"), Signal(range(N_BANKS), name="beat_bank_sel")
+        with m.If(load):
+            m.d.sync += [bank.eq(beat.bank), bsel.eq(beat.bank_sel)]
+        lanes = dict(bank=bank, bsel=bsel)
+        if k is not None:  # the dense baseline
+            lanes.update({f"on{i}": k == i // s for i in range(n)})
+            step["fixed_slots"] = [i % s for i in range(n)]
+        else:
+            for i in range(n):
+                hits = [hits_of[j][i] for j in range(s)]
+                on = Signal(name=f"lane{i}_on")
+                m.d.comb += on.eq(Cat(*hits).any())
+                lanes[f"on{i}"] = on
+                if s > 1:
+                    slot = Signal(range(s), name=f"lane{i}_slot")
+                    m.d.comb += slot.eq(_select(hits, [Const(j, range(s)) for j in range(s)]))
+                    lanes[f"slot{i}"] = slot
+            if s == 1:
+                step["fixed_slots"] = [0] * n
+        step["lanes"] = lanes
+
+    def _bank_add(self, m, en, keep, fixed_slots):
+        """``bank_add``: a bank step's products per lane, as it leaves the last stage."""
+        n, s = self._p["lanes"], self._p["slots"]
+        products = [keep[f"p{j}"] for j in range(s)]
+        out = self.bank_add
+        m.d.comb += [out.valid.eq(en & keep["v"] & keep["bank"]),
+                     out.payload.bank.eq(keep["bsel"])]
+        for i in range(n):
+            if fixed_slots is not None:
+                p = products[fixed_slots[i]]
+            else:  # a one-hot AND-OR over the slots
+                p = _select([keep[f"slot{i}"] == j for j in range(s)], products)
+            m.d.comb += out.payload.p[i].eq(Mux(keep[f"on{i}"], p, 0))
 
     def _drive_slot(self, m, j, hits, ow, ox, w, x):
         """Slot ``j`` takes the weight and activation of the lane whose hit bit is set."""
