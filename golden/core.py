@@ -177,7 +177,9 @@ class _Timing:
                                                  c + eff["lanes"] + self.req_latency)
 
     def dot(self, ins, eff, dots):
-        c = max(self.t, self.pops[-2] + 1)  # taken into the queue
+        # taken into the queue; a window DOT a cycle after it is offered at the earliest
+        # (the feeder registers the window's arithmetic: spec.params.WINDOW_WAIT)
+        c = max(self.t + (spec_params.WINDOW_WAIT if ins.win else 0), self.pops[-2] + 1)
         self.t = c + 1
         xw = eff["x_words"]
         costs = next(dots)
@@ -198,7 +200,9 @@ class _Timing:
         self.pops = [self.pops[-1], self.addr]
         for w in words:
             self.word_free[w] = max(self.word_free.get(w, 0), self.addr + 1)
-        self.word_free[words[-1]] = max(self.word_free[words[-1]], self.hs + 1)
+        # the last beat's word is read again while the beat waits in the engine's input
+        held = xw[-1] // self.hw
+        self.word_free[held] = max(self.word_free[held], self.hs + 1)
         self.acc_ready[ins.acc] = self.fe_free + self.dot_latency
 
     def setp(self, ins, eff, dots):

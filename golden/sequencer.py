@@ -153,7 +153,7 @@ NO_OFFSETS = Offsets()
 
 def _block(cfg, a, beats, depth, what):
     n = beats * cfg.lanes
-    if a % cfg.lanes or a + n > depth:
+    if a < 0 or a % cfg.lanes or a + n > depth:
         raise IllegalInstruction(f"{what} block at {a} of {beats} beats is not lane-aligned or "
                                  f"runs past the memory ({depth})")
     return slice(a, a + n)

@@ -49,11 +49,13 @@ ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sparq.spec import params as spec_params
 from sparq.spec.delta_port import STATUS_BITS
+from sparq.spec.isa import N_ACC, N_BANKS
 
 from .accumulators import AccumulatorFile
 from .activation_memory import ActivationMemory
@@ -64,13 +66,7 @@ from .probe_unit import ProbeUnit
 from .seq_decode import BODY_SPAN
 from .sequencer import WORD, Sequencer
 from .sparse_dot import SparseDotProduct
-from .writeback import RequantWriteback
-
-
-def param_word_layout():
-    return data.StructLayout({"bias": signed(32), "multiplier": signed(32), "shift": signed(6),
-                              "output_zero_point": signed(8), "act_min": signed(8),
-                              "act_max": signed(8)})
+from .writeback import RequantWriteback, param_word_layout
 
 
 class Core(wiring.Component):
@@ -128,21 +124,27 @@ class Core(wiring.Component):
         p = self._p
         machine = {k: p[k] for k in ("lanes", "x_depth", "w_depth", "channels", "prog_depth",
                                      "x_zero_point", "mode", "conv")}
+        conv = p["conv"]
         m.submodules.seq = seq = Sequencer(fetch_ports=p["fetch_ports"], **machine)
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"])
         m.submodules.engine = eng = SparseDotProduct(
-            lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"])
+            lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"],
+            **({"banks": True} if conv else {}))
+        wb_conv = dict(conv=True, lanes=p["lanes"], channels=p["channels"],
+                       prog_depth=p["prog_depth"], param_ram=p["param_ram"]) if conv else {}
         m.submodules.writeback = wb = RequantWriteback(x_depth=p["x_depth"],
-                                                       short=p["short_requant"])
+                                                       short=p["short_requant"], **wb_conv)
         m.submodules.feeder = feeder = DotFeeder(
             lanes=p["lanes"], x_depth=p["x_depth"], w_depth=p["w_depth"],
             prog_depth=p["prog_depth"], hazard_words=p["hazard_words"],
-            writes_in_flight=wb.in_flight)
+            writes_in_flight=wb.in_flight,
+            **({"conv": True, "window_wait": spec_params.WINDOW_WAIT} if conv else {}))
         # each DOT between its last beat and its result: one in the engine's input register,
         # one in its front end, one in each of its ``latency`` pipeline stages, and one more
         # in the cycle a result leaves as the next DOT is handed over
-        m.submodules.accs = accs = AccumulatorFile(prog_depth=p["prog_depth"],
-                                                   tags=eng.latency + 3)
+        m.submodules.accs = accs = AccumulatorFile(
+            prog_depth=p["prog_depth"], tags=eng.latency + 3,
+            **({"banks": N_BANKS, "lanes": p["lanes"]} if conv else {}))
         # a probe whose value the Sequencer will not take (it was stopped by a datapath error
         # while a SETP waited) is abandoned: the unit is reset while the error stands
         probe = ProbeUnit(lanes=p["lanes"])
@@ -154,17 +156,28 @@ class Core(wiring.Component):
         wiring.connect(m, seq.probe, probe.probe)
         wiring.connect(m, probe.value, seq.value)
         wiring.connect(m, wiring.flipped(self.pload), seq.pload)
+        if conv:  # the lane banks: the engine's steps in, the writeback's read-out
+            wiring.connect(m, eng.bank_add, accs.bank_add)
+            m.d.comb += [accs.bank_rd_sel.eq(wb.bank_rd_sel),
+                         accs.bank_rd_lane.eq(wb.bank_rd_lane),
+                         wb.bank_rd_value.eq(accs.bank_rd_value),
+                         feeder.bank_busy_next.eq(wb.bank_busy_next)]
+        # (a REQW's word counts as written when its last lane is)
+        landed = wb.wr_en & wb.wr_last if conv else wb.wr_en
         m.d.comb += [eng.x_zero_point.eq(feeder.zp),
                      feeder.wr_issue.eq(wb.i.valid & wb.i.ready),
-                     feeder.wr_land.eq(wb.wr_en), feeder.wr_land_addr.eq(wb.wr_addr),
+                     feeder.wr_land.eq(landed), feeder.wr_land_addr.eq(wb.wr_addr),
                      probe.blocked.eq(feeder.busy), probe.x_writes.eq(wb.pending),
                      feeder.x_data.eq(xmem.rd_data), feeder.w_data.eq(wmem.rd_data),
                      probe.x_data.eq(xmem.rd_data), probe.w_data.eq(wmem.rd_data)]
         busy = self._status(m, seq, accs, wb, eng, wmem)
         self._memories(m, busy, feeder, probe, xmem, wmem, wb)
-        p_rd = self._param_memory(m, busy)
+        p_rd = self._param_memory(m, busy, wb)
         self._execute(m, seq, feeder, accs, wb, p_rd)
-        self._faults(m, seq, accs.fault, accs.fault_pc, wb.fault, seq.uop.payload.pc)
+        if conv:
+            self._ordered_faults(m, seq, accs, wb, feeder)
+        else:
+            self._faults(m, seq, accs.fault, accs.fault_pc, wb.fault, seq.uop.payload.pc)
         return m
 
     def _status(self, m, seq, accs, wb, eng, wmem):
@@ -211,14 +224,19 @@ class Core(wiring.Component):
                      wmem.records.valid.eq(self.records.valid & ~busy),
                      self.records.ready.eq(wmem.records.ready & ~busy)]
 
-    def _param_memory(self, m, busy):
+    def _param_memory(self, m, busy, wb):
         """The channels' parameters, written by the host while idle. Read asynchronously
         (distributed RAM: LDB and REQ take them in one cycle) or synchronously (block RAM:
-        the cycle after the uop shows its channel). Returns the read port."""
+        the cycle after the uop shows its channel). Returns the read port; with the
+        convolution extensions the writeback has a port of its own (its REQWs read a
+        channel a cycle while LDBs go on), and the returned one serves LDB."""
         m.submodules.pmem = pmem = Memory(shape=param_word_layout(), depth=self._p["channels"],
                                           init=[])
         sync = self._p["param_ram"] == "sync"
         p_rd = pmem.read_port() if sync else pmem.read_port(domain="comb")
+        if self._p["conv"]:
+            wb_rd = pmem.read_port() if sync else pmem.read_port(domain="comb")
+            m.d.comb += [wb_rd.addr.eq(wb.p_addr), wb.p_data.eq(wb_rd.data)]
         p_wr = pmem.write_port()
         m.d.comb += [p_wr.addr.eq(self.param_wr.payload.ch),
                      p_wr.data.eq(self.param_wr.payload.p),
@@ -241,18 +259,30 @@ class Core(wiring.Component):
         else:
             m.d.comb += params_ok.eq(1)
         d, r = feeder.dot.payload, wb.i.payload
+        taken = feeder.dot.valid & feeder.dot.ready
         m.d.comb += [p_rd.addr.eq(u.ch), accs.sel.eq(u.acc),
                      d.xaddr.eq(u.xaddr), d.waddr.eq(u.waddr), d.beats.eq(u.beats),
                      d.acc.eq(u.acc), d.zp.eq(u.zp), d.pc.eq(u.pc),
-                     feeder.wr_addr.eq(u.oaddr),
-                     accs.issued.eq(feeder.dot.valid & feeder.dot.ready),
-                     r.acc.eq(accs.value), r.addr.eq(u.oaddr)]
-        m.d.comb += [getattr(r.p, k).eq(getattr(p_rd.data, k))
-                     for k in ("multiplier", "shift", "output_zero_point", "act_min", "act_max")]
+                     feeder.wr_addr.eq(u.oaddr), r.acc.eq(accs.value), r.addr.eq(u.oaddr)]
+        ready = accs.idle & (params_ok | (u.kind == UopKind.CLR))  # CLR's and LDB's
+        if self._p["conv"]:
+            # a window DOT with no kept tap is dropped: nothing pending on its accumulator;
+            # a bank is busy while the writeback reads it out (CLR waits)
+            m.d.comb += [accs.issued.eq(taken & ~feeder.dot_empty),
+                         d.win.eq(u.win), d.i0.eq(u.i0), d.i1.eq(u.i1),
+                         *[d.geom[k].eq(u.window[k]) for k, _ in u.window.shape()],
+                         r.bank.eq(u.acc >= N_ACC), r.bank_no.eq(u.acc[0]),
+                         r.round.eq(u.round), r.ch.eq(u.ch), r.pc.eq(u.pc)]
+            ready = ready & ~((u.acc >= N_ACC) & wb.bank_busy.bit_select(u.acc[0], 1))
+        else:
+            m.d.comb += [accs.issued.eq(taken),
+                         *[getattr(r.p, k).eq(getattr(p_rd.data, k)) for k in (
+                             "multiplier", "shift", "output_zero_point", "act_min",
+                             "act_max")]]
         with m.If(seq.uop.valid):
             with m.Switch(u.kind):
                 with m.Case(UopKind.CLR, UopKind.LDB):
-                    with m.If(accs.idle & (params_ok | (u.kind == UopKind.CLR))):
+                    with m.If(ready):
                         m.d.comb += [seq.uop.ready.eq(1), accs.write.eq(1),
                                      accs.write_value.eq(Mux(u.kind == UopKind.LDB,
                                                              p_rd.data.bias, 0))]
@@ -260,8 +290,60 @@ class Core(wiring.Component):
                     with m.If(accs.idle & ~feeder.wr_blocked & params_ok):
                         m.d.comb += [wb.i.valid.eq(1), seq.uop.ready.eq(wb.i.ready)]
                 with m.Case(UopKind.DOT):
-                    m.d.comb += [feeder.dot.valid.eq(accs.tag.ready),
-                                 seq.uop.ready.eq(feeder.dot.ready & accs.tag.ready)]
+                    # (a window DOT keeping a tap outside the memory is refused, not taken:
+                    # the error stops the Sequencer with it not done, as golden raises)
+                    ok = (accs.tag.ready & ~feeder.dot_fault) if self._p["conv"] \
+                        else accs.tag.ready
+                    m.d.comb += [feeder.dot.valid.eq(ok),
+                                 seq.uop.ready.eq(feeder.dot.ready & ok)]
+
+    def _ordered_faults(self, m, seq, accs, wb, feeder):
+        """The error contract (``_faults``) on a convolution core, where faults do not come
+        in program order: a REQW's lanes fault up to ``lanes - 1`` cycles after it is taken,
+        while later DOTs may deliver theirs. So every uop taken gets an issue number
+        (``order``, counting modulo a window wider than anything in flight), each fault
+        carries its instruction's, and the earliest one is kept: a DOT's from a FIFO of the
+        numbers of the DOTs in flight (their results come back in order), a REQ's or a window
+        tap's (whose DOT is not taken) the number being given out, a REQW's later lanes the
+        number it was taken with. The Sequencer's own error (an instruction it never
+        issued) comes after everything taken: a datapath fault's pc replaces it."""
+        p, u = self._p, seq.uop.payload
+        window = (accs.bound * 15 * -(-p["lanes"] // p["slots"]) + 4 * p["lanes"]) * 2
+        bits = window.bit_length()
+        order, reqw_order = Signal(bits, name="issue_order"), Signal(bits, name="reqw_order")
+        taken = seq.uop.valid & seq.uop.ready
+        with m.If(seq.start):
+            m.d.sync += order.eq(0)
+        with m.Elif(taken):
+            m.d.sync += order.eq(order + 1)
+        wb_take = wb.i.valid & wb.i.ready
+        with m.If(wb_take):
+            m.d.sync += reqw_order.eq(order)
+        m.submodules.dot_orders = dots = SyncFIFOBuffered(width=bits, depth=accs.bound + 1)
+        m.d.comb += [dots.w_data.eq(order), dots.w_en.eq(accs.issued),
+                     dots.r_en.eq(accs.result.valid & accs.result.ready)]
+        # (a window DOT keeping a tap outside the memory is not taken: ``_execute``)
+        tap = seq.uop.valid & (u.kind == UopKind.DOT) & feeder.dot_fault
+        incoming = [(accs.fault, accs.fault_pc, dots.r_data),
+                    (wb.fault, wb.fault_pc, Mux(wb_take, order, reqw_order)),
+                    (tap, u.pc, order)]
+        dp_error = Signal()
+        dp_pc, dp_order = Signal(range(p["prog_depth"])), Signal(bits)
+        m.d.comb += [seq.abort.eq(dp_error), self.error.eq(seq.error | dp_error),
+                     self.error_pc.eq(Mux(dp_error, dp_pc, seq.error_pc))]
+
+        def before(a, b):  # issue number a comes before b (modulo the window)
+            return ((a - b)[:bits])[bits - 1]
+        with m.If(seq.start):
+            m.d.sync += dp_error.eq(0)
+        for k, (valid, pc, num) in enumerate(incoming):
+            earliest = valid & (~dp_error | before(num, dp_order))
+            for j, (v2, _, n2) in enumerate(incoming):
+                if j != k:
+                    earliest = earliest & (~v2 | before(num, n2) if j < k else
+                                           ~v2 | ~before(n2, num))
+            with m.If(~seq.start & earliest):
+                m.d.sync += [dp_error.eq(1), dp_pc.eq(pc), dp_order.eq(num)]
 
     def _faults(self, m, seq, dot_fault, dot_pc, req_fault, req_pc):
         """The error contract: where ``golden.sequencer`` raises, ``error`` rises and

@@ -1,8 +1,10 @@
 """DotFeeder: the core's DOT queue, which streams each DOT's beats into the engine, and the
-hazards between those reads and the activation writes of REQ results in flight.
+hazards between those reads and the activation writes of REQ results in flight; on a
+convolution machine (``conv=True``) also window DOTs (``WindowTaps``: which taps of SETG's
+window are kept) and DOTs into the lane banks.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,22 +14,196 @@ from sparq.spec import params as spec_params
 from .encodings import ZP_BITS
 from .sparse_dot import beat_layout
 
-N_ACC = isa.N_ACC
+N_ACC, N_BANKS = isa.N_ACC, isa.N_BANKS
+LOOP_INDEX_BITS = isa.field_width("count", "LOOP")  # i0, i1: loop indices of levels 0, 1
+MAX_BEATS = (1 << isa.field_width("beats", "DOT")) - 1
+MAX_KW = (1 << isa.field_width("kw", "SETG")) - 1
 
 
-def dot_layout(prog_depth):
+def acc_shape(conv=False):
+    """An accumulator number: 0..N_ACC-1, and on a convolution machine the banks too."""
+    return range(N_ACC + (N_BANKS if conv else 0))
+
+
+def geom_layout():
+    """SETG's window (``spec.isa.FIELDS["SETG"]``), as passed with each window DOT."""
+    return data.StructLayout({name: width for name, _lsb, width in isa.FIELDS["SETG"]})
+
+
+def dot_layout(prog_depth, *, conv=False):
     """A DOT to run: ``beats`` words of activations from element address ``xaddr`` (aligned)
-    and of weights from ``waddr``, into accumulator ``acc``, with the activation zero point
-    ``zp``; ``pc`` names its instruction."""
-    return data.StructLayout({
+    and of weights from ``waddr`` (both effective addresses), into accumulator ``acc``, with
+    the activation zero point ``zp``; ``pc`` names its instruction. With ``conv``: ``win``
+    (a window DOT: its beats are the taps of the window ``geom`` kept at output pixel
+    ``(i0, i1)``, the loop indices of levels 0 and 1) and ``acc`` up to the banks."""
+    fields = {
         "xaddr": isa.field_width("xaddr", "DOT"), "waddr": isa.field_width("waddr", "DOT"),
-        "beats": isa.field_width("beats", "DOT"), "acc": range(N_ACC), "zp": signed(ZP_BITS),
-        "pc": range(prog_depth)})
+        "beats": isa.field_width("beats", "DOT"), "acc": acc_shape(conv), "zp": signed(ZP_BITS),
+        "pc": range(prog_depth)}
+    if conv:
+        fields.update(win=1, i0=LOOP_INDEX_BITS, i1=LOOP_INDEX_BITS, geom=geom_layout())
+    return data.StructLayout(fields)
 
 
-def tag_layout(prog_depth):
+def tag_layout(prog_depth, *, conv=False):
     """What a DOT's result needs when the engine delivers it: its accumulator and pc."""
-    return data.StructLayout({"acc": range(N_ACC), "pc": range(prog_depth)})
+    return data.StructLayout({"acc": acc_shape(conv), "pc": range(prog_depth)})
+
+
+def _bounds(shape_lo, shape_hi):
+    """The shape holding every integer in [shape_lo, shape_hi]."""
+    return Shape.cast(range(shape_lo, shape_hi + 1))
+
+
+def window_dot_layout():
+    """The fields of a DOT (``dot_layout(conv=True)``'s) that choose a window's taps."""
+    full = dot_layout(2, conv=True)
+    return data.StructLayout({k: full[k].shape
+                              for k in ("xaddr", "waddr", "beats", "i0", "i1", "geom")})
+
+
+def taps_layout(*, lanes, w_depth):
+    """What ``WindowTaps`` finds for a DOT (words are activation / weight word indices;
+    ``(y0, x0)`` the first kept tap, rows ``y0..yl`` kept, columns ``x0..x1`` of each, the
+    last row's up to ``xl``):
+
+    ============ ========================================================================
+    ``nonempty`` some tap is kept
+    ``lo``       the first kept tap's word: the lowest (the pitches are not negative)
+    ``ra``       ``xw + (yl - pt) * rowpitch``: the last kept row's base word
+    ``ca``       ``(xl - pl) * pixpitch``: ``ra + ca`` is the last tap's word
+    ``cb``       ``(x1 - pl) * pixpitch - rowpitch``: ``ra + cb``, the row before's last
+    ``two``      that word counts (the last row is cut short by ``beats`` and not the
+                 first): the highest word is the larger of the two, else ``ra + ca``
+    ``w0``       the first kept tap's weight word, ``waddr / lanes + y0 * kw + x0``
+    ``ncol``     ``x1 - x0``; ``rows``: ``yl - y0``; ``lastcol``: ``x1 - xl``
+    ``last0``    the first kept tap is the only one
+    ``rp``, ``pp``, ``kw``: the row and pixel pitches and the kernel width (the walk's steps)
+    ============ ========================================================================
+    """
+    xw_max = ((1 << isa.field_width("xaddr", "DOT")) - 1) // lanes
+    rpm = (1 << isa.field_width("rowpitch", "SETG")) - 1
+    ppm = (1 << isa.field_width("pixpitch", "SETG")) - 1
+    return data.StructLayout({
+        "nonempty": 1, "two": 1, "last0": 1,
+        "lo": _bounds(-3 * rpm - 3 * ppm, xw_max),
+        "ra": _bounds(-3 * rpm, xw_max + 15 * rpm),
+        "ca": _bounds(-3 * ppm, max(7 * ppm, MAX_BEATS)),
+        "cb": _bounds(-3 * ppm - rpm, 7 * ppm),
+        "w0": range(w_depth // lanes),
+        "ncol": range(MAX_BEATS), "rows": range(MAX_BEATS), "lastcol": range(MAX_BEATS),
+        "rp": isa.field_width("rowpitch", "SETG"), "pp": isa.field_width("pixpitch", "SETG"),
+        "kw": isa.field_width("kw", "SETG")})
+
+
+class WindowTaps(wiring.Component):
+    """The taps of a window DOT (``dot_layout(conv=True)``'s fields) that are kept, as
+    ``taps_layout`` describes them (comb). Tap ``k < beats`` is ``(ky, kx) = divmod(k, kw)``
+    at word ``xaddr / lanes + (ky - pt) * rowpitch + (kx - pl) * pixpitch``; it is kept when
+    ``0 <= i0 * sy + ky - pt < ih`` and ``0 <= i1 * sx + kx - pl < iw``. The kept taps are
+    rows ``y0..yl`` of columns ``x0..x1`` (the last row up to ``xl``): ``y0 = max(0, pt -
+    i0 * sy)``, rows below ``ih + pt - i0 * sy`` and within ``beats``; columns likewise and
+    below ``kw``. A window with ``ih``, ``iw`` or ``kw`` 0 (none set) keeps no tap.
+
+    Bit-exact reference: ``golden.sequencer._dot_beats`` (the taps, in order).
+
+    Arithmetic: ``i0 * sy`` is a shift-and-add (``sy`` <= 3); the products of a pitch by a
+    row or column index are two-bit digits (``0, r, 2r, 3r``, ``3r`` one adder) summed; the
+    last row and column are chosen before their products (a comparison of ``ih + pt - 1 -
+    i0 * sy`` with the last row ``beats`` allows, ``divmod(beats - 1, kw)`` from a table).
+    """
+
+    def __init__(self, *, lanes=16, w_depth=4096):
+        m = spec_params.machine(lanes=lanes, w_depth=w_depth, x_depth=lanes)  # (the checks)
+        self._p = dict(lanes=m["lanes"], w_depth=m["w_depth"])
+        super().__init__({"i": In(window_dot_layout()),
+                          "o": Out(taps_layout(lanes=lanes, w_depth=w_depth))})
+
+    @property
+    def params(self):
+        return dict(self._p)
+
+    def elaborate(self, platform):
+        m = Module()
+        u, o, g = self.i, self.o, self.i.geom
+        low = (self._p["lanes"] - 1).bit_length()
+        xw = Signal(len(u.xaddr) - low, name="xw")
+        s_y, s_x = _times(m, g.sy, u.i0, "s_y"), _times(m, g.sx, u.i1, "s_x")
+        # the window above and left of the image: taps dropped there (pt - y0, pl - x0)
+        my, mx, y0, x0 = (Signal(2, name=n) for n in ("my", "mx", "y0", "x0"))
+        m.d.comb += [xw.eq(u.xaddr >> low),
+                     my.eq(Mux(s_y < g.pt, s_y, g.pt)), mx.eq(Mux(s_x < g.pl, s_x, g.pl)),
+                     y0.eq(g.pt - my), x0.eq(g.pl - mx)]
+        # rows ky <= ey1 and columns kx <= ex1 are inside the image (the constants' sums
+        # beside i0 * sy's: one subtraction after it)
+        ey1 = Signal(_bounds(-3 * 255 - 1, 127 + 3 - 1), name="ey1")
+        ex1 = Signal(_bounds(-3 * 255 - 1, 127 + 3 - 1), name="ex1")
+        x1 = Signal(_bounds(-3 * 255 - 1, MAX_KW - 1), name="x1")
+        m.d.comb += [ey1.eq((g.ih + g.pt - 1) - s_y), ex1.eq((g.iw + g.pl - 1) - s_x),
+                     x1.eq(Mux(ex1 < g.kw - 1, ex1, g.kw - 1))]
+        qy, qx = _divmod_table(m, u.beats, g.kw)
+        # the last row: the last one ``beats`` reaches with a kept column (row qy, unless its
+        # columns end before x0), unless the image ends above it
+        cut, border = Signal(name="cut"), Signal(name="border")
+        qy2 = Signal(range(-1, MAX_BEATS), name="qy2")
+        yl = Signal(_bounds(-3 * 255 - 1, MAX_BEATS - 1), name="yl")
+        xl = Signal(_bounds(-3 * 255 - 1, MAX_KW - 1), name="xl")
+        m.d.comb += [cut.eq(x0 > qx), qy2.eq(qy - cut), border.eq(ey1 < qy2),
+                     yl.eq(Mux(border, ey1, qy2)),
+                     xl.eq(Mux(~border & ~cut & (qx < x1), qx, x1))]
+        m.d.comb += [o.nonempty.eq((g.kw != 0) & (u.beats != 0) & (x0 <= x1) & (y0 <= yl)),
+                     o.two.eq((yl > y0) & (xl < x1)), o.last0.eq((yl == y0) & (xl == x0)),
+                     o.ncol.eq(x1 - x0), o.rows.eq(yl - y0), o.lastcol.eq(x1 - xl),
+                     o.rp.eq(g.rowpitch), o.pp.eq(g.pixpitch), o.kw.eq(g.kw)]
+        self._words(m, xw, (my, mx, y0, x0, yl, xl, x1))
+        return m
+
+    def _words(self, m, xw, idx):
+        """The words: ``lo``, ``ra``, ``ca``, ``cb`` and the weight word ``w0``."""
+        my, mx, y0, x0, yl, xl, x1 = idx
+        u, o, g = self.i, self.o, self.i.geom
+        rp, pp = g.rowpitch, g.pixpitch
+        rp3 = Signal(len(rp) + 2, name="rp3")
+        m.d.comb += rp3.eq(rp + (rp << 1))
+
+        def rows(v, name):  # v * rowpitch, v two bits
+            s = Signal(len(rp) + 2, name=name)
+            m.d.comb += s.eq(Mux(v[1], Mux(v[0], rp3, rp << 1), Mux(v[0], rp, 0)))
+            return s
+
+        def cols(v, name):  # v * pixpitch
+            return _times(m, v, pp, name)
+        base = Signal(_bounds(-3 * ((1 << len(rp)) - 1), (1 << len(xw)) - 1), name="row_base")
+        pl_pp = cols(g.pl, "pl_pp")
+        low = (self._p["lanes"] - 1).bit_length()
+        m.d.comb += [
+            base.eq(xw - rows(g.pt, "pt_rp")),
+            o.ra.eq(base + (rows(yl[:2], "yl_rp_lo") + (rows(yl[2:4], "yl_rp_hi") << 2))),
+            o.lo.eq(xw - rows(my, "my_rp") - cols(mx, "mx_pp")),
+            o.ca.eq(cols(xl[:3], "xl_pp") - pl_pp),
+            o.cb.eq(cols(x1[:3], "x1_pp") - pl_pp - rp),
+            o.w0.eq((u.waddr >> low) + _times(m, y0, g.kw, "y0_kw") + x0)]
+
+
+def _times(m, v, r, name):
+    """``v * r`` for a small unsigned ``v``: a shift-and-add over ``v``'s bits."""
+    parts = [Mux(v[k], r << k, 0) for k in range(len(v))]
+    while len(parts) > 1:  # a balanced tree of adders
+        parts = [parts[k] + parts[k + 1] if k + 1 < len(parts) else parts[k]
+                 for k in range(0, len(parts), 2)]
+    s = Signal(len(r) + len(v), name=name)
+    m.d.comb += s.eq(parts[0])
+    return s
+
+
+def _divmod_table(m, beats, kw):
+    """``divmod(beats - 1, kw)`` (``kw`` 1..7; 0 reads 0, 0), from a table."""
+    table = [divmod((b - 1) % (MAX_BEATS + 1), k) if k else (0, 0)
+             for k in range(MAX_KW + 1) for b in range(MAX_BEATS + 1)]
+    qy, qx = Signal(range(MAX_BEATS), name="qy"), Signal(range(MAX_KW), name="qx")
+    entry = Array(Const(q | (r << len(qy)), len(qy) + len(qx)) for q, r in table)
+    m.d.comb += Cat(qy, qx).eq(entry[Cat(beats, kw)])
+    return qy, qx
 
 
 class DotFeeder(wiring.Component):
@@ -39,47 +215,88 @@ class DotFeeder(wiring.Component):
 
     Ports:
 
-    ============== ===== ==========================================================
-    ``dot``        In    stream of ``dot_layout``: ready while the queue has room
-    ``o``          Out   stream of ``sparse_dot.beat_layout(lanes)``, to the engine
-    ``zp``         Out   the zero point of the DOT whose beat ``o`` shows (the engine's
-                         ``x_zero_point``, which it samples with each beat)
-    ``tag``        Out   pulse (``valid``) with a DOT's ``acc`` and ``pc`` when its last
-                         beat is handed over; the receiver must have room (``ready`` is
-                         not looked at: the core takes a DOT only while it has)
-    ``x_addr``     Out   activation word to read (``x_data`` shows it the cycle after)
-    ``w_addr``     Out   weight word to read (``w_data`` the cycle after)
-    ``wr_issue``   In    a REQ is issued now that will write element ``wr_addr``
-    ``wr_blocked`` Out   that REQ must wait: a queued DOT, or the beat in the engine's
-                         input register, reads its region (comb from ``wr_addr``)
-    ``wr_land``    In    a REQ result is written now, to element ``wr_land_addr``
-    ``busy``       Out   a DOT queued or a beat in the input register
-    ============== ===== ==========================================================
+    ================== ===== ======================================================
+    ``dot``            In    stream of ``dot_layout(prog_depth, conv=conv)``: ready while
+                             the queue has room (a window DOT with ``window_wait``: and
+                             it was offered in the cycle before)
+    ``o``              Out   stream of ``sparse_dot.beat_layout(lanes, banks=conv)``, to
+                             the engine
+    ``zp``             Out   the zero point of the DOT whose beat ``o`` shows (the
+                             engine's ``x_zero_point``, which it samples with each beat)
+    ``tag``            Out   pulse (``valid``) with a DOT's ``acc`` and ``pc`` when its
+                             last beat is handed over; the receiver must have room
+                             (``ready`` is not looked at: the core takes a DOT only while
+                             it has)
+    ``x_addr``         Out   activation word to read (``x_data`` shows it the cycle after)
+    ``w_addr``         Out   weight word to read (``w_data`` the cycle after)
+    ``wr_issue``       In    a REQ is issued now that will write element ``wr_addr``
+    ``wr_blocked``     Out   that REQ must wait: a queued DOT, or the beat in the engine's
+                             input register, reads its region (comb from ``wr_addr``)
+    ``wr_land``        In    a REQ result is written now, to element ``wr_land_addr``
+    ``busy``           Out   a DOT queued or a beat in the input register
+    ``dot_empty``      Out   (conv) the DOT offered has no kept tap: taken, it is dropped
+                             (nothing reaches the engine, no ``tag``: not pending)
+    ``dot_fault``      Out   (conv) the window DOT offered keeps a tap outside the
+                             activation memory (``golden.sequencer`` raises
+                             IllegalInstruction there; with ``window_wait``, known from
+                             the cycle after it is first offered, low before): the core
+                             does not offer it (taken, it would run, its words wrapped)
+    ``bank_busy_next`` In    (conv) bit ``b``: lane bank ``b`` is read out in the next
+                             cycle (a REQW taken now included)
+    ================== ===== ======================================================
 
     Hazards, by region of ``hazard_words`` activation words: a DOT's first beat waits
     until no REQ result in flight (issued, not yet written; one written in this cycle
     still counts: the read port is not transparent) will write a region it reads (a
     counter per region, up to ``writes_in_flight``), and ``wr_blocked`` holds a REQ back
-    while a DOT not yet fully read reads its region. So every beat reads the words program
-    order says it reads (the proof: ``tests/test_dot_feeder.py``).
+    while a DOT not yet fully read reads its region, or the beat in the input register
+    (re-read while it waits) its word's. So every beat reads the words program order says
+    it reads (the proof: ``tests/test_dot_feeder.py``). A window DOT reads the regions
+    from its lowest to its highest kept tap word (not only those of its words); the beat
+    held in the input register after its DOT left the queue blocks its own word's region
+    (a window DOT's last tap need not be its highest word: ``golden.core._Timing`` blocks
+    the highest region there, which lets a REQ write the word the held beat re-reads).
 
-    Timing: a beat a cycle while the engine takes them. The first-beat hazard verdict is a
-    flip-flop, computed the cycle before for each DOT that may head the queue next (the
-    choice last: it waits for the engine's handshake); the read addresses depend on whether
-    the input register moves on, not on the issue decision (words read but not issued are
-    not used). Neither changes a cycle (``golden.core.predict_cycles``).
+    Convolution machine (``conv=True``): a window DOT (``win``) streams the kept taps of
+    SETG's window (``WindowTaps``) in tap order, one a cycle (a dropped tap costs none): a
+    DOT with none is dropped when taken (``dot_empty``). The walk keeps the next tap's
+    words in the queue's head (a step: ``+ pixpitch`` along a row, the row's first word
+    ``+ rowpitch`` at its end), so the read address is a register. A DOT into a lane bank
+    (``acc`` 4, 5) addresses its first beat only once the bank is read out
+    (``bank_busy_next``), and its beats tell the engine (``o``'s ``bank``, ``bank_sel``,
+    ``sparse_dot.beat_layout(banks=True)``). A plain
+    DOT is a window of one row of ``beats`` taps a word apart. ``conv=False`` elaborates
+    none of this.
+
+    Timing: a beat a cycle while the engine takes them. The first-beat verdict (hazards,
+    bank) is a flip-flop, computed the cycle before for each DOT that may head the queue
+    next (the choice last: it waits for the engine's handshake); the read addresses depend
+    on whether the input register moves on, not on the issue decision (words read but not
+    issued are not used). Neither changes a cycle (``golden.core.predict_cycles``). A window
+    DOT's taps (``WindowTaps``, then its regions) are found in the cycle it is taken
+    (``window_wait=0``: ``golden.core._Timing``'s timing, on a long path: the window's
+    arithmetic, the regions' comparisons, the first-beat verdict); with ``window_wait=1``
+    ``WindowTaps``' outputs are registered and a window DOT is taken at the earliest in
+    the cycle after it is first offered (the stream holds it): ``_Timing.dot`` then takes
+    a window DOT at ``c = max(t + 1, pops[-2] + 1)``.
     """
 
-    def __init__(self, **params):
-        self._p = p = spec_params.dot_feeder(**params)
+    def __init__(self, *, conv=False, window_wait=0, **params):
+        if conv not in (False, True):
+            raise ValueError(f"conv must be False or True, not {conv!r}")
+        if window_wait not in (0, 1) or (window_wait and not conv):
+            raise ValueError(f"window_wait must be 0, or 1 with conv=True, not {window_wait!r}")
+        self._p = p = dict(spec_params.dot_feeder(**params), conv=bool(conv),
+                           window_wait=int(window_wait))
         lanes, pd = p["lanes"], p["prog_depth"]
         # hazard regions, and the shift from an element address to its region
         self._regions = p["x_depth"] // lanes // p["hazard_words"]
         self._rlow = (lanes - 1).bit_length() + p["hazard_words"].bit_length() - 1
-        super().__init__({
-            "dot": In(stream.Signature(dot_layout(pd))),
-            "o": Out(stream.Signature(beat_layout(lanes))), "zp": Out(signed(ZP_BITS)),
-            "tag": Out(stream.Signature(tag_layout(pd))),
+        ports = {
+            "dot": In(stream.Signature(dot_layout(pd, conv=conv))),
+            "o": Out(stream.Signature(beat_layout(lanes, banks=True) if conv
+                                      else beat_layout(lanes))), "zp": Out(signed(ZP_BITS)),
+            "tag": Out(stream.Signature(tag_layout(pd, conv=conv))),
             "x_addr": Out(range(p["x_depth"] // lanes)),
             "w_addr": Out(range(p["w_depth"] // lanes)),
             "x_data": In(unsigned(8 * lanes)),
@@ -88,7 +305,10 @@ class DotFeeder(wiring.Component):
             "wr_blocked": Out(1),
             "wr_land": In(1), "wr_land_addr": In(range(p["x_depth"])),
             "busy": Out(1),
-        })
+        }
+        if conv:
+            ports.update(dot_empty=Out(1), dot_fault=Out(1), bank_busy_next=In(N_BANKS))
+        super().__init__(ports)
 
     @property
     def params(self):
@@ -97,15 +317,13 @@ class DotFeeder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._p
+        conv = p["conv"]
         words, w_words = p["x_depth"] // p["lanes"], p["w_depth"] // p["lanes"]
         low = (p["lanes"] - 1).bit_length()
-        desc = data.StructLayout({"xw": range(words), "ww": range(w_words),
-                                  "beats": len(self.dot.payload.beats), "acc": range(N_ACC),
-                                  "zp": signed(ZP_BITS), "pc": range(p["prog_depth"]),
-                                  "reads": self._regions})  # bit k: the DOT reads region k
+        desc = self._entry_layout(words, w_words)
         qd = [Signal(desc, name=f"dotq{k}") for k in range(2)]
         qv = [Signal(name=f"dotq{k}_valid") for k in range(2)]  # qv[1] implies qv[0]
-        b = Signal(data.StructLayout({"valid": 1, "last": 1, "acc": range(N_ACC),
+        b = Signal(data.StructLayout({"valid": 1, "last": 1, "acc": acc_shape(conv),
                                       "zp": signed(ZP_BITS),
                                       "pc": range(p["prog_depth"]), "xw": range(words),
                                       "ww": range(w_words)}), name="beat")
@@ -115,32 +333,65 @@ class DotFeeder(wiring.Component):
             ((Mux(qv[0], qd[0].reads, 0) | Mux(qv[1], qd[1].reads, 0)).bit_select(ow, 1))
             | (b.valid & ((b.xw >> (self._rlow - low)) == ow)))
 
-        def waits_next(reads, *, queued=True):
-            """A DOT reading ``reads`` meets a REQ result in flight next cycle; a DOT taken
-            now (not ``queued``) cannot meet this cycle's REQ, which would be the same uop,
-            so its verdict has no term for it (a shorter path)."""
+        def waits_next(entry, *, queued=True):
+            """A DOT ``entry`` meets a REQ result in flight next cycle (or, into a lane
+            bank, its read-out); a DOT taken now (not ``queued``) cannot meet this cycle's
+            REQ, which would be the same uop, so its verdict has no term for it (a shorter
+            path)."""
+            reads = entry.reads
             pushed = self.wr_issue & reads.bit_select(ow, 1) if queued else 0
-            return (reads & kept).any() | pushed
+            wait = (reads & kept).any() | pushed
+            if conv:
+                bank = (entry.acc - N_ACC)[:max(1, (N_BANKS - 1).bit_length())]
+                wait = wait | ((entry.acc >= N_ACC) & self.bank_busy_next.bit_select(bank, 1))
+            return wait
 
-        raw = Signal()  # a region dotq0 reads has a REQ result in flight (a flip-flop)
-        pop = self._issue(m, qd[0], qv[0], b, raw)
-        new = self._describe(m, desc)
+        raw = Signal()  # dotq0's first beat must wait (a flip-flop)
+        if conv:
+            pop = self._walk(m, qd[0], qv[0], b, raw)
+            new, empty, may_take = self._intake(m, desc)
+        else:
+            pop = self._issue(m, qd[0], qv[0], b, raw)
+            new = self._describe(m, desc)
         # ``raw`` follows dotq0: the verdict for each DOT that may be dotq0 next cycle is
         # computed before the late choice (pop waits for the engine's handshake)
-        w0, w1 = waits_next(qd[0].reads), waits_next(qd[1].reads)
-        wn = waits_next(new.reads, queued=False)
+        w0, w1 = waits_next(qd[0]), waits_next(qd[1])
+        wn = waits_next(new, queued=False)
         take = self.dot.valid & self.dot.ready
-        m.d.comb += [self.dot.ready.eq(~qv[1]), self.busy.eq(qv[0] | b.valid)]
+        if conv:  # a DOT with no kept tap is taken and dropped
+            enq, ready = take & ~empty, ~qv[1] & may_take
+        else:
+            enq, ready = take, ~qv[1]
+        m.d.comb += [self.dot.ready.eq(ready), self.busy.eq(qv[0] | b.valid)]
         m.d.sync += raw.eq(w0)
         with m.If(pop):  # (a take needs dotq1 free)
-            m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | take),
+            m.d.sync += [qd[0].eq(Mux(qv[1], qd[1], new)), qv[0].eq(qv[1] | enq),
                          qv[1].eq(0), raw.eq(Mux(qv[1], w1, wn))]
-        with m.Elif(take):
+        with m.Elif(enq):
             with m.If(qv[0]):
                 m.d.sync += [qd[1].eq(new), qv[1].eq(1)]
             with m.Else():
                 m.d.sync += [qd[0].eq(new), qv[0].eq(1), raw.eq(wn)]
         return m
+
+    def _entry_layout(self, words, w_words):
+        """A queue entry: a plain DOT's words and beats; with ``conv``, the walk's state
+        (the next tap's words ``xw``, ``ww``, its row's first ``xr``, ``wr``; ``col``: taps
+        left in the row after it, ``rows``: rows left; ``last``, ``first``) and its steps.
+        ``reads`` bit k: the DOT reads region k."""
+        p = self._p
+        if not p["conv"]:
+            return data.StructLayout({"xw": range(words), "ww": range(w_words),
+                                      "beats": len(self.dot.payload.beats),
+                                      "acc": range(N_ACC), "zp": signed(ZP_BITS),
+                                      "pc": range(p["prog_depth"]), "reads": self._regions})
+        taps = taps_layout(lanes=p["lanes"], w_depth=p["w_depth"])
+        return data.StructLayout({
+            "xw": range(words), "ww": range(w_words), "xr": range(words), "wr": range(w_words),
+            "col": range(MAX_BEATS), "rows": range(MAX_BEATS), "last": 1, "first": 1,
+            **{k: taps[k].shape for k in ("ncol", "lastcol", "rp", "pp", "kw")},
+            "acc": acc_shape(True), "zp": signed(ZP_BITS), "pc": range(p["prog_depth"]),
+            "reads": self._regions})
 
     def _pending_writes(self, m):
         """Per region, a counter of REQ results in flight; returns ``kept``: the regions
@@ -197,7 +448,11 @@ class DotFeeder(wiring.Component):
                          b.xw.eq(xw), b.ww.eq(ww), j.eq(Mux(last, 0, j + 1))]
         with m.Elif(advance):
             m.d.sync += b.valid.eq(0)
-        # the engine's input: the beat read in the cycle before
+        self._to_engine(m, b)
+        return pop
+
+    def _to_engine(self, m, b):
+        """The engine's input: the beat read in the cycle before, and the tag."""
         lanes = self._p["lanes"]
         m.d.comb += [self.o.valid.eq(b.valid), self.o.payload.last.eq(b.last),
                      self.zp.eq(b.zp)]
@@ -208,7 +463,105 @@ class DotFeeder(wiring.Component):
                          self.o.payload.lvl[i].eq(level(w))]
         m.d.comb += [self.tag.payload.acc.eq(b.acc), self.tag.payload.pc.eq(b.pc),
                      self.tag.valid.eq(b.valid & b.last & self.o.ready)]
+        if self._p["conv"]:  # (lane banks: the one place the beat's bank fields are set)
+            bank = (b.acc - N_ACC)[:len(self.o.payload.bank_sel)]
+            m.d.comb += [self.o.payload.bank.eq(b.acc >= N_ACC), self.o.payload.bank_sel.eq(bank)]
+
+    # -- the convolution machine's (conv=True) ---------------------------------------------
+
+    def _intake(self, m, desc):
+        """The queue entry of the DOT offered on ``dot`` (returned: ``new``), whether it
+        keeps no tap (``empty``) and whether it may be taken now (``may_take``): a window
+        DOT's taps from ``WindowTaps``, registered with ``window_wait`` (then taken once it
+        was offered in the cycle before: the stream holds its payload), a plain DOT's
+        from its fields; then ``_entry``."""
+        u, p = self.dot.payload, self._p
+        m.submodules.window = win = WindowTaps(lanes=p["lanes"], w_depth=p["w_depth"])
+        m.d.comb += [getattr(win.i, k).eq(getattr(u, k)) for k, _ in win.i.shape()]
+        taps, shown = win.o, 1
+        if p["window_wait"]:
+            taps, shown = Signal(win.o.shape(), name="window_taps"), Signal(name="dot_shown")
+            m.d.sync += [taps.eq(win.o), shown.eq(self.dot.valid & ~self.dot.ready)]
+        sel = Signal(win.o.shape(), name="dot_taps")
+        m.d.comb += sel.eq(Mux(u.win, taps, self._plain_taps(m, win.o.shape())))
+        new = self._entry(m, desc, sel, shown)
+        return new, ~sel.nonempty, ~u.win | shown
+
+    def _plain_taps(self, m, layout):
+        """A plain DOT as a window: one row of ``beats`` taps a word apart."""
+        u, low = self.dot.payload, (self._p["lanes"] - 1).bit_length()
+        t = Signal(layout, name="plain_taps")
+        x0 = Signal(range(self._p["x_depth"] // self._p["lanes"]), name="dot_x0")
+        m.d.comb += [x0.eq(u.xaddr >> low), t.nonempty.eq(u.beats != 0),
+                     t.lo.eq(x0), t.ra.eq(x0), t.ca.eq(u.beats - 1), t.w0.eq(u.waddr >> low),
+                     t.ncol.eq(u.beats - 1), t.last0.eq(u.beats == 1), t.pp.eq(1)]
+        return t
+
+    def _entry(self, m, desc, t, shown):
+        """The queue entry of a DOT with taps ``t`` (``taps_layout``), ``dot_empty`` and
+        ``dot_fault`` (a window DOT's once ``t`` is its: ``shown``). Its highest word is
+        ``t.ra + t.ca`` or ``t.ra + t.cb``; it reads region k (words [kg, (k+1)g)) when
+        ``[t.lo, highest]`` meets it: compares with constants after one sum each, as wide as
+        a word index (a DOT in the memory, every one but those ``dot_fault`` names, has its
+        words there: exact modulo the width)."""
+        u, g = self.dot.payload, self._p["hazard_words"]
+        words = self._p["x_depth"] // self._p["lanes"]
+        new = Signal(desc)
+        lo, hi_a, hi_b = (Signal(range(words), name=f"dot_{n}") for n in ("lo", "hi_a", "hi_b"))
+        m.d.comb += [lo.eq(t.lo), hi_a.eq(t.ra + t.ca), hi_b.eq(t.ra + t.cb)]
+        out = (t.lo < 0) | (t.ra + t.ca >= words) | (t.two & (t.ra + t.cb >= words))
+        m.d.comb += [
+            new.xw.eq(t.lo), new.xr.eq(t.lo), new.ww.eq(t.w0), new.wr.eq(t.w0),
+            new.col.eq(t.ncol), new.rows.eq(t.rows), new.last.eq(t.last0), new.first.eq(1),
+            *[new[k].eq(t[k]) for k in ("ncol", "lastcol", "rp", "pp", "kw")],
+            new.acc.eq(u.acc), new.zp.eq(u.zp), new.pc.eq(u.pc),
+            new.reads.eq(Cat(*[t.nonempty & (lo < (k + 1) * g)
+                               & ((hi_a >= k * g) | (t.two & (hi_b >= k * g)))
+                               for k in range(self._regions)])),
+            self.dot_empty.eq(~t.nonempty),
+            self.dot_fault.eq(u.win & shown & t.nonempty & out)]
+        return new
+
+    def _walk(self, m, head, head_valid, b, raw):
+        """The address stage and the engine's input register: the queue head's next tap
+        (``head.xw``, ``head.ww``) is read when the input register moves on (its first not
+        while ``raw``), and the head steps to the tap after it (``_step``); returns
+        ``pop``, the head's last tap issued."""
+        advance, issue, pop = Signal(), Signal(), Signal()
+        m.d.comb += [advance.eq(~b.valid | self.o.ready),
+                     issue.eq(head_valid & advance & (~head.first | ~raw)),
+                     pop.eq(issue & head.last)]
+        # the next tap's words, or the held beat's again while the input register keeps it
+        with m.If(advance):
+            m.d.comb += [self.x_addr.eq(head.xw), self.w_addr.eq(head.ww)]
+        with m.Else():
+            m.d.comb += [self.x_addr.eq(b.xw), self.w_addr.eq(b.ww)]
+        with m.If(issue):
+            m.d.sync += [b.valid.eq(1), b.last.eq(head.last), b.acc.eq(head.acc),
+                         b.pc.eq(head.pc), b.zp.eq(head.zp), b.xw.eq(head.xw),
+                         b.ww.eq(head.ww)]
+        with m.Elif(advance):
+            m.d.sync += b.valid.eq(0)
+        with m.If(issue & ~head.last):
+            self._step(m, head)
+        self._to_engine(m, b)
         return pop
+
+    def _step(self, m, head):
+        """The head's next kept tap: the next column (``+ pp``, weight ``+ 1``), or at the
+        row's end the next row's first (``xr + rp``, weight ``wr + kw``); ``last`` again."""
+        end = Signal(name="walk_row_end")
+        col, rows = Signal(range(MAX_BEATS), name="walk_col"), Signal(range(MAX_BEATS),
+                                                                       name="walk_rows")
+        m.d.comb += [end.eq(head.col == 0), col.eq(Mux(end, head.ncol, head.col - 1)),
+                     rows.eq(head.rows - end)]
+        m.d.sync += [head.first.eq(0), head.col.eq(col), head.rows.eq(rows),
+                     head.last.eq((rows == 0) & (col == head.lastcol))]
+        with m.If(end):
+            m.d.sync += [head.xr.eq(head.xr + head.rp), head.xw.eq(head.xr + head.rp),
+                         head.wr.eq(head.wr + head.kw), head.ww.eq(head.wr + head.kw)]
+        with m.Else():
+            m.d.sync += [head.xw.eq(head.xw + head.pp), head.ww.eq(head.ww + 1)]
 
 
 def level(w):

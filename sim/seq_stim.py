@@ -229,9 +229,20 @@ class ConvProgram:
                 n = int(self.rng.integers(1, min(room - 1, 8) + 1))
                 out.append(self._loop(depth, n))
                 out += self._body(n, depth + 1)
+            elif room >= 3 and self.rng.random() < 0.1:  # a pixel of a depthwise layer
+                out += self._bank_pixel(depth)
             else:
                 out.append(self._instr(depth))
         return out
+
+    def _bank_pixel(self, depth):
+        """CLR of a lane bank, a DOT into it, its REQ: in a loop, the bank is cleared and
+        written again while (or just after) the writeback reads it out."""
+        while True:
+            words = [self._instr(depth, kind) for kind in ("CLR", "WDOT", "REQW")]
+            bank = {(w >> 37) & 7 for w in words}
+            if len(bank) == 1 and bank.pop() >= 4:
+                return words
 
     def _loop(self, depth, body):
         pred, neg = _pred(self.rng) if self.rng.random() < 0.3 else (0, 0)
@@ -241,12 +252,12 @@ class ConvProgram:
                        ostride=int(self.rng.integers(0, 3))
                        * (1 if self.rng.random() < 0.1 else lanes))
 
-    def _instr(self, depth):
+    def _instr(self, depth, kind=None):
         rng, cfg, lanes = self.rng, self.cfg, self.cfg.lanes
         bad = rng.random() < self.bad_rate
         pred, neg = _pred(rng) if rng.random() < 0.4 else (0, 0)
-        kind = rng.choice(["CLR", "LDB", "DOT", "DOT", "WDOT", "WDOT", "REQ", "REQW", "STRD",
-                           "SETG", "SETL", "SETP", "PNOT"])
+        kind = kind or rng.choice(["CLR", "LDB", "DOT", "DOT", "WDOT", "WDOT", "REQ", "REQW",
+                                   "STRD", "SETG", "SETL", "SETP", "PNOT"])
         acc = int(rng.integers(0, 4))
         bank = 4 + int(rng.integers(0, 2))
         if kind == "CLR":
@@ -301,11 +312,15 @@ class ConvProgram:
                        pa=int(rng.integers(0, 8)))
 
 
-def conv_case(rng, *, length=None, bad_rate=0.02, **cfg):
-    """A random case on a convolution machine (``CONV``, updated with ``cfg``)."""
+def conv_case(rng, *, length=None, bad_rate=0.02, bad_channels=0, edge_bias=False, **cfg):
+    """A random case on a convolution machine (``CONV``, updated with ``cfg``);
+    ``bad_channels`` and ``edge_bias`` as ``random_params``'s (requantizer parameters refused,
+    biases at the edges of int32: a REQW's lane sum may leave it)."""
     cfg = golden_sequencer.MachineConfig(**dict(CONV, **cfg))
-    prm = random_params(rng, cfg)
+    prm = random_params(rng, cfg, edge_bias=edge_bias)
     prm.multiplier[:] = np.abs(prm.multiplier)  # (the tflite rounding takes them too)
+    for ch in rng.choice(cfg.channels, size=bad_channels, replace=False):
+        prm.shift[ch] = (31, -32)[int(rng.integers(0, 2))]
     length = length or int(rng.integers(8, cfg.prog_depth - 4))
     words = ConvProgram(rng, cfg, bad_rate).words(length)
     return Case(cfg, prm, random_x(rng, cfg), words + [0] * (cfg.prog_depth - len(words)))

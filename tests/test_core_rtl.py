@@ -163,6 +163,41 @@ def test_core_random_programs(name):
     assert set(faults) == {"IllegalInstruction", "ArithmeticError", "ValueError"}, faults
 
 
+CONV_CORE = dict(seq_stim.CONV, x_depth=512, w_depth=512)  # (a convolution machine)
+
+
+@pytest.mark.parametrize("param_ram", ["async", "sync"])
+def test_conv_core_random_programs(param_ram):
+    """Random convolution programs (``sim.seq_stim.conv_case``: nested loops, STRD, SETG,
+    window DOTs, lane banks and REQWs, both roundings) on a convolution core: results,
+    errors and the pc they name, and the cycles the core model predicts."""
+    rng = np.random.default_rng(SEED + 5)
+    print(f"seed {SEED + 5}")
+    # every third case with refused requantizer parameters on two channels, every third
+    # with its biases at the edges of int32 (a REQW's lane or a LDB'd DOT leaves it)
+    cases = [seq_stim.conv_case(rng, bad_channels=2 * int(k % 3 == 1), edge_bias=k % 3 == 2,
+                                **CONV_CORE) for k in range(12)]
+    core = dict(param_ram=param_ram, short_requant=True, hazard_words=4)
+    got_all = run_core_cases(cases, **core)
+    errors = 0
+    for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):
+        want, err = seq_stim.expected(case)
+        assert got["error"] == (err is not None), (n, err)
+        errors += err is not None
+        if err is not None:
+            assert got["error_pc"] == want["error_pc"], (n, err, got["error_pc"])
+        if want["precise"]:
+            assert got["x"] == want["x"], n
+            assert (got["executed"], got["predicated_off"]) == \
+                (want["executed"], want["predicated_off"]), n
+        if err is None:
+            cycles, _ = golden_core.predict_program_cycles(
+                case.cfg, case.params, case.program, case.x_init, **dict(SMALL_CORE, **core))
+            assert got["cycles"] == cycles, (n, got["cycles"], cycles)
+    print(f"{errors} of {len(cases)} end in an error")
+    assert 0 < errors < len(cases)
+
+
 @pytest.mark.parametrize("hazard_words", [1, 2, 4])
 def test_hazard_regions(hazard_words):
     """Programs of LDB, DOT and REQ on the first 8 activation words only (REQ results and

@@ -14,12 +14,21 @@ interleaved with stalls), on a feeder of 4 one-lane words tracked per word and p
 two; and two mutants (no first-beat wait; no blocking of REQs) must fail. (k-induction does
 not close without invariants tying the queue to the harness's versions; about 5 minutes a
 configuration, so the second tier runs it.)
+
+On a convolution machine (``conv=True``) the DOTs are also window DOTs (of one of two
+windows, ``WINDOWS``, fixed for a run: symbolic ones left the solver hours; at any output
+pixel over it and its borders and any base whose kept taps are all in the memory:
+``dot_fault`` low when taken; the stream holds a DOT's payload until it is taken) and DOTs
+into the lane banks (their read-out any), and DOTs with no kept tap are dropped; a third
+mutant (a window DOT's regions up to its last tap's word, not its highest) must fail.
+About 4 and 7 minutes for the two configurations.
 """
 
 import pytest
 from amaranth.hdl import Array, Assert, Assume, Cat, Elaboratable, Module, Signal
+from amaranth.lib import data
 
-from sparq.hw.dot_feeder import DotFeeder
+from sparq.hw.dot_feeder import DotFeeder, WindowTaps, dot_layout
 from tests.sby import run_sby
 
 pytestmark = [pytest.mark.formal, pytest.mark.long]
@@ -29,9 +38,14 @@ BITS = 3  # version counters, modulo 8: at most 3 writes in flight, 3 DOTs
 
 
 class _HazardHarness(Elaboratable):
-    def __init__(self, **params):
+    def __init__(self, *, window=None, **params):
         self.dut = DotFeeder(**params)
         self.p = self.dut.params
+        self.conv, self.window = self.p["conv"], window
+        if self.conv:  # the DOTs' fields but the window (``window``, SETG's: constants)
+            layout = dot_layout(self.p["prog_depth"], conv=True)
+            self.fields = Signal(data.StructLayout({k: f.shape for k, f in layout
+                                                    if k != "geom"}))
 
     def elaborate(self, platform):
         m = Module()
@@ -48,11 +62,14 @@ class _HazardHarness(Elaboratable):
 
         # the environment: what the core can present
         d = dut.dot.payload
+        in_range = ((d.beats != 0) & (d.xaddr[:low] == 0 if low else 1)
+                    & ((d.xaddr >> low) + d.beats <= words))
+        if self.conv:
+            in_range = d.win | in_range  # (a window DOT's: ``_window_environment``)
         m.d.comb += [
             Assume(~(dut.dot.valid & dut.wr_issue)),
             Assume(~dut.wr_issue | ~dut.wr_blocked),
-            Assume(~dut.dot.valid | ((d.beats != 0) & (d.xaddr[:low] == 0 if low else 1)
-                                     & ((d.xaddr >> low) + d.beats <= words))),
+            Assume(~dut.dot.valid | in_range),
             Assume(dut.wr_addr < p["x_depth"]), Assume(dut.wr_land_addr < p["x_depth"]),
             Assume(~dut.wr_land | (issued[land_r] != landed[land_r])),
             Assume(inflight + dut.wr_issue <= p["writes_in_flight"]),
@@ -66,6 +83,9 @@ class _HazardHarness(Elaboratable):
         snap = [Signal(BITS * regions, name=f"snap{k}") for k in range(3)]
         count = Signal(range(5))
         take, done = dut.dot.valid & dut.dot.ready, dut.tag.valid
+        if self.conv:
+            self._window_environment(m)
+            take = take & ~dut.dot_empty  # (a DOT with no kept tap is dropped)
         now = Signal(BITS * regions)
         m.d.comb += now.eq(Cat(*issued))
         m.d.sync += count.eq(count + take - done)
@@ -85,16 +105,38 @@ class _HazardHarness(Elaboratable):
                          Assert(seen == snap[0].word_select(seen_r, BITS))]
         return m
 
+    def _window_environment(self, m):
+        """Window DOTs the core can present: kept taps in the memory (golden raises
+        otherwise), a payload held until taken; the window ``window`` (set before: this
+        keeps the solver's arithmetic small), output pixels over it and its borders."""
+        dut, d, f = self.dut, self.dut.dot.payload, self.fields
+        m.d.comb += [d[k].eq(f[k]) for k, _ in f.shape()]
+        m.d.comb += [d.geom[k].eq(v) for k, v in self.window.items()]
+        held, last = Signal(), Signal.like(f.as_value())
+        m.d.sync += [held.eq(dut.dot.valid & ~dut.dot.ready), last.eq(f.as_value())]
+        m.d.comb += [
+            Assume(~(dut.dot.valid & dut.dot.ready & dut.dot_fault)),
+            Assume(~held | (dut.dot.valid & (f.as_value() == last))),
+            Assume((f.i0 < 4) & (f.i1 < 4) & (f.xaddr < 16)),
+            Assume((f.waddr == 0) & (f.zp == 0)),  # (not in the claim: fewer choices)
+        ]
+
 
 def _check(tmp_path, **params):
     harness = _HazardHarness(**params)
     dut = harness.dut
     ports = [dut.dot.valid, dut.dot.payload.as_value(), dut.o.ready, dut.wr_issue,
              dut.wr_addr, dut.wr_land, dut.wr_land_addr, dut.o.valid, dut.wr_blocked]
+    if harness.conv:
+        ports[1:2] = [harness.fields.as_value(), dut.bank_busy_next]
     return run_sby(tmp_path, harness, ports, depth=DEPTH, mode="bmc")
 
 
 SMALL = dict(lanes=1, x_depth=4, w_depth=4, prog_depth=4, writes_in_flight=3)
+# windows for 4 words: rows closer than a row of taps (the highest word is not always the
+# last tap's), padding on every side; a strided one
+WINDOWS = {"near_rows": dict(ih=3, iw=3, kw=2, pt=1, pl=1, sy=1, sx=1, pixpitch=2, rowpitch=1),
+           "strided": dict(ih=2, iw=4, kw=3, pt=1, pl=1, sy=2, sx=1, pixpitch=1, rowpitch=2)}
 
 
 @pytest.mark.parametrize("hazard_words", [1, 2])
@@ -123,3 +165,23 @@ def test_feeder_proof_fails_without_blocking_reqs(tmp_path, monkeypatch):
     monkeypatch.setattr(DotFeeder, "elaborate", unblocked)
     with pytest.raises(AssertionError, match="FAIL"):
         _check(tmp_path, hazard_words=1, **SMALL)
+
+
+@pytest.mark.parametrize("window,hazard_words,window_wait",
+                         [("near_rows", 2, 0), ("strided", 1, 1)])
+def test_feeder_with_window_dots_reads_what_program_order_says(tmp_path, window,
+                                                                hazard_words, window_wait):
+    _check(tmp_path, hazard_words=hazard_words, conv=True, window_wait=window_wait,
+           window=WINDOWS[window], **SMALL)
+
+
+def test_window_proof_fails_with_regions_to_the_last_tap(tmp_path, monkeypatch):
+    real = WindowTaps.elaborate
+
+    def last_tap_only(self, platform):
+        m = real(self, platform)
+        m.d.comb += self.o.two.eq(0)  # the row before the last's last tap not counted
+        return m
+    monkeypatch.setattr(WindowTaps, "elaborate", last_tap_only)
+    with pytest.raises(AssertionError, match="FAIL"):
+        _check(tmp_path, hazard_words=2, conv=True, window=WINDOWS["near_rows"], **SMALL)
