@@ -12,6 +12,7 @@ from sparq.spec import isa
 from sparq.spec import params as spec_params
 
 from .encodings import ZP_BITS
+from .seq_execute import window_layout
 from .sparse_dot import beat_layout
 
 N_ACC, N_BANKS = isa.N_ACC, isa.N_BANKS
@@ -25,11 +26,6 @@ def acc_shape(conv=False):
     return range(N_ACC + (N_BANKS if conv else 0))
 
 
-def geom_layout():
-    """SETG's window (``spec.isa.FIELDS["SETG"]``), as passed with each window DOT."""
-    return data.StructLayout({name: width for name, _lsb, width in isa.FIELDS["SETG"]})
-
-
 def dot_layout(prog_depth, *, conv=False):
     """A DOT to run: ``beats`` words of activations from element address ``xaddr`` (aligned)
     and of weights from ``waddr`` (both effective addresses), into accumulator ``acc``, with
@@ -41,7 +37,7 @@ def dot_layout(prog_depth, *, conv=False):
         "beats": isa.field_width("beats", "DOT"), "acc": acc_shape(conv), "zp": signed(ZP_BITS),
         "pc": range(prog_depth)}
     if conv:
-        fields.update(win=1, i0=LOOP_INDEX_BITS, i1=LOOP_INDEX_BITS, geom=geom_layout())
+        fields.update(win=1, i0=LOOP_INDEX_BITS, i1=LOOP_INDEX_BITS, geom=window_layout())
     return data.StructLayout(fields)
 
 
