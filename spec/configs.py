@@ -57,6 +57,11 @@ CONFIGS = {
     # in block RAM (the iCE40 has no distributed RAM); four lanes, two multipliers; hazards
     # tracked per 8 words (the room for the error contract's pcs; per 4 words, one layer's
     # output each, saves 34 cycles an image: docs/core.md has the sizes tried)
+    # a small convolution core (the extensions of golden.isa: nested loops, window DOTs, lane
+    # banks) for random programs under both simulators
+    "core_conv_small": ("Core", dict(lanes=4, slots=2, x_depth=512, w_depth=512, channels=32,
+                                     prog_depth=128, x_zero_point=-3, param_ram="sync",
+                                     short_requant=True, hazard_words=4, conv=True)),
     "core_ice40": ("Core", dict(lanes=4, slots=2, x_depth=128, w_depth=4096, channels=64,
                                 prog_depth=256, x_zero_point=-128, param_ram="sync",
                                 short_requant=True, hazard_words=8)),
