@@ -23,7 +23,7 @@ class ActivationMemory(wiring.Component):
 
     def __init__(self, *, lanes=16, x_depth=256):
         self._p = dict(lanes=spec_params.int_in("lanes", lanes, 1, 64),
-                       x_depth=spec_params.int_in("x_depth", x_depth, lanes, 1 << 10))
+                       x_depth=spec_params.int_in("x_depth", x_depth, lanes, 1 << 14))
         super().__init__({
             "rd_addr": In(range(x_depth // lanes)), "rd_data": Out(unsigned(8 * lanes)),
             "rd_lane": In(range(lanes)), "rd_elem": Out(signed(8)),
