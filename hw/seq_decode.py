@@ -78,14 +78,17 @@ def predecoded_layout(*, prog_depth, x_depth, lanes, w_depth=0, channels=0, conv
     executed, whatever the loop), and for an activation address that a loop may offset, its
     kind (``xkind`` 1: one activation, 2: an aligned block), its offset (``okind`` 1: the
     loop's x offset, 2: its output offset), ``xend`` (the end of what it reads or writes, at
-    most ``x_depth + 1``) and ``blow`` (its lane). A convolution machine's (``conv``) also
-    has ``last``, a LOOP's body's last address, and for a weight address or a channel that
-    takes a loop offset (``rkind`` 1: DOT's with ``wi``, 2: LDB's or REQ's with ``ci``) the
+    most ``x_depth + 1``) and ``blow`` (its lane). A convolution machine's (``conv``) has
+    instead of ``xend`` the room it leaves a loop offset, ``xroom = x_depth - end`` (0 when
+    negative) and ``xover`` (``end > x_depth``: out of range at any offset); and ``last``,
+    a LOOP's body's last address, and for a weight address or a channel that takes a loop
+    offset (``rkind`` 1: DOT's with ``wi``, 2: LDB's or REQ's with ``ci``) the
     ``room`` the offset may take: the fetch stage checks ``offset <= room`` (and a weight
     offset's alignment) with one comparison; ``dyn`` holds what is out of range at offset 0."""
+    xend = ({"xover": 1, "xroom": range(x_depth + 1)} if conv
+            else {"xend": range(x_depth + 2)})
     return data.StructLayout({"loop": 1, "skip": range(prog_depth + BODY_SPAN + 1),
-                              "static": 1, "dyn": 1, "xkind": 2, "okind": 2,
-                              "xend": range(x_depth + 2),
+                              "static": 1, "dyn": 1, "xkind": 2, "okind": 2, **xend,
                               "blow": max(1, (lanes - 1).bit_length()),
                               **({"last": range(prog_depth + BODY_SPAN), "rkind": 2,
                                   "room": range(max(w_depth, channels) + 1)} if conv else {})})
@@ -101,8 +104,9 @@ class Predecoder(wiring.Component):
                  bits set, p0 written, a SETP comparison or source out of range, a DOT,
                  SETP or LOOP that does nothing, a LOOP whose body runs past the program;
                  ``dyn``: a channel or a weight address out of range (or a weight block not
-                 aligned); ``xkind``/``okind``/``xend``/``blow``: what the fetch stage checks
-                 of the activation address once it knows the loop offset
+                 aligned); ``xkind``/``okind``/``xend``/``blow`` (a convolution machine's:
+                 ``xover``/``xroom`` for ``xend``): what the fetch stage checks of the
+                 activation address once it knows the loop offset
     ====== ===== ===========================================================================
 
     Bit-exact reference: ``golden.isa.decode`` (static) and ``golden.sequencer``'s checks.
@@ -129,19 +133,7 @@ class Predecoder(wiring.Component):
             (op == Op.LOOP) & (self.addr + f.body >= p["prog_depth"])))
         if conv:
             m.d.comb += c.last.eq(self.addr + f.body)
-        # the activation address's base and extent (at most 15 beats of ``lanes``)
-        most = max(1 << isa.field_width("beats", "DOT"), 1 << isa.field_width("beats", "SETP"))
-        # a block ends at most at the last whole block, x_depth - slack
-        slack = p["x_depth"] % lanes
-        end_bits = ((1 << ADDR_BITS) - 1 + (most - 1) * lanes + lanes - 1).bit_length()
-
-        def xend(name, base, extent, xkind):
-            """``xend`` of an address of kind ``xkind`` at ``base`` reading ``extent``: each
-            kind's sum and saturation made from the word's fields, the opcode's choice after
-            them (not before the carry chain)."""
-            end = Signal(end_bits, name=f"xend_{name}")
-            m.d.comb += end.eq(base + extent + (slack if xkind == 2 else 0))
-            return Mux(end > p["x_depth"], p["x_depth"] + 1, end)
+        xend, x_addr = (self._conv_x_checks if conv else self._x_checks)(m, c)
 
         def w_block_bad(a, beats):  # not (a aligned and a + beats * lanes <= w_depth)
             aligned = (a[:low] == 0) if low else Const(1)
@@ -149,16 +141,12 @@ class Predecoder(wiring.Component):
             # are as narrow as the old inline ``a >> low`` of a 14-bit field synthesized)
             return ~aligned | ((a[low:] + beats) > p["w_depth"] // lanes)
 
-        def x_addr(base, xend_value, xkind, okind):
-            return [c.xkind.eq(xkind), c.okind.eq(okind), c.xend.eq(xend_value),
-                    c.blow.eq(base[:low] if low else 0)]
-
         req_x = xend("req", f.oaddr, 1, 1)
-        dot_x = xend("dot", f.xaddr, f.dbeats * lanes, 2)
+        dot_x = xend("dot", f.xaddr, f.dbeats, 2)
         # (a convolution machine's channels and weight addresses take loop offsets: the
         # fetch stage checks them)
         setp_x1 = xend("setp_x", f.addr, 1, 1)
-        setp_xb = xend("setp_block", f.addr, f.sbeats * lanes, 2)
+        setp_xb = xend("setp_block", f.addr, f.sbeats, 2)
         with m.Switch(op):
             with m.Case(Op.LDB):
                 if conv:
@@ -168,7 +156,7 @@ class Predecoder(wiring.Component):
             with m.Case(Op.REQ):
                 if conv:
                     with m.If(f.acc >= isa.N_ACC):  # a lane bank's REQ writes a block
-                        m.d.comb += [*x_addr(f.oaddr, xend("reqw", f.oaddr, lanes, 2), 2,
+                        m.d.comb += [*x_addr(f.oaddr, xend("reqw", f.oaddr, 1, 2), 2,
                                              Mux(f.oi, 2, 0)),
                                      *_room(c, p["channels"] - lanes - f.ch, f.ci, 2)]
                     with m.Else():
@@ -179,7 +167,8 @@ class Predecoder(wiring.Component):
                                  *x_addr(f.oaddr, req_x, 1, Mux(f.oi, 2, 0))]
             with m.Case(Op.DOT):
                 if conv:  # (a window DOT's taps are checked by the datapath)
-                    room = p["w_depth"] - f.waddr - f.dbeats * lanes
+                    room = _table(m, f.dbeats, [p["w_depth"] - b * lanes for b in range(
+                        1 << len(f.dbeats))], "w_limit") - f.waddr
                     misaligned = (f.waddr[:low] != 0) if low else Const(0)
                     m.d.comb += _room(c, room, f.wi, 1, misaligned)
                     with m.If(~f.win):
@@ -199,6 +188,60 @@ class Predecoder(wiring.Component):
                         m.d.comb += c.dyn.eq(w_block_bad(f.addr, f.sbeats))
         return m
 
+    def _x_checks(self, m, c):
+        """``xend(name, base, beats, xkind)``: the end of what an address of kind ``xkind``
+        at ``base`` reads or writes (``beats`` blocks of ``lanes``, or one activation),
+        saturated at ``x_depth + 1``: each kind's sum and saturation made from the word's
+        fields, the opcode's choice after them (not before the carry chain); and
+        ``x_addr(base, xend, xkind, okind)``, the assignments of an address's checks."""
+        p = self._p
+        lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        # the activation address's base and extent (at most 15 beats of ``lanes``)
+        most = max(1 << isa.field_width("beats", "DOT"), 1 << isa.field_width("beats", "SETP"))
+        # a block ends at most at the last whole block, x_depth - slack
+        slack = p["x_depth"] % lanes
+        end_bits = ((1 << ADDR_BITS) - 1 + (most - 1) * lanes + lanes - 1).bit_length()
+
+        def xend(name, base, beats, xkind):
+            extent = beats * lanes if xkind == 2 else beats
+            end = Signal(end_bits, name=f"xend_{name}")
+            m.d.comb += end.eq(base + extent + (slack if xkind == 2 else 0))
+            return Mux(end > p["x_depth"], p["x_depth"] + 1, end)
+
+        def x_addr(base, xend_value, xkind, okind):
+            return [c.xkind.eq(xkind), c.okind.eq(okind), c.xend.eq(xend_value),
+                    c.blow.eq(base[:low] if low else 0)]
+
+        return xend, x_addr
+
+    def _conv_x_checks(self, m, c):
+        """``_x_checks`` on a convolution machine, whose fetch stage compares the loop offset
+        with the room the word leaves it (``xroom``, ``xover``: ``predecoded_layout``): the
+        room is ``limit - base``, the limit (``x_depth`` less the extent, and less the slack
+        of a block) a table of the beats, so that one carry chain sits on the load path."""
+        p = self._p
+        lanes, low = p["lanes"], (p["lanes"] - 1).bit_length()
+        slack = p["x_depth"] % lanes
+
+        def xend(name, base, beats, xkind):
+            def limit(b):
+                return p["x_depth"] - (b * lanes + slack if xkind == 2 else b)
+            if isinstance(beats, int):
+                lim = Const(limit(beats), signed(ADDR_BITS + 2))
+            else:
+                lim = _table(m, beats, [limit(b) for b in range(1 << len(beats))],
+                             f"x_limit_{name}")
+            room = Signal(signed(max(len(lim), len(base) + 1) + 1), name=f"xroom_{name}")
+            m.d.comb += room.eq(lim - base)
+            return room < 0, Mux(room < 0, 0, room)
+
+        def x_addr(base, xend_value, xkind, okind):
+            over, room = xend_value
+            return [c.xkind.eq(xkind), c.okind.eq(okind), c.xover.eq(over), c.xroom.eq(room),
+                    c.blow.eq(base[:low] if low else 0)]
+
+        return xend, x_addr
+
     @staticmethod
     def _static_bad(m, f, conv):
         """The word alone is illegal (see the class docstring's ``static``, but the LOOP's
@@ -213,6 +256,17 @@ class Predecoder(wiring.Component):
                                       | (f.sbeats == 0)))
                 | ((op == Op.DOT) & (f.dbeats == 0))
                 | ((op == Op.LOOP) & ((f.count == 0) | (f.body == 0))))
+
+
+def _table(m, index, values, name):
+    """A signal ``name``: ``values[index]`` (signed; a table, so that a constant less a
+    multiple of ``index`` costs one level of LUTs, not a carry chain)."""
+    out = Signal(signed(max(v.bit_length() for v in values) + 1), name=name)
+    with m.Switch(index):
+        for k, v in enumerate(values):
+            with m.Case(k):
+                m.d.comb += out.eq(v)
+    return out
 
 
 def _room(c, room, indexed, rkind, bad=None):

@@ -66,13 +66,16 @@ class NextInsn(wiring.Signature):
     the current instruction. To it (``In``): ``take``, the execute stage takes them. On a
     convolution machine (``conv``) also the effective weight address and channel
     (``waddr``, ``ch``), the loop indices of levels 0 and 1 (``i0``, ``i1``) and
-    ``nest_bad`` (a LOOP the nest refuses, executed or not)."""
+    ``nest_bad`` (a LOOP the nest refuses, executed or not), and for a LOOP its body's last
+    address (``last``) and whether the innermost level's body ends there too (``shared``),
+    which the loop nest takes when the LOOP begins (``seq_nest.NestCommand``)."""
 
     def __init__(self, prog_depth, conv=False):
         w = isa.field_width
         extra = {"waddr": Out(w("waddr", "DOT")), "ch": Out(w("ch", "LDB")),
                  "i0": Out(w("count", "LOOP")), "i1": Out(w("count", "LOOP")),
-                 "nest_bad": Out(1)} if conv else {}
+                 "nest_bad": Out(1), "last": Out(range(prog_depth)),
+                 "shared": Out(1)} if conv else {}
         super().__init__({
             "word": Out(WORD), "pc": Out(range(prog_depth + BODY_SPAN)),
             **{k: Out(1) for k in ("at_end", "on", "dyn", "static")},
@@ -224,13 +227,23 @@ class Execute(wiring.Component):
 
     def _conv_registers(self, m):
         """A convolution machine's: what the fetch stage computed of the instruction beside
-        its word (effective weight address and channel, loop indices, ``nest_bad``), taken
-        with it."""
+        its word (effective weight address and channel, loop indices, ``nest_bad``, a LOOP's
+        ``last`` and ``shared``), taken with it, and for the loop nest ``loop_on`` (a LOOP
+        predicated on: its view for the fetch stage does not wait for the legality; clear
+        while idle, so that a start's view is the reset state) and ``more`` (its count is
+        above 1, a register rather than a comparison on the way to the next address)."""
         nx = self.next
         regs = {k: Signal.like(getattr(nx, k), name=f"e_{k}")
-                for k in ("waddr", "ch", "i0", "i1", "nest_bad")}
+                for k in ("waddr", "ch", "i0", "i1", "nest_bad", "last", "shared")}
+        regs["loop_on"], regs["more"] = Signal(name="e_loop_on"), Signal(name="e_more")
+        v = data.View(instruction_layout(), nx.word)
         with m.If(nx.take):
-            m.d.sync += [r.eq(getattr(nx, k)) for k, r in regs.items()]
+            m.d.sync += [r.eq(getattr(nx, k)) for k, r in regs.items()
+                         if k not in ("loop_on", "more")]
+            m.d.sync += [regs["loop_on"].eq(nx.on & (v.op == Op.LOOP)),
+                         regs["more"].eq(v.count > 1)]
+        with m.Elif(~self.ctl.busy):
+            m.d.sync += regs["loop_on"].eq(0)
         return regs
 
     def _conv_state(self, m, f, commit, regs):
@@ -251,7 +264,9 @@ class Execute(wiring.Component):
                      u.i1.eq(regs["i1"]), u.win.eq(f.win), u.window.eq(window),
                      u.round.eq(rnd),
                      lc.strd.eq(commit & (op == Op.STRD)), lc.level.eq(f.level),
-                     lc.kind.eq(f.kind), lc.stride.eq(f.stride)]
+                     lc.kind.eq(f.kind), lc.stride.eq(f.stride), lc.loop_on.eq(regs["loop_on"]),
+                     lc.more.eq(regs["more"]), lc.last.eq(regs["last"]),
+                     lc.shared.eq(regs["shared"])]
 
     def _commit(self, m, on, legal):
         """The one qualifier of every state write of the current instruction."""

@@ -122,9 +122,9 @@ class Sequencer(wiring.Component):
     ``PredicateFile``. The formal harness reads ``on``, ``legal``, ``done``, ``pred_we``,
     ``on_from_preds`` and ``prime`` (tests/test_formal.py).
 
-    With the convolution extensions (``spec.params.machine(conv=True)``; ``fetch_ports=1``
-    so far) the loop unit is ``seq_nest.LoopNest`` (three levels, shared ends, the w and ch
-    strides of STRD), the uops carry what ``uop_layout(conv=True)`` adds (the lane banks,
+    With the convolution extensions (``spec.params.machine(conv=True)``) the loop unit is
+    ``seq_nest.LoopNest`` (three levels, shared ends, the w and ch strides of STRD), the
+    uops carry what ``uop_layout(conv=True)`` adds (the lane banks,
     window DOTs with SETG's window and the loop indices, the REQ rounding of SETL) and the
     fetch stage checks the channel and weight addresses with their offsets. Without them, a
     word that uses them is illegal (``Predecoder``; ``golden.sequencer.check_machine``).

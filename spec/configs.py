@@ -38,10 +38,10 @@ CONFIGS = {
                                                channels=32, prog_depth=128, x_zero_point=-3,
                                                conv=True)),
     # the sequencer of the keyword spotter's convolution core (PLANNED["core_kws"]): loops
-    # nested three deep, strides, windows, lane banks (the fetch stage alone so far)
+    # nested three deep, strides, windows, lane banks
     "sequencer_conv": ("Sequencer", dict(lanes=16, x_depth=16384, w_depth=32768,
                                          channels=1024, prog_depth=512, x_zero_point=-128,
-                                         conv=True)),
+                                         conv=True, fetch_ports=2)),
     # the core's weight memory with its delta port (two banks of the digits model's size)
     "delta_apply_4k": ("DeltaApply", dict(depth=4096)),
     # the core: the digits MLP's sizes, N16 engine with four 8-bit multipliers, and its dense
@@ -71,10 +71,9 @@ CONFIGS = {
 # the convolution core the MLPerf Tiny keyword spotter is compiled for (issue 23; 25,616
 # weight bytes, 652 channels, two 8,000 B activation buffers), the ECP5 core's engine with
 # the convolution extensions (golden.isa) and memories for the model; hazards per 64 words;
-# the parameters in block RAM (1,024 channels); the Sequencer's fetch stage alone (the
-# convolution extensions have no decode stage yet)
+# the parameters in block RAM (1,024 channels)
 PLANNED = {
     "core_kws": ("Core", dict(lanes=16, slots=4, x_depth=16384, w_depth=32768, channels=1024,
                               prog_depth=512, x_zero_point=-128, param_ram="sync",
-                              short_requant=True, hazard_words=64, fetch_ports=1, conv=True)),
+                              short_requant=True, hazard_words=64, fetch_ports=2, conv=True)),
 }

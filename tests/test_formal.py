@@ -142,7 +142,8 @@ def _sby(tmp_path, harness, ports, depth):
 
 
 @pytest.mark.parametrize("name, fetch_ports", [("sequencer_small", 1), ("sequencer_small", 2),
-                                                ("sequencer_conv_small", 1)])
+                                                ("sequencer_conv_small", 1),
+                                                ("sequencer_conv_small", 2)])
 def test_sequencer_predicated_off_ops_change_nothing_sby(tmp_path, name, fetch_ports):
     harness = _GatingHarness(fetch_ports=fetch_ports, **CONFIGS[name][1])
     dut = harness.dut

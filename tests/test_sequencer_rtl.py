@@ -144,8 +144,9 @@ def test_loop_guarded_by_the_predicate_just_written(fetch_ports):
     assert skipped and runs
 
 
+@pytest.mark.parametrize("fetch_ports", [1, 2])
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.4)])
-def test_random_conv_programs(idle, stall):
+def test_random_conv_programs(idle, stall, fetch_ports):
     """A convolution machine: nested loops (shared ends, predicated-off LOOPs, the deepest
     level), STRD, SETG, window DOTs, lane banks and their REQs, indexed channels and weights,
     SETL's rounding; the state and counters equal golden's, errors included."""
@@ -154,7 +155,8 @@ def test_random_conv_programs(idle, stall):
     cases = [seq_stim.conv_case(rng) for _ in range(40)]
     errors = nested = 0
     for n, (case, (state, counters)) in enumerate(zip(
-            cases, run_cases(cases, idle=idle, stall=stall), strict=True)):
+            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports),
+            strict=True)):
         try:
             errors += check(case, state, counters) is not None
         except AssertionError:
@@ -201,14 +203,15 @@ CONV_DIRECTED = {
 }
 
 
+@pytest.mark.parametrize("fetch_ports", [1, 2])
 @pytest.mark.parametrize("name", list(CONV_DIRECTED))
-def test_conv_directed(name):
+def test_conv_directed(name, fetch_ports):
     """Corners of the convolution machine's loops and offsets, each against golden."""
     rng = np.random.default_rng(SEED + 4)
     case = seq_stim.conv_case(rng, length=8)
     words = isa.assemble(CONV_DIRECTED[name])
     case.program = words + [0] * (case.cfg.prog_depth - len(words))
-    (state, counters), = run_cases([case], stall=0.3)
+    (state, counters), = run_cases([case], stall=0.3, fetch_ports=fetch_ports)
     err = check(case, state, counters)
     print(f"{name}: {err or 'no error'}, {counters['executed']} executed")
     assert (err is not None) == (name in ("misaligned weight offset", "channel offset"))
