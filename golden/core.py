@@ -156,6 +156,8 @@ class _Timing:
         self.pops = [-1, -1]  # the cycles the last two DOTs left the queue
         self.addr = self.hs = -1  # the last beat's address cycle and hand-over cycle
         self.in_free = self.fe_free = 0  # the engine's input register / front end
+        self.window_wait = spec_params.WINDOW_WAIT  # a window DOT's wait once offered
+        self.handed = None  # a list: receives each beat's hand-over cycle
 
     def end(self):
         return max(self.t, self.req_done, max(self.acc_ready))
@@ -179,7 +181,7 @@ class _Timing:
     def dot(self, ins, eff, dots):
         # taken into the queue; a window DOT a cycle after it is offered at the earliest
         # (the feeder registers the window's arithmetic: spec.params.WINDOW_WAIT)
-        c = max(self.t + (spec_params.WINDOW_WAIT if ins.win else 0), self.pops[-2] + 1)
+        c = max(self.t + (self.window_wait if ins.win else 0), self.pops[-2] + 1)
         self.t = c + 1
         xw = eff["x_words"]
         costs = next(dots)
@@ -197,6 +199,8 @@ class _Timing:
             s = max(h + 1, self.fe_free)  # taken by the front end
             self.in_free, self.fe_free = s, s + cost
             self.addr, self.hs = a, h
+            if self.handed is not None:
+                self.handed.append(h)
         self.pops = [self.pops[-1], self.addr]
         for w in words:
             self.word_free[w] = max(self.word_free.get(w, 0), self.addr + 1)

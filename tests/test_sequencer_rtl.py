@@ -84,6 +84,19 @@ def run_cases(cases, *, seed=SEED, idle=0.3, stall=0.3, max_cycles=20_000, rever
     return results
 
 
+def checked(cases, results):
+    """``(counters, golden's error or None)`` for each case ``check`` passes;
+    a case it fails stops the test with the case's listing printed."""
+    for n, (case, (state, counters)) in enumerate(zip(cases, results, strict=True)):
+        try:
+            err = check(case, state, counters)
+        except AssertionError:
+            print("\n".join(f"{a:3} " + (isa.disassemble(w) if _legal(w) else f"{w:#014x}")
+                            for a, w in enumerate(case.program) if w))
+            raise AssertionError(f"case {n}") from None
+        yield counters, err
+
+
 def _conv_fields(up):
     """A convolution machine's uop fields (``uop_layout(conv=True)``) for the stand-in."""
     window = {name: getattr(up.window, name) for name, _, _ in FIELDS["SETG"]}
@@ -111,15 +124,9 @@ def test_random_programs(idle, stall, fetch_ports):
     print(f"seed {SEED}")
     cases = [seq_stim.random_case(rng, bad_rate=0.01) for _ in range(60)]
     errors = 0
-    for n, (case, (state, counters)) in enumerate(zip(
-            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports),
-            strict=True)):
-        try:
-            errors += check(case, state, counters) is not None
-        except AssertionError:
-            print("\n".join(isa.disassemble(w) if _legal(w) else f"{w:#014x}"
-                            for w in case.program if w))
-            raise AssertionError(f"case {n}") from None
+    for _, err in checked(
+            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports)):
+        errors += err is not None
     assert 0 < errors < len(cases)  # both paths exercised
 
 
@@ -154,15 +161,9 @@ def test_random_conv_programs(idle, stall, fetch_ports):
     print(f"seed {SEED + 3}")
     cases = [seq_stim.conv_case(rng) for _ in range(40)]
     errors = nested = 0
-    for n, (case, (state, counters)) in enumerate(zip(
-            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports),
-            strict=True)):
-        try:
-            errors += check(case, state, counters) is not None
-        except AssertionError:
-            print("\n".join(f"{a:3} " + (isa.disassemble(w) if _legal(w) else f"{w:#014x}")
-                            for a, w in enumerate(case.program) if w))
-            raise AssertionError(f"case {n}") from None
+    for counters, err in checked(
+            cases, run_cases(cases, idle=idle, stall=stall, fetch_ports=fetch_ports)):
+        errors += err is not None
         nested += counters["executed"] > 100
     print(f"{errors} of {len(cases)} cases end in an error; {nested} execute over 100")
     assert 0 < errors < len(cases) // 2 and nested
