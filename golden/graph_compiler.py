@@ -126,12 +126,13 @@ class CompiledGraph:
         a, n = self.buffers[tid], int(np.prod(t.shape))
         return np.asarray(x[a:a + n]).reshape(t.shape)
 
-    def run(self, xq, dot_cost=None, runs=None):
+    def run(self, xq, dot_cost=None, runs=None, starts=None):
         """Run one input segment by segment on the ISA simulator (host ops on the host).
         Returns ``(tensors, cycles)``: every op's output (tensor id -> int8 array, batch 1)
         and the ISA simulator's cycles of the programs (the segments' less their extra
         HALTs). ``runs``, a list, receives for each of ``programs`` the activation memory it
-        starts from and its segments: ``(x, [(first word, segment), ...])``."""
+        starts from and its segments: ``(x, [(first word, segment), ...])``; ``starts``, a
+        list, for each core segment the activation memory it starts from."""
         tin = self.graph.inputs[0]
         x, cycles, halts, cur = self.x_image(xq), 0, 0, None
         out = {tin: np.asarray(xq).reshape(self.graph.t(tin).shape).astype(np.int8)}
@@ -149,6 +150,8 @@ class CompiledGraph:
                 if runs is not None:
                     runs.append(cur)
             cur[1].append((sum(len(s.program) for _, s in cur[1]), seg))
+            if starts is not None:
+                starts.append(x)
             m = new_machine(self.cfg, self.params, x)
             m.dot_cost = dot_cost
             run(m, seg.program + [ins("HALT")])

@@ -303,10 +303,11 @@ class Core(wiring.Component):
         while later DOTs may deliver theirs. So every uop taken gets an issue number
         (``order``, counting modulo a window wider than anything in flight), each fault
         carries its instruction's, and the earliest one is kept: a DOT's from a FIFO of the
-        numbers of the DOTs in flight (their results come back in order), a REQ's or a window
-        tap's (whose DOT is not taken) the number being given out, a REQW's later lanes the
-        number it was taken with. The Sequencer's own error (an instruction it never
-        issued) comes after everything taken: a datapath fault's pc replaces it."""
+        numbers of the DOTs in flight (their results come back in order), a REQ's (the
+        writeback reports it a cycle after it entered the Requantizer) the number it was
+        taken with, a window tap's (whose DOT is not taken) the number being given out. The
+        Sequencer's own error (an instruction it never issued) comes after everything
+        taken: a datapath fault's pc replaces it."""
         p, u = self._p, seq.uop.payload
         window = (accs.bound * 15 * -(-p["lanes"] // p["slots"]) + 4 * p["lanes"]) * 2
         bits = window.bit_length()
@@ -319,13 +320,15 @@ class Core(wiring.Component):
         wb_take = wb.i.valid & wb.i.ready
         with m.If(wb_take):
             m.d.sync += reqw_order.eq(order)
+        wb_order = Signal(bits)  # the number of the REQ whose (registered) fault shows now
+        m.d.sync += wb_order.eq(Mux(wb_take, order, reqw_order))
         m.submodules.dot_orders = dots = SyncFIFOBuffered(width=bits, depth=accs.bound + 1)
         m.d.comb += [dots.w_data.eq(order), dots.w_en.eq(accs.issued),
                      dots.r_en.eq(accs.result.valid & accs.result.ready)]
         # (a window DOT keeping a tap outside the memory is not taken: ``_execute``)
         tap = seq.uop.valid & (u.kind == UopKind.DOT) & feeder.dot_fault
         incoming = [(accs.fault, accs.fault_pc, dots.r_data),
-                    (wb.fault, wb.fault_pc, Mux(wb_take, order, reqw_order)),
+                    (wb.fault, wb.fault_pc, wb_order),
                     (tap, u.pc, order)]
         dp_error = Signal()
         dp_pc, dp_order = Signal(range(p["prog_depth"])), Signal(bits)

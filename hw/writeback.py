@@ -72,8 +72,10 @@ class RequantWriteback(wiring.Component):
     ``pending``        Out   some result is in flight (taken, not yet written)
     ``fault``          Out   the REQ (or REQW lane) entering the Requantizer now has
                              parameters it refuses (``requant.bad_params``) or, a lane,
-                             a sum with its bias outside int32 (golden raises there)
-    ``fault_pc``       Out   (conv) the pc of that REQ (comb)
+                             a sum with its bias outside int32 (golden raises there);
+                             with ``conv``, the one that entered in the cycle before
+                             (registered: the parameters come late from block RAM)
+    ``fault_pc``       Out   (conv) the pc of that REQ (registered with ``fault``)
     ``wr_last``        Out   (conv) the result written now is its REQ's last: its word
                              counts as written (the feeder's hazards)
     ``p_addr``         Out   (conv) the channel to read (``range(channels)``)
@@ -196,12 +198,12 @@ class RequantWriteback(wiring.Component):
                      fifo.w_en.eq(req.i.valid & req.i.ready),
                      req.o.ready.eq(1), fifo.r_en.eq(req.o.valid),
                      self.wr_en.eq(req.o.valid), self.wr_addr.eq(fifo.r_data[:addr_bits]),
-                     self.wr_last.eq(fifo.r_data[addr_bits]), self.wr_value.eq(req.o.payload),
-                     self.fault_pc.eq(Mux(r.active, r.pc, u.pc))]
+                     self.wr_last.eq(fifo.r_data[addr_bits]), self.wr_value.eq(req.o.payload)]
         m.d.comb += [getattr(req.i.payload.p, k).eq(getattr(p, k)) for k in _Q31_KEYS]
         overflow = from_bank & ~fits_signed(total, 32)
-        m.d.comb += self.fault.eq(fifo.w_en & (overflow | bad_params(p, mode="dual",
-                                                                      double=double)))
+        m.d.sync += [self.fault.eq(fifo.w_en & (overflow | bad_params(p, mode="dual",
+                                                                      double=double))),
+                     self.fault_pc.eq(Mux(r.active, r.pc, u.pc))]
         self._param_address(m, r)
         # which bank is read out now and next cycle
         wide = r.take & u.bank

@@ -682,16 +682,18 @@ def bench_sim_speed(seconds=SPEED_SECONDS, runs=None):
 
 
 def bench_kws(n_random=3):
-    """The MLPerf Tiny keyword spotter compiled for ``PLANNED["core_kws"]`` (the convolution
-    extensions: golden model and core model; the RTL is to come), per layer and in total on
-    the real input and ``n_random`` random int8 ones: the core model's cycles, the dense
-    baseline's (same program and multipliers, no skipping), the ideal ceil(effectual MACs /
-    multipliers), and the pairs fed, effectual and skipped."""
+    """The MLPerf Tiny keyword spotter compiled for ``core_kws``, per layer and in total on
+    the real input and ``n_random`` random int8 ones: the core model's cycles (``cycles``:
+    a layer's share of the whole program's), the RTL's (Verilator: ``rtl_cycles``, the whole
+    program, and per layer ``rtl_alone``, the layer's program run alone, which adds its
+    drain), the dense baseline's (same program and multipliers, no skipping), the ideal
+    ceil(effectual MACs / multipliers), and the pairs fed, effectual and skipped."""
     from sparq.golden.graph_compiler import compile_graph, layer_figures
     from sparq.golden.sequencer import MachineConfig
-    from sparq.spec.configs import PLANNED
+    from sparq.sim.graph_run import run_graph
+    from sparq.spec.configs import CONFIGS
 
-    core = PLANNED["core_kws"][1]
+    core = CONFIGS["core_kws"][1]
     model = ROOT / "tests" / "fixtures" / "mlperf_tiny" / "kws_ref_model.tflite"
     c = compile_graph(model, MachineConfig.of(core))
     real = np.load(model.parent / "kws_input.npy").astype(np.int8)
@@ -700,8 +702,9 @@ def bench_kws(n_random=3):
     inputs.update({f"random{k}": rng.integers(-128, 128, real.shape[1:]).astype(np.int8)
                    for k in range(n_random)})
     keys = ("cycles", "dense", "ideal", "pairs", "effectual", "skipped")
-    out = dict(config="core_kws", source="core model (golden.core.predict_program_cycles); "
-               "the RTL has no convolution extensions yet", program_words=len(c.program),
+    out = dict(config="core_kws", source="core model (golden.core.predict_program_cycles) "
+               "per layer; the RTL (Verilator) in total and per layer alone",
+               program_words=len(c.program),
                weight_bytes=int(c.params.w.size), channels=int(c.params.bias.size),
                anchors=dict(cortex_m4_cycles=9.0e6, cortex_m7_cycles=4.1e6), inputs={})
     for name, x in inputs.items():
@@ -710,6 +713,15 @@ def bench_kws(n_random=3):
                                         if k not in MachineConfig.__dataclass_fields__})
         out["inputs"][name] = dict(layers=layers,
                                    total={k: sum(r[k] for r in layers) for k in keys})
+    _log(f"kws: {len(inputs)} inputs on the RTL (Verilator)")
+    res, _ = run_graph("core_kws", c, np.array(list(inputs.values())), sim="verilator",
+                       seed=SEED, tag="bench")
+    for name, r in zip(inputs, res, strict=True):
+        fig = out["inputs"][name]
+        for layer, alone in zip(fig["layers"], r["op_cycles"], strict=True):
+            layer["rtl_alone"] = alone
+        fig["total"]["rtl_cycles"] = r["cycles"]
+        fig["rtl_equals_model"] = r["cycles"] == fig["total"]["cycles"]
     tot = out["inputs"]["real"]["total"]
     out["real_over_cortex_m4"] = round(9.0e6 / tot["cycles"], 1)
     out["random_mean_cycles"] = float(np.mean([v["total"]["cycles"] for k, v in

@@ -39,46 +39,70 @@ def top1_accuracy(results, y):
 
 
 def core_job(compiled, xq_rows, *, updates=None, max_cycles=None):
-    """The testbench's job; ``max_cycles``: how long an image may keep the core busy before
-    the testbench gives up (its default, 200,000 cycles, when None)."""
+    """The testbench's job for an MLP (``golden.compiler.Compiled``): one pass of its
+    program per input row, every layer's outputs read back; ``max_cycles``: how long an
+    image may keep the core busy before the testbench gives up (its default, 200,000
+    cycles, when None). Returns (job, the weight bank's image)."""
     c = compiled
-    w = weight_image(c)
-    prm = c.params
-    params = [dict(ch=ch, p=dict(bias=int(prm.bias[ch]), multiplier=int(prm.multiplier[ch]),
-                                 shift=int(prm.shift[ch]), output_zero_point=int(prm.out_zp[ch]),
-                                 act_min=int(prm.act_min[ch]), act_max=int(prm.act_max[ch])))
-              for ch in range(len(prm.bias))]
     first = c.outputs[0][0]
     last = c.outputs[-1][0] + c.outputs[-1][1]
-    job = dict(records=weight_records(np.zeros_like(w), w), params=params,
-               program=[dict(addr=a, word=int(v)) for a, v in enumerate(c.program)],
-               images=[[int(v) for v in c.x_image(row)] for row in xq_rows],
-               read=list(range(first, last)), updates=updates or {})
+    job = make_job(c.params, c.cfg.w_depth, [c.program],
+                   [[dict(program=0, read=list(range(first, last)))]],
+                   [c.x_image(row) for row in xq_rows], updates=updates, max_cycles=max_cycles)
+    return job, weight_image(c)
+
+
+def make_job(params, w_depth, programs, passes, images, *, updates=None, max_cycles=None):
+    """The testbench's job (``sim.tb_core``): the weights ``params.w`` (records from an
+    all-zero bank of ``w_depth``), the channels' parameters, ``programs`` (word lists), the
+    ``passes`` to run on each activation-memory image of ``images`` (a pass: steps
+    ``dict(program=index, read=addresses)``), ``updates`` (image index -> delta records to
+    stream after it)."""
+    w = np.zeros(w_depth, np.int64)
+    w[:params.w.size] = params.w.ravel()
+    chans = [dict(ch=ch, p=dict(bias=int(params.bias[ch]),
+                                multiplier=int(params.multiplier[ch]),
+                                shift=int(params.shift[ch]),
+                                output_zero_point=int(params.out_zp[ch]),
+                                act_min=int(params.act_min[ch]), act_max=int(params.act_max[ch])))
+             for ch in range(len(params.bias))]
+    job = dict(records=weight_records(np.zeros_like(w), w), params=chans,
+               programs=[[int(v) for v in p] for p in programs], passes=passes,
+               images=[[int(v) for v in image] for image in images], updates=updates or {})
     if max_cycles is not None:
         job["max_cycles"] = int(max_cycles)
-    return job, w
+    return job
 
 
-def run_core(name, compiled, xq_rows, *, sim=None, seed=1, idle=0.2, updates=None, tag="run",
-             max_cycles=None, **run_kw):
-    """Run the images; returns (per-image list of dicts: ``layers`` (outputs per layer) and
-    the counters, the testbench report). ``run_kw`` goes to ``sim.runner.run`` (a gate-level
-    netlist as ``sources``, its ``defines`` and ``meta``; ``waves``)."""
-    job, _ = core_job(compiled, xq_rows, updates=updates, max_cycles=max_cycles)
+def run_job(name, job, *, sim=None, seed=1, idle=0.2, tag="run", **run_kw):
+    """Run ``job`` on configuration ``name``'s RTL (``sim.tb_core``). Returns (per image,
+    the list of its steps' results: ``outputs`` read back and the core's counters; the
+    testbench's report). ``run_kw`` goes to ``sim.runner.run`` (a gate-level netlist as
+    ``sources``, its ``defines`` and ``meta``; ``waves``)."""
     folder = BUILD / "given" / "core" / f"{name}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
     job_file, out_file = folder / "job.json", folder / "results.json"
     job_file.write_text(json.dumps(job))
     out_file.unlink(missing_ok=True)
-    rep = run(name, "tb_core", sim=sim, vectors=len(xq_rows), seed=seed, idle=idle,
+    rep = run(name, "tb_core", sim=sim, vectors=len(job["images"]), seed=seed, idle=idle,
               stall=0.0, tag=tag, extra=dict(core_file=str(job_file),
                                              outputs_file=str(out_file)), **run_kw)
-    results = json.loads(out_file.read_text())
-    first = job["read"][0]
-    for r in results:
+    return json.loads(out_file.read_text()), rep
+
+
+def run_core(name, compiled, xq_rows, *, updates=None, max_cycles=None, **run_kw):
+    """Run an MLP's input rows (``core_job``); returns (per image a dict: ``layers``
+    (outputs per layer) and the counters; the testbench report). ``run_kw`` as
+    ``run_job``'s."""
+    job, _ = core_job(compiled, xq_rows, updates=updates, max_cycles=max_cycles)
+    steps, rep = run_job(name, job, **run_kw)
+    first = job["passes"][0][0]["read"][0]
+    results = []
+    for (r,) in steps:
         x = np.full(compiled.cfg.x_depth, compiled.cfg.x_zero_point, np.int64)
         x[first:first + len(r["outputs"])] = r["outputs"]
         r["layers"] = [compiled.layer_output(x, k) for k in range(len(compiled.outputs))]
+        results.append(r)
     return results, rep
 
 

@@ -20,7 +20,11 @@
    delta file and its weight records are streamed through the core's delta port between
    two RTL runs over the shifted test images: accuracy before and after, against the
    unconstrained fine-tune's (goal: the update wins back at least 90% of its gain);
-5. the core's targets (docs/core.md): at least 3x fewer cycles than the dense baseline, at
+5. the MLPerf Tiny keyword spotter (DS-CNN) on the ``core_kws`` RTL (``sim.kws_run``): the
+   shipped real input (class 5) and ``--kws-random`` random int8 inputs, every op read back
+   and compared with the golden model and LiteRT's reference kernels, the cycles with the
+   core model's;
+6. the core's targets (docs/core.md): at least 3x fewer cycles than the dense baseline, at
    most 0.5 points below int8, as measured here (the accuracy on this one split; how the
    gap varies over other splits: ``python -m sparq.sim.prune_study``).
 
@@ -40,6 +44,7 @@ from sparq.golden import core as golden_core
 from sparq.golden.data import TEST_SIZE, digits_split
 from sparq.golden.delta import fileformat, model_file, train
 from sparq.golden.litert_model import run_reference
+from sparq.sim import kws_run
 from sparq.sim.core_run import (
     bit_exact_images,
     run_core,
@@ -74,6 +79,9 @@ def _per_image(results, key):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=360, help="test images (default all 360)")
+    ap.add_argument("--kws-random", type=int, default=2,
+                    help="random inputs for the keyword spotter besides the real one "
+                    "(default 2; -1 leaves the keyword spotter out)")
     ap.add_argument("--sim", default=os.environ.get("SIM") or "verilator",
                     choices=SIMULATORS)
     ap.add_argument("--report", default=str(BUILD / "reports" / "sim"),
@@ -84,8 +92,10 @@ def main(argv=None):
                  f"not {args.sim!r}")
     if not 1 <= args.images <= TEST_SIZE:
         ap.error(f"--images must be in [1, {TEST_SIZE}], not {args.images}")
+    if args.kws_random < -1:
+        ap.error(f"--kws-random must be -1 (no keyword spotter) or more, not {args.kws_random}")
     make_report_folder(ap, args.report)
-    step = Progress(7)
+    step = Progress(7 + (args.kws_random >= 0))
     _, x_test, _, y_test = digits_split()
     x_test, y_test = x_test[:args.images], y_test[:args.images]
 
@@ -158,6 +168,7 @@ def main(argv=None):
          f"{upd['unconstrained_accuracy']:.2f}%: {_share(upd['recovered_share'])} of its "
          f"gain), {upd['bit_exact_after']} images bit-exact")
 
+    kws = _kws(args, step)
     report = dict(
         images=len(res), simulator=args.sim, seed=SEED,
         accuracy={k: round(v, 2) for k, v in acc.items()},
@@ -172,15 +183,29 @@ def main(argv=None):
         ops_per_image=round(float((executed + off).mean()), 1),
         ops_predicated_off_share=round(float(off.sum() / (executed + off).sum()), 4),
         predicated_program=predicated, ice40=ice, sim_speed=speed,
-        update=upd)
+        update=upd, kws=kws)
     report["targets"] = _targets(report)
     ok = exact_golden == exact_litert == len(res) and upd["bit_exact"] and \
-        exact_cycles == len(res) + n_dense and ice["pass"]
+        exact_cycles == len(res) + n_dense and ice["pass"] and (kws is None or kws["pass"])
     report["pass"] = bool(ok)
     _write(report, args.report)
     step(f"report: {args.report}.md, .json")
     print(_markdown(report))
     return 0 if ok else 1
+
+
+def _kws(args, step):
+    """The keyword spotter on the RTL (``sim.kws_run``), unless ``--kws-random -1``."""
+    if args.kws_random < 0:
+        return None
+    rows = kws_run.inputs(np.random.default_rng(SEED + 3), args.kws_random)
+    k = kws_run.run(rows, sim=args.sim, seed=SEED + 3, say=print)
+    step(f"keyword spotter on {k['config']}: {k['golden_and_model']} inputs equal golden on "
+         f"every op (and the core model's cycles), {k['bit_exact_litert']} LiteRT; real input "
+         f"class {k['real_class']}; {np.mean(k['cycles']):.0f} cycles/input")
+    for line in k["differences"]:
+        print(f"[sim] MISMATCH: {line}")
+    return k
 
 
 def _update_run(layers, prog, xq, y_test, args):
@@ -296,6 +321,13 @@ def _markdown(r):
          f"({ {True: 'met', False: 'missed', None: 'no gain to win back'}[u['recovered_met']]}); "
          f"clean images {u['clean_accuracy_before']:.2f}% -> {u['clean_accuracy_after']:.2f}%"),
     ]
+    k = r["kws"]
+    if k is not None:
+        rows.append((f"keyword spotter (DS-CNN) on the {k['config']} RTL: inputs equal to "
+                     "golden (every op, cycles) / LiteRT (every op); cycles per input; class "
+                     "of the real input",
+                     f"{k['golden_and_model']} / {k['bit_exact_litert']}; "
+                     f"{', '.join(f'{c:,}' for c in k['cycles'])}; {k['real_class']}"))
     sp = r["sim_speed"]
     rows.append((f"simulation speed ({sp['simulator']}, cocotb attached): clock cycles per "
                  "second; core busy cycles per second",

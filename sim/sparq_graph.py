@@ -1,10 +1,11 @@
 """``sparq compile`` / ``sparq run`` for convolutional graphs (``golden.graph_compiler``).
 
-A model with ops besides FULLY_CONNECTED is compiled for a convolution configuration
-(``spec.configs.PLANNED``: the golden model and the core model run it; the RTL does not
-have the convolution extensions yet, so ``--rtl`` is refused with that reason). ``run``
-prints the classes and the core model's cycles per input and checks every op's output
-against LiteRT's reference kernels.
+A model with ops besides FULLY_CONNECTED is compiled for a configuration with the
+convolution extensions (``spec.configs``: the first the model fits, or the one named).
+``run`` prints the classes and the cycles per input and checks every op's output against
+LiteRT's reference kernels: on the golden model and the core model's cycles, or with
+``--rtl`` on the Core's RTL (``sim.graph_run``: every op read back, the whole program's
+cycles checked against the core model's).
 """
 
 import json
@@ -108,37 +109,34 @@ def cmd_compile(args, out, usage):
 
 
 def cmd_run(args, usage, say):
-    from sparq.golden.sequencer import MachineConfig
     from sparq.golden.tflite_graph import run_litert
 
-    if args.rtl:
-        raise usage("the RTL has no convolution extensions yet (docs/graphs.md): run without "
-                    "--rtl for the golden model and the core model's cycles")
     name, core, c = load(args.model, args.config, usage)
     xq = inputs(args.inputs, c, usage)
-    t0, status = time.time(), EXIT_OK
+    t0 = time.time()
     ref = None if args.no_litert else run_litert(args.model, xq)
-    last = c.graph.outputs[0]
-    outs, cycles, bad = [], [], set()
-    extra = {k: v for k, v in core.items() if k not in MachineConfig.__dataclass_fields__}
-    for n, row in enumerate(xq):
-        runs = []
-        tensors, _ = c.run(row, runs=runs)
-        cycles.append(c.cycles(row, runs=runs, **extra))
-        outs.append(tensors[last].reshape(-1))
-        if ref is not None:
-            bad |= {op.index for op in c.graph.ops if not np.array_equal(
-                tensors[op.outputs[0]].reshape(-1), ref[op.outputs[0]][n].reshape(-1))}
-        say(f"{n + 1}/{len(xq)} inputs ({time.time() - t0:.0f} s)")
-    if bad:
-        say(f"MISMATCH against LiteRT in ops {sorted(bad)}")
-        status = EXIT_MISMATCH
-    elif ref is not None:
-        print(f"every op equals LiteRT's reference kernels on {len(xq)} inputs")
-    outs = np.array(outs)
+    golden = _golden(c, core, xq, say)
+    status = EXIT_OK
+    if args.rtl:
+        tensors, cycles, differ = _rtl(args, name, c, xq, golden, usage, say)
+        for line in differ:
+            say(f"MISMATCH between the RTL and the golden model: {line}")
+        status = EXIT_MISMATCH if differ else status
+    else:
+        tensors, cycles = [t for t, _, _ in golden], [k for _, k, _ in golden]
+    if ref is not None:
+        bad = {op.index for op in c.graph.ops for n in range(len(xq)) if not np.array_equal(
+            tensors[n][op.outputs[0]].reshape(-1), ref[op.outputs[0]][n].reshape(-1))}
+        if bad:
+            say(f"MISMATCH against LiteRT in ops {sorted(bad)}")
+            status = EXIT_MISMATCH
+        else:
+            print(f"every op equals LiteRT's reference kernels on {len(xq)} inputs"
+                  f"{' (RTL)' if args.rtl else ''}")
+    outs = np.array([t[c.graph.outputs[0]].reshape(-1) for t in tensors])
     print(f"classes: {outs.argmax(axis=1).tolist()[:32]}{' ...' if len(xq) > 32 else ''}")
-    print(f"cycles per input: {np.mean(cycles):.1f} (core model, {name}; the RTL has no "
-          f"convolution extensions yet); {time.time() - t0:.1f} s")
+    print(f"cycles per input: {np.mean(cycles):.1f} ({'RTL' if args.rtl else 'core model'}, "
+          f"{name}); {time.time() - t0:.1f} s")
     for s in c.segments:
         if s.host is not None and s.op.kind != "RESHAPE":
             print(f"  op {s.op.index} ({s.op.kind}) {s.note or 'on the host'}")
@@ -146,3 +144,33 @@ def cmd_run(args, usage, say):
         np.save(args.out, outs.astype(np.int8))
         print(f"wrote {args.out}")
     return status
+
+
+def _golden(c, core, xq, say):
+    """Per input row ``graph_run.golden_row``: every op's output on the golden model, the
+    core model's cycles (the whole program's, and each op's run alone)."""
+    from sparq.sim.graph_run import golden_row
+
+    out, t0 = [], time.time()
+    for n, row in enumerate(xq):
+        out.append(golden_row(c, core, row))
+        say(f"golden model: {n + 1}/{len(xq)} inputs ({time.time() - t0:.0f} s)")
+    return out
+
+
+def _rtl(args, name, c, xq, golden, usage, say):
+    """Every op's outputs and the cycles on the RTL, and where they differ from the golden
+    model (``graph_run.differences``)."""
+    from sparq.sim.graph_run import differences, run_graph
+
+    say(f"running {len(xq)} inputs on the RTL core {name} ({args.sim}): the whole program, "
+        "then op by op ...")
+    try:
+        res, _ = run_graph(name, c, xq, sim=args.sim, tag="cli")
+    except ValueError as e:
+        raise usage(str(e)) from None
+    differ = differences(c, res, golden)
+    if not differ:
+        print(f"the RTL equals the golden model on every op, and its cycles the core "
+              f"model's (the whole program and each op alone), on {len(xq)} inputs")
+    return [r["tensors"] for r in res], [r["cycles"] for r in res], differ

@@ -1,11 +1,14 @@
 """cocotb testbench: the Core's Verilog running a compiled network on given images.
 
-The configuration's ``core_file`` (``sim.core_run.core_job``) holds the compiled model
-(weights, parameters, program), the images (activation-memory images), the addresses to read
-back after each image, and optionally updates: delta records to stream through the core's
-delta port after a given image (a good update, or a corrupted one that must be refused). The
-host streams are driven with random idle cycles. Per image the testbench saves the values
-read back and the core's counters (``outputs_file``, JSON).
+The configuration's ``core_file`` (``sim.core_run.core_job`` or ``graph_job``) holds the
+compiled model (weights, parameters, ``programs``), the images (activation-memory images),
+the ``passes`` to run on each image and optionally updates: delta records to stream through
+the core's delta port after a given image (a good update, or a corrupted one that must be
+refused). A pass writes the image into activation memory, then runs its steps in turn: a
+step loads its program (unless it is the one loaded), starts the core, waits until it is
+idle and reads its addresses back (``read``). The host streams are driven with random idle
+cycles. Per image the testbench saves each step's values read back and the core's counters
+(``outputs_file``, JSON: per image, the list of steps of every pass in order).
 
 The report also gives the simulation's speed (``sim.core_run.throughput``): ``clock_cycles``
 (simulated clock cycles of the whole test, reset included), ``wall_seconds`` (wall-clock
@@ -65,6 +68,23 @@ async def _wait_idle(dut, max_cycles):
         await FallingEdge(dut.clk)
 
 
+async def _run_step(dut, read, max_cycles):
+    """Start the loaded program, wait until the core is idle, read ``read`` back. Returns
+    (the values and the core's counters, the wall seconds spent waiting for the core)."""
+    await RisingEdge(dut.clk)
+    dut.start.value = 1
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+    t_busy = time.perf_counter()
+    await _wait_idle(dut, max_cycles)
+    busy = time.perf_counter() - t_busy
+    got = await _read_back(dut, read)
+    counters = {k: int(getattr(dut, k).value) for k in (
+        "cycles", "executed", "predicated_off", "engine_cycles", "pairs", "skipped",
+        "error", "halted", "weights_active", "delta_status", "delta_updates")}
+    return dict(outputs=got, **counters), busy
+
+
 @cocotb.test()
 async def given_images(dut):
     started_at, t0 = time.time(), time.perf_counter()
@@ -83,27 +103,25 @@ async def given_images(dut):
             for name in ("pload", "records", "param_wr", "x_wr")}
     await _send(srcs["records"], job["records"])
     await _send(srcs["param_wr"], job["params"])
-    await _send(srcs["pload"], job["program"])
     updates = {int(k): v for k, v in job.get("updates", {}).items()}
-    results = []
+    results, loaded = [], None
     busy_wall = 0.0  # wall seconds spent waiting for the core (its busy cycles)
     for n, image in enumerate(job["images"]):
-        await _send(srcs["x_wr"], [dict(addr=a, value=v) for a, v in enumerate(image)])
-        await RisingEdge(dut.clk)
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        t_busy = time.perf_counter()
-        await _wait_idle(dut, job.get("max_cycles", 200_000))
-        busy_wall += time.perf_counter() - t_busy
-        got = await _read_back(dut, job["read"])
-        counters = {k: int(getattr(dut, k).value) for k in (
-            "cycles", "executed", "predicated_off", "engine_cycles", "pairs", "skipped",
-            "error", "halted", "weights_active", "delta_status", "delta_updates")}
-        results.append(dict(outputs=got, **counters))
-        if n % 20 == 0:
-            cocotb.log.info("image %d/%d: %d cycles", n + 1, len(job["images"]),
-                            counters["cycles"])
+        steps = []
+        for pass_ in job["passes"]:
+            await _send(srcs["x_wr"], [dict(addr=a, value=v) for a, v in enumerate(image)])
+            for step in pass_:
+                if step["program"] != loaded:
+                    loaded = step["program"]
+                    await _send(srcs["pload"], [dict(addr=a, word=w) for a, w in
+                                                enumerate(job["programs"][loaded])])
+                got, busy = await _run_step(dut, step["read"], job.get("max_cycles", 200_000))
+                steps.append(got)
+                busy_wall += busy
+        results.append(steps)
+        if n % 20 == 0 or len(job["images"]) <= 50:
+            cocotb.log.info("image %d/%d: %s cycles", n + 1, len(job["images"]),
+                            "+".join(str(s["cycles"]) for s in steps))
         if n in updates:
             await _send(srcs["records"], updates[n])
             for _ in range(4):
@@ -112,6 +130,7 @@ async def given_images(dut):
     with open(cfg["outputs_file"], "w") as f:
         json.dump(results, f)
     report(cfg, images=len(results), clock_cycles=get_sim_time() // _clock_steps(),
-           wall_seconds=round(wall, 6), core_cycles=sum(r["cycles"] for r in results),
+           wall_seconds=round(wall, 6),
+           core_cycles=sum(st["cycles"] for r in results for st in r),
            busy_wall_seconds=round(busy_wall, 6), started_at=round(started_at, 3))
-    assert all(not r["error"] for r in results), "the core raised its error flag"
+    assert all(not st["error"] for r in results for st in r), "the core raised its error flag"

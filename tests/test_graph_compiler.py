@@ -13,7 +13,7 @@ from sparq.golden import isa
 from sparq.golden.graph_compiler import compile_graph, layer_figures
 from sparq.golden.sequencer import MachineConfig
 from sparq.golden.tflite_graph import run_litert
-from sparq.spec.configs import PLANNED
+from sparq.spec.configs import CONFIGS
 from tests.conftest import SEED
 from tests.tflite_builder import conv_chain, one_conv
 
@@ -21,7 +21,7 @@ FIX = pathlib.Path(__file__).parent / "fixtures" / "mlperf_tiny"
 KWS = FIX / "kws_ref_model.tflite"
 # a convolution machine with the ECP5 core's engine (16 lanes) and the keyword spotter's
 # memories: 16 KB of activations, 32 KB of weights, 1,024 channels
-KWS_CORE = PLANNED["core_kws"][1]
+KWS_CORE = CONFIGS["core_kws"][1]
 KWS_MACHINE = MachineConfig.of(KWS_CORE)
 CHAIN_MACHINE = MachineConfig(lanes=16, x_depth=4096, w_depth=8192, channels=256,
                               prog_depth=512, x_zero_point=-128, conv=True)
