@@ -179,8 +179,8 @@ class _Timing:
                                                  c + eff["lanes"] + self.req_latency)
 
     def dot(self, ins, eff, dots):
-        # taken into the queue; a window DOT a cycle after it is offered at the earliest
-        # (the feeder registers the window's arithmetic: spec.params.WINDOW_WAIT)
+        # taken into the queue; a window DOT ``window_wait`` cycles after it is offered at
+        # the earliest (the feeder registers the window's arithmetic: spec.params.WINDOW_WAIT)
         c = max(self.t + (self.window_wait if ins.win else 0), self.pops[-2] + 1)
         self.t = c + 1
         xw = eff["x_words"]

@@ -304,7 +304,7 @@ class Core(wiring.Component):
         (``order``, counting modulo a window wider than anything in flight), each fault
         carries its instruction's, and the earliest one is kept: a DOT's from a FIFO of the
         numbers of the DOTs in flight (their results come back in order), a REQ's (the
-        writeback reports it a cycle after it entered the Requantizer) the number it was
+        writeback reports it two cycles after it entered the Requantizer) the number it was
         taken with, a window tap's (whose DOT is not taken) the number being given out. The
         Sequencer's own error (an instruction it never issued) comes after everything
         taken: a datapath fault's pc replaces it."""
@@ -320,8 +320,9 @@ class Core(wiring.Component):
         wb_take = wb.i.valid & wb.i.ready
         with m.If(wb_take):
             m.d.sync += reqw_order.eq(order)
-        wb_order = Signal(bits)  # the number of the REQ whose (registered) fault shows now
-        m.d.sync += wb_order.eq(Mux(wb_take, order, reqw_order))
+        # the number of the REQ whose fault shows now (registered twice in the writeback)
+        wb_entering, wb_order = Signal(bits), Signal(bits)
+        m.d.sync += [wb_entering.eq(Mux(wb_take, order, reqw_order)), wb_order.eq(wb_entering)]
         m.submodules.dot_orders = dots = SyncFIFOBuffered(width=bits, depth=accs.bound + 1)
         m.d.comb += [dots.w_data.eq(order), dots.w_en.eq(accs.issued),
                      dots.r_en.eq(accs.result.valid & accs.result.ready)]

@@ -66,11 +66,10 @@ def taps_layout(*, lanes, w_depth):
     ============ ========================================================================
     ``nonempty`` some tap is kept
     ``lo``       the first kept tap's word: the lowest (the pitches are not negative)
-    ``ra``       ``xw + (yl - pt) * rowpitch``: the last kept row's base word
-    ``ca``       ``(xl - pl) * pixpitch``: ``ra + ca`` is the last tap's word
-    ``cb``       ``(x1 - pl) * pixpitch - rowpitch``: ``ra + cb``, the row before's last
+    ``hi_a``     the last tap's word (tap ``(yl, xl)``)
+    ``hi_b``     the last word of the row before (tap ``(yl - 1, x1)``)
     ``two``      that word counts (the last row is cut short by ``beats`` and not the
-                 first): the highest word is the larger of the two, else ``ra + ca``
+                 first): the highest word is the larger of the two, else ``hi_a``
     ``w0``       the first kept tap's weight word, ``waddr / lanes + y0 * kw + x0``
     ``ncol``     ``x1 - x0``; ``rows``: ``yl - y0``; ``lastcol``: ``x1 - xl``
     ``last0``    the first kept tap is the only one
@@ -78,40 +77,79 @@ def taps_layout(*, lanes, w_depth):
     ============ ========================================================================
     """
     xw_max = ((1 << isa.field_width("xaddr", "DOT")) - 1) // lanes
-    rpm = (1 << isa.field_width("rowpitch", "SETG")) - 1
-    ppm = (1 << isa.field_width("pixpitch", "SETG")) - 1
+    rpm, ppm = _pitch_max()
     return data.StructLayout({
         "nonempty": 1, "two": 1, "last0": 1,
         "lo": _bounds(-3 * rpm - 3 * ppm, xw_max),
-        "ra": _bounds(-3 * rpm, xw_max + 15 * rpm),
-        "ca": _bounds(-3 * ppm, max(7 * ppm, MAX_BEATS)),
-        "cb": _bounds(-3 * ppm - rpm, 7 * ppm),
+        "hi_a": _bounds(-4 * rpm - 4 * ppm, xw_max + 15 * rpm + 7 * ppm),
+        "hi_b": _bounds(-5 * rpm - 4 * ppm, xw_max + 15 * rpm + 7 * ppm),
         "w0": range(w_depth // lanes),
         "ncol": range(MAX_BEATS), "rows": range(MAX_BEATS), "lastcol": range(MAX_BEATS),
         "rp": isa.field_width("rowpitch", "SETG"), "pp": isa.field_width("pixpitch", "SETG"),
         "kw": isa.field_width("kw", "SETG")})
 
 
+def _pitch_max():
+    """The largest row and pixel pitches."""
+    return ((1 << isa.field_width("rowpitch", "SETG")) - 1,
+            (1 << isa.field_width("pixpitch", "SETG")) - 1)
+
+
+def _span_layout(*, lanes, w_depth):
+    """What ``WindowTaps``' first half hands its second (``window_span``): the fields it
+    passes on, its comparisons, the small indices, and its products (``r*`` of the row
+    pitch, ``p*`` of the pixel pitch, by the candidates for ``yl + 1`` and ``xl + 1``)."""
+    rp, pp = isa.field_width("rowpitch", "SETG"), isa.field_width("pixpitch", "SETG")
+    rpm, ppm = _pitch_max()
+    low = (lanes - 1).bit_length()
+    flags = ("some", "cut", "bc0", "bc1", "x1k", "qx_lt_e", "qx_lt_k", "e_pos", "x_pos")
+    return data.StructLayout({
+        "xw": isa.field_width("xaddr", "DOT") - low, "ww": range(w_depth // lanes),
+        "kw": isa.field_width("kw", "SETG"), "rp": rp, "rp3": rp + 2, "pp": pp, "pp3": pp + 2,
+        "my": 2, "mx": 2, "y0": 2, "x0": 2, **dict.fromkeys(flags, 1),
+        "ey_lo": 4, "ex_lo": 3, "qy": range(MAX_BEATS), "qx": range(MAX_KW),
+        "rey": rp + 4, "rq": rp + 4, "rqp": rp + 4, "pkw": pp + 3, "pex": pp + 3, "pqp": pp + 3,
+        "ka": _bounds(-4 * rpm - 4 * ppm, (1 << isa.field_width("xaddr", "DOT") - low) - 1),
+        "kb": _bounds(-5 * rpm - 4 * ppm, (1 << isa.field_width("xaddr", "DOT") - low) - 1)})
+
+
 class WindowTaps(wiring.Component):
     """The taps of a window DOT (``dot_layout(conv=True)``'s fields) that are kept, as
-    ``taps_layout`` describes them (comb). Tap ``k < beats`` is ``(ky, kx) = divmod(k, kw)``
-    at word ``xaddr / lanes + (ky - pt) * rowpitch + (kx - pl) * pixpitch``; it is kept when
+    ``taps_layout`` describes them. Tap ``k < beats`` is ``(ky, kx) = divmod(k, kw)`` at
+    word ``xaddr / lanes + (ky - pt) * rowpitch + (kx - pl) * pixpitch``; it is kept when
     ``0 <= i0 * sy + ky - pt < ih`` and ``0 <= i1 * sx + kx - pl < iw``. The kept taps are
     rows ``y0..yl`` of columns ``x0..x1`` (the last row up to ``xl``): ``y0 = max(0, pt -
-    i0 * sy)``, rows below ``ih + pt - i0 * sy`` and within ``beats``; columns likewise and
-    below ``kw``. A window with ``ih``, ``iw`` or ``kw`` 0 (none set) keeps no tap.
+    i0 * sy)``, rows below ``ey = ih + pt - i0 * sy`` and within ``beats``; columns likewise
+    (below ``ex = iw + pl - i1 * sx``) and below ``kw``. A window with ``ih``, ``iw`` or
+    ``kw`` 0 (none set) keeps no tap.
+
+    ``latency`` 0: combinational; 1: a register (``window_span``) between the two halves
+    below, so the outputs show the DOT presented in the cycle before.
 
     Bit-exact reference: ``golden.sequencer._dot_beats`` (the taps, in order).
 
-    Arithmetic: ``i0 * sy`` is a shift-and-add (``sy`` <= 3); the products of a pitch by a
-    row or column index are two-bit digits (``0, r, 2r, 3r``, ``3r`` one adder) summed; the
-    last row and column are chosen before their products (a comparison of ``ih + pt - 1 -
-    i0 * sy`` with the last row ``beats`` allows, ``divmod(beats - 1, kw)`` from a table).
+    Arithmetic, in two halves of at most three adders in series each. With the base ``b =
+    xw - (pt + 1) * rowpitch - (pl + 1) * pixpitch`` (``xw = xaddr / lanes``), tap ``(ky,
+    kx)``'s word is ``b + (ky + 1) * rowpitch + (kx + 1) * pixpitch``: ``hi_a`` is that of
+    ``(yl, xl)``, ``hi_b`` that of ``(yl - 1, x1)`` (from the base ``b - rowpitch``), and
+    ``lo = xw - (pt - y0) * rowpitch - (pl - x0) * pixpitch``. The first half: ``i0 * sy``
+    a shift-and-add (``sy`` <= 3), ``ey`` one subtraction after it, compared with ``qy`` and
+    ``qy + 1`` (``divmod(beats - 1, kw)`` and what follows from it: a table of ``beats`` and
+    ``kw``); the columns' likewise (``ex`` with ``kw`` and ``qx + 1``); ``i0 * sy < pt``
+    from a table of the low bits (no product); the bases (a multiplexer of a pitch's
+    multiples, ``3r`` one adder, then two subtractions); and a pitch's products by each
+    candidate for ``yl + 1`` (``ey``, ``qy``, ``qy + 1``) and for ``xl + 1`` (``ex``,
+    ``kw``, ``qx + 1``), of four bits or fewer: radix-4 digits (multiplexers of ``0, r, 2r,
+    3r``) summed, one adder. The second half chooses the last row and column from the
+    comparisons (multiplexers of small values) and adds: ``hi_a``, ``hi_b`` and ``lo`` two
+    adders each after a multiplexer, ``w0`` a short shift-and-add beside one adder, then one.
     """
 
-    def __init__(self, *, lanes=16, w_depth=4096):
+    def __init__(self, *, lanes=16, w_depth=4096, latency=0):
         m = spec_params.machine(lanes=lanes, w_depth=w_depth, x_depth=lanes)  # (the checks)
-        self._p = dict(lanes=m["lanes"], w_depth=m["w_depth"])
+        if latency not in (0, 1):
+            raise ValueError(f"latency must be 0 or 1, not {latency!r}")
+        self._p = dict(lanes=m["lanes"], w_depth=m["w_depth"], latency=latency)
         super().__init__({"i": In(window_dot_layout()),
                           "o": Out(taps_layout(lanes=lanes, w_depth=w_depth))})
 
@@ -121,64 +159,80 @@ class WindowTaps(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        u, o, g = self.i, self.o, self.i.geom
-        low = (self._p["lanes"] - 1).bit_length()
-        xw = Signal(len(u.xaddr) - low, name="xw")
-        s_y, s_x = _times(m, g.sy, u.i0, "s_y"), _times(m, g.sx, u.i1, "s_x")
-        # the window above and left of the image: taps dropped there (pt - y0, pl - x0)
-        my, mx, y0, x0 = (Signal(2, name=n) for n in ("my", "mx", "y0", "x0"))
-        m.d.comb += [xw.eq(u.xaddr >> low),
-                     my.eq(Mux(s_y < g.pt, s_y, g.pt)), mx.eq(Mux(s_x < g.pl, s_x, g.pl)),
-                     y0.eq(g.pt - my), x0.eq(g.pl - mx)]
-        # rows ky <= ey1 and columns kx <= ex1 are inside the image (the constants' sums
-        # beside i0 * sy's: one subtraction after it)
-        ey1 = Signal(_bounds(-3 * 255 - 1, 127 + 3 - 1), name="ey1")
-        ex1 = Signal(_bounds(-3 * 255 - 1, 127 + 3 - 1), name="ex1")
-        x1 = Signal(_bounds(-3 * 255 - 1, MAX_KW - 1), name="x1")
-        m.d.comb += [ey1.eq((g.ih + g.pt - 1) - s_y), ex1.eq((g.iw + g.pl - 1) - s_x),
-                     x1.eq(Mux(ex1 < g.kw - 1, ex1, g.kw - 1))]
-        qy, qx = _divmod_table(m, u.beats, g.kw)
-        # the last row: the last one ``beats`` reaches with a kept column (row qy, unless its
-        # columns end before x0), unless the image ends above it
-        cut, border = Signal(name="cut"), Signal(name="border")
-        qy2 = Signal(range(-1, MAX_BEATS), name="qy2")
-        yl = Signal(_bounds(-3 * 255 - 1, MAX_BEATS - 1), name="yl")
-        xl = Signal(_bounds(-3 * 255 - 1, MAX_KW - 1), name="xl")
-        m.d.comb += [cut.eq(x0 > qx), qy2.eq(qy - cut), border.eq(ey1 < qy2),
-                     yl.eq(Mux(border, ey1, qy2)),
-                     xl.eq(Mux(~border & ~cut & (qx < x1), qx, x1))]
-        m.d.comb += [o.nonempty.eq((g.kw != 0) & (u.beats != 0) & (x0 <= x1) & (y0 <= yl)),
-                     o.two.eq((yl > y0) & (xl < x1)), o.last0.eq((yl == y0) & (xl == x0)),
-                     o.ncol.eq(x1 - x0), o.rows.eq(yl - y0), o.lastcol.eq(x1 - xl),
-                     o.rp.eq(g.rowpitch), o.pp.eq(g.pixpitch), o.kw.eq(g.kw)]
-        self._words(m, xw, (my, mx, y0, x0, yl, xl, x1))
+        layout = _span_layout(lanes=self._p["lanes"], w_depth=self._p["w_depth"])
+        span = Signal(layout, name="span")
+        self._first_half(m, span)
+        if self._p["latency"]:
+            held = Signal(layout, name="window_span")
+            m.d.sync += held.eq(span)
+            span = held
+        self._second_half(m, span)
         return m
 
-    def _words(self, m, xw, idx):
-        """The words: ``lo``, ``ra``, ``ca``, ``cb`` and the weight word ``w0``."""
-        my, mx, y0, x0, yl, xl, x1 = idx
-        u, o, g = self.i, self.o, self.i.geom
-        rp, pp = g.rowpitch, g.pixpitch
-        rp3 = Signal(len(rp) + 2, name="rp3")
-        m.d.comb += rp3.eq(rp + (rp << 1))
-
-        def rows(v, name):  # v * rowpitch, v two bits
-            s = Signal(len(rp) + 2, name=name)
-            m.d.comb += s.eq(Mux(v[1], Mux(v[0], rp3, rp << 1), Mux(v[0], rp, 0)))
-            return s
-
-        def cols(v, name):  # v * pixpitch
-            return _times(m, v, pp, name)
-        base = Signal(_bounds(-3 * ((1 << len(rp)) - 1), (1 << len(xw)) - 1), name="row_base")
-        pl_pp = cols(g.pl, "pl_pp")
+    def _first_half(self, m, s):
+        """From the DOT's fields: ``s`` (``_span_layout``)."""
+        u, g = self.i, self.i.geom
         low = (self._p["lanes"] - 1).bit_length()
-        m.d.comb += [
-            base.eq(xw - rows(g.pt, "pt_rp")),
-            o.ra.eq(base + (rows(yl[:2], "yl_rp_lo") + (rows(yl[2:4], "yl_rp_hi") << 2))),
-            o.lo.eq(xw - rows(my, "my_rp") - cols(mx, "mx_pp")),
-            o.ca.eq(cols(xl[:3], "xl_pp") - pl_pp),
-            o.cb.eq(cols(x1[:3], "x1_pp") - pl_pp - rp),
-            o.w0.eq((u.waddr >> low) + _times(m, y0, g.kw, "y0_kw") + x0)]
+        rp, pp = g.rowpitch, g.pixpitch
+        s_y, s_x = _times(m, g.sy, u.i0, "s_y"), _times(m, g.sx, u.i1, "s_x")
+        # rows ky < ey and columns kx < ex are inside the image (ky >= pt - i0 * sy, ...)
+        s_max = (1 << LOOP_INDEX_BITS) - 1
+        ey = Signal(_bounds(-3 * s_max, (1 << len(g.ih)) + 2), name="ey")
+        ex = Signal(_bounds(-3 * s_max, (1 << len(g.iw)) + 2), name="ex")
+        m.d.comb += [ey.eq(g.ih + g.pt - s_y), ex.eq(g.iw + g.pl - s_x)]
+        # the rows and columns the window has above and left of the image: y0, x0 dropped
+        lt_y, lt_x = _below(u.i0, g.sy, g.pt), _below(u.i1, g.sx, g.pl)
+        x0 = Signal(2, name="x0")
+        m.d.comb += [x0.eq(Mux(lt_x, g.pl - s_x[:2], 0)),
+                     s.my.eq(Mux(lt_y, s_y[:2], g.pt)), s.mx.eq(Mux(lt_x, s_x[:2], g.pl)),
+                     s.y0.eq(Mux(lt_y, g.pt - s_y[:2], 0)), s.x0.eq(x0)]
+        q = _divmod_table(m, u.beats, g.kw)
+        # the last row is qy (qy - 1 when row qy's columns end before x0: ``cut``) unless the
+        # image ends at or above it (ey <= it: ``bc0``, ``bc1``); the last column qx if
+        # below ex - 1 and kw - 1, else the row's last: x1 = min(ex, kw) - 1
+        m.d.comb += [s.some.eq((g.kw != 0) & (u.beats != 0)), s.cut.eq(x0 > q.qx),
+                     s.bc0.eq(ey <= q.qy), s.bc1.eq(ey < q.qy), s.x1k.eq(ex >= g.kw),
+                     s.qx_lt_e.eq(q.qx_next < ex), s.qx_lt_k.eq(q.qx_inside),
+                     s.e_pos.eq(ey > 0), s.x_pos.eq(ex > 0), s.ey_lo.eq(ey[:4]),
+                     s.ex_lo.eq(ex[:3]), s.qy.eq(q.qy), s.qx.eq(q.qx)]
+        m.d.comb += [s.xw.eq(u.xaddr >> low), s.ww.eq(u.waddr >> low), s.kw.eq(g.kw),
+                     s.rp.eq(rp), s.rp3.eq(rp + (rp << 1)), s.pp.eq(pp),
+                     s.pp3.eq(pp + (pp << 1))]
+        # the products (their multiplexers read ``rp3``, ``pp3``: one adder before)
+        r, p = (rp, s.rp3), (pp, s.pp3)
+        m.d.comb += [s.rey.eq(_product(m, ey[:4], *r, "rey")),
+                     s.rq.eq(_product(m, q.qy, *r, "rq")),
+                     s.rqp.eq(_product(m, q.qy_next, *r, "rqp")),
+                     s.pkw.eq(_product(m, g.kw, *p, "pkw")),
+                     s.pex.eq(_product(m, ex[:3], *p, "pex")),
+                     s.pqp.eq(_product(m, q.qx_next, *p, "pqp"))]
+        pt1, pl1 = _digit_plus_one(g.pt, *r), _digit_plus_one(g.pl, *p)
+        m.d.comb += [s.ka.eq(s.xw - pt1 - pl1), s.kb.eq(s.xw - rp - pt1 - pl1)]
+
+    def _second_half(self, m, s):
+        """From ``s`` (``_span_layout``): the outputs."""
+        o = self.o
+        border, xlq = Signal(name="border"), Signal(name="xl_is_qx")
+        yl = Signal(range(-1, MAX_BEATS), name="yl")  # -1: no row kept (x1 -1: no column)
+        x1, xl = Signal(range(-1, MAX_KW), name="x1"), Signal(range(-1, MAX_KW), name="xl")
+        m.d.comb += [border.eq(Mux(s.cut, s.bc1, s.bc0)),
+                     yl.eq(Mux(border, Mux(s.e_pos, s.ey_lo - 1, -1), s.qy - s.cut)),
+                     x1.eq(Mux(s.x1k, s.kw - 1, Mux(s.x_pos, s.ex_lo - 1, -1))),
+                     xlq.eq(~s.cut & ~s.bc0 & s.qx_lt_e & s.qx_lt_k),
+                     xl.eq(Mux(xlq, s.qx, x1))]
+        m.d.comb += [o.nonempty.eq(s.some & (s.x0 <= x1) & (s.y0 <= yl)),
+                     o.two.eq((yl > s.y0) & xlq), o.last0.eq((yl == s.y0) & (xl == s.x0)),
+                     o.ncol.eq(x1 - s.x0), o.rows.eq(yl - s.y0), o.lastcol.eq(x1 - xl),
+                     o.rp.eq(s.rp), o.pp.eq(s.pp), o.kw.eq(s.kw)]
+        # (yl + 1) * rowpitch, (x1 + 1) and (xl + 1) * pixpitch: chosen among the products
+        yp, xe, xlp = (Signal(len(s[k]), name=n)
+                       for k, n in (("rq", "yl_rp"), ("pkw", "x1_pp"), ("pkw", "xl_pp")))
+        m.d.comb += [yp.eq(Mux(border, s.rey, Mux(s.cut, s.rq, s.rqp))),
+                     xe.eq(Mux(s.x1k, s.pkw, s.pex)), xlp.eq(Mux(xlq, s.pqp, xe))]
+        r, p = (s.rp, s.rp3), (s.pp, s.pp3)
+        m.d.comb += [o.hi_a.eq(s.ka + yp + xlp), o.hi_b.eq(s.kb + yp + xe),
+                     o.lo.eq(s.xw - _digit(s.my, *r) - _digit(s.mx, *p)),
+                     o.w0.eq((s.ww + s.x0) + _times(m, s.y0, s.kw, "y0_kw"))]
 
 
 def _times(m, v, r, name):
@@ -192,14 +246,52 @@ def _times(m, v, r, name):
     return s
 
 
+def _digit(d, r, r3):
+    """``d * r`` for a digit ``d`` of one or two bits (``r3`` is ``3r``): a multiplexer."""
+    if len(d) == 1:
+        return Mux(d[0], r, 0)
+    return Mux(d[1], Mux(d[0], r3, r << 1), Mux(d[0], r, 0))
+
+
+def _digit_plus_one(d, r, r3):
+    """``(d + 1) * r`` for a two-bit ``d`` (``r3`` is ``3r``): a multiplexer."""
+    return Mux(d[1], Mux(d[0], r << 2, r3), Mux(d[0], r << 1, r))
+
+
+def _product(m, v, r, r3, name):
+    """``v * r`` for ``v`` of up to four bits: its radix-4 digits' multiples of ``r``
+    (``_digit``) summed, one adder."""
+    if len(v) > 4:
+        raise ValueError(f"a factor of at most 4 bits, not {len(v)}")
+    digits = [_digit(v[k:k + 2], r, r3) << k for k in range(0, len(v), 2)]
+    s = Signal(len(r) + len(v), name=name)
+    m.d.comb += s.eq(sum(digits[1:], digits[0]))
+    return s
+
+
+def _below(i, s, v):
+    """``i * s < v`` for two-bit ``s`` and ``v``, without the product: with ``s`` > 0 only
+    ``i`` < 4 can be below ``v`` <= 3, so a table of ``i``'s two low bits, ``s`` and ``v``."""
+    table = sum(1 << (16 * a + 4 * b + c)
+                for a in range(4) for b in range(4) for c in range(4) if a * b < c)
+    return ((i[2:] == 0) | (s == 0)) & Const(table, 64).bit_select(Cat(v, s, i[:2]), 1)
+
+
 def _divmod_table(m, beats, kw):
-    """``divmod(beats - 1, kw)`` (``kw`` 1..7; 0 reads 0, 0), from a table."""
-    table = [divmod((b - 1) % (MAX_BEATS + 1), k) if k else (0, 0)
-             for k in range(MAX_KW + 1) for b in range(MAX_BEATS + 1)]
-    qy, qx = Signal(range(MAX_BEATS), name="qy"), Signal(range(MAX_KW), name="qx")
-    entry = Array(Const(q | (r << len(qy)), len(qy) + len(qx)) for q, r in table)
-    m.d.comb += Cat(qy, qx).eq(entry[Cat(beats, kw)])
-    return qy, qx
+    """``divmod(beats - 1, kw)`` (``qy``, ``qx``; ``kw`` 1..7, ``beats`` 1..; else 0, 0),
+    ``qy + 1``, ``qx + 1`` and whether ``qx < kw - 1`` (``qx_inside``), from a table."""
+    layout = data.StructLayout({"qy": range(MAX_BEATS), "qx": range(MAX_KW),
+                                "qy_next": range(MAX_BEATS + 1), "qx_next": range(MAX_KW + 1),
+                                "qx_inside": 1})
+
+    def entry(b, k):
+        qy, qx = divmod(b - 1, k) if b and k else (0, 0)
+        return layout.const({"qy": qy, "qx": qx, "qy_next": qy + 1, "qx_next": qx + 1,
+                             "qx_inside": int(qx < k - 1)}).as_value()
+    table = Array(entry(b, k) for k in range(MAX_KW + 1) for b in range(MAX_BEATS + 1))
+    q = Signal(layout, name="beats_divmod")
+    m.d.comb += q.eq(table[Cat(beats, kw)])
+    return q
 
 
 class DotFeeder(wiring.Component):
@@ -214,7 +306,8 @@ class DotFeeder(wiring.Component):
     ================== ===== ======================================================
     ``dot``            In    stream of ``dot_layout(prog_depth, conv=conv)``: ready while
                              the queue has room (a window DOT with ``window_wait``: and
-                             it was offered in the cycle before)
+                             it was offered in each of the ``window_wait`` cycles
+                             before)
     ``o``              Out   stream of ``sparse_dot.beat_layout(lanes, banks=conv)``, to
                              the engine
     ``zp``             Out   the zero point of the DOT whose beat ``o`` shows (the
@@ -234,9 +327,10 @@ class DotFeeder(wiring.Component):
                              (nothing reaches the engine, no ``tag``: not pending)
     ``dot_fault``      Out   (conv) the window DOT offered keeps a tap outside the
                              activation memory (``golden.sequencer`` raises
-                             IllegalInstruction there; with ``window_wait``, known from
-                             the cycle after it is first offered, low before): the core
-                             does not offer it (taken, it would run, its words wrapped)
+                             IllegalInstruction there; with ``window_wait``, known
+                             ``window_wait`` cycles after it is first offered, low
+                             before): the core does not offer it (taken, it would run,
+                             its words wrapped)
     ``bank_busy_next`` In    (conv) bit ``b``: lane bank ``b`` is read out in the next
                              cycle (a REQW taken now included)
     ================== ===== ======================================================
@@ -270,18 +364,24 @@ class DotFeeder(wiring.Component):
     on whether the input register moves on, not on the issue decision (words read but not
     issued are not used). Neither changes a cycle (``golden.core.predict_cycles``). A window
     DOT's taps (``WindowTaps``, then its regions) are found in the cycle it is taken
-    (``window_wait=0``: ``golden.core._Timing``'s timing, on a long path: the window's
-    arithmetic, the regions' comparisons, the first-beat verdict); with ``window_wait=1``
-    ``WindowTaps``' outputs are registered and a window DOT is taken at the earliest in
-    the cycle after it is first offered (the stream holds it): ``_Timing.dot`` then takes
-    a window DOT at ``c = max(t + 1, pops[-2] + 1)``.
+    (``window_wait=0``: a long path: the window's arithmetic, the regions' comparisons,
+    the first-beat verdict). With ``window_wait`` 1 or 2, ``WindowTaps``' outputs and
+    whether a kept tap is outside the memory are registered (``window_taps``; with 2,
+    ``WindowTaps``' two halves too: ``latency=1``), so the cycle that takes a window DOT
+    starts from registers (its regions' comparisons with constants, the first-beat
+    verdict, ``dot_fault``), and a window DOT is taken at the earliest ``window_wait``
+    cycles after it is first offered (the stream holds it; ``dot_shown`` counts the
+    cycles): ``golden.core._Timing.dot`` takes a window DOT at ``c = max(t +
+    window_wait, pops[-2] + 1)``, ``t`` the cycle it is first offered in
+    (``spec.params.WINDOW_WAIT``).
     """
 
     def __init__(self, *, conv=False, window_wait=0, **params):
         if conv not in (False, True):
             raise ValueError(f"conv must be False or True, not {conv!r}")
-        if window_wait not in (0, 1) or (window_wait and not conv):
-            raise ValueError(f"window_wait must be 0, or 1 with conv=True, not {window_wait!r}")
+        if window_wait not in (0, 1, 2) or (window_wait and not conv):
+            raise ValueError("window_wait must be 0, or 1 or 2 with conv=True, not "
+                             f"{window_wait!r} (conv={conv!r})")
         self._p = p = dict(spec_params.dot_feeder(**params), conv=bool(conv),
                            window_wait=int(window_wait))
         lanes, pd = p["lanes"], p["prog_depth"]
@@ -468,20 +568,51 @@ class DotFeeder(wiring.Component):
     def _intake(self, m, desc):
         """The queue entry of the DOT offered on ``dot`` (returned: ``new``), whether it
         keeps no tap (``empty``) and whether it may be taken now (``may_take``): a window
-        DOT's taps from ``WindowTaps``, registered with ``window_wait`` (then taken once it
-        was offered in the cycle before: the stream holds its payload), a plain DOT's
+        DOT's taps from ``WindowTaps`` (with ``window_wait``: its halves registered when 2,
+        then its outputs and ``_outside`` in ``window_taps``; taken once it was offered in
+        the ``window_wait`` cycles before: the stream holds its payload), a plain DOT's
         from its fields; then ``_entry``."""
         u, p = self.dot.payload, self._p
-        m.submodules.window = win = WindowTaps(lanes=p["lanes"], w_depth=p["w_depth"])
+        wait = p["window_wait"]
+        m.submodules.window = win = WindowTaps(lanes=p["lanes"], w_depth=p["w_depth"],
+                                               latency=max(wait - 1, 0))
         m.d.comb += [getattr(win.i, k).eq(getattr(u, k)) for k, _ in win.i.shape()]
-        taps, shown = win.o, 1
-        if p["window_wait"]:
-            taps, shown = Signal(win.o.shape(), name="window_taps"), Signal(name="dot_shown")
-            m.d.sync += [taps.eq(win.o), shown.eq(self.dot.valid & ~self.dot.ready)]
+        taps, out, shown = win.o, self._outside(m, win.o), 1
+        if wait:  # (the cycle that takes the DOT starts from these flip-flops)
+            taps_r, out_r = Signal(win.o.shape(), name="window_taps"), Signal(name="window_out")
+            m.d.sync += [taps_r.eq(taps), out_r.eq(out)]
+            taps, out, shown = taps_r, out_r, self._shown(m, wait)
         sel = Signal(win.o.shape(), name="dot_taps")
         m.d.comb += sel.eq(Mux(u.win, taps, self._plain_taps(m, win.o.shape())))
-        new = self._entry(m, desc, sel, shown)
+        new = self._entry(m, desc, sel)
+        m.d.comb += self.dot_fault.eq(u.win & shown & sel.nonempty & out)
         return new, ~sel.nonempty, ~u.win | shown
+
+    def _shown(self, m, wait):
+        """``dot_shown``: the DOT offered now was offered (and not taken) in each of the
+        ``wait`` cycles before (a flip-flop a cycle: offered in the one before and the
+        count so far)."""
+        held, shown = self.dot.valid & ~self.dot.ready, 1
+        for k in range(wait):
+            count = Signal(name="dot_shown" if k == wait - 1 else f"dot_shown_{k + 1}")
+            m.d.sync += count.eq(held & shown)
+            shown = count
+        return shown
+
+    def _outside(self, m, t):
+        """Whether taps ``t`` (``taps_layout``) keep a word outside the activation memory:
+        ``lo`` below 0, ``hi_a`` (with ``two`` or ``hi_b``) ``words`` or more (with
+        ``words`` a power of two, a test of their top bits)."""
+        words = self._p["x_depth"] // self._p["lanes"]
+        n = words.bit_length() - 1
+
+        def beyond(v):
+            if words != 1 << n:
+                return v >= words
+            return ~v[-1] & v[n:len(v) - 1].any()
+        out = Signal(name="window_outside")
+        m.d.comb += out.eq((t.lo < 0) | beyond(t.hi_a) | (t.two & beyond(t.hi_b)))
+        return out
 
     def _plain_taps(self, m, layout):
         """A plain DOT as a window: one row of ``beats`` taps a word apart."""
@@ -489,23 +620,21 @@ class DotFeeder(wiring.Component):
         t = Signal(layout, name="plain_taps")
         x0 = Signal(range(self._p["x_depth"] // self._p["lanes"]), name="dot_x0")
         m.d.comb += [x0.eq(u.xaddr >> low), t.nonempty.eq(u.beats != 0),
-                     t.lo.eq(x0), t.ra.eq(x0), t.ca.eq(u.beats - 1), t.w0.eq(u.waddr >> low),
+                     t.lo.eq(x0), t.hi_a.eq(x0 + u.beats - 1), t.w0.eq(u.waddr >> low),
                      t.ncol.eq(u.beats - 1), t.last0.eq(u.beats == 1), t.pp.eq(1)]
         return t
 
-    def _entry(self, m, desc, t, shown):
-        """The queue entry of a DOT with taps ``t`` (``taps_layout``), ``dot_empty`` and
-        ``dot_fault`` (a window DOT's once ``t`` is its: ``shown``). Its highest word is
-        ``t.ra + t.ca`` or ``t.ra + t.cb``; it reads region k (words [kg, (k+1)g)) when
-        ``[t.lo, highest]`` meets it: compares with constants after one sum each, as wide as
-        a word index (a DOT in the memory, every one but those ``dot_fault`` names, has its
+    def _entry(self, m, desc, t):
+        """The queue entry of a DOT with taps ``t`` (``taps_layout``) and ``dot_empty``.
+        Its highest word is ``t.hi_a`` or ``t.hi_b``; it reads region k (words [kg,
+        (k+1)g)) when ``[t.lo, highest]`` meets it: compares with constants, as wide as a
+        word index (a DOT in the memory, every one but those ``dot_fault`` names, has its
         words there: exact modulo the width)."""
         u, g = self.dot.payload, self._p["hazard_words"]
         words = self._p["x_depth"] // self._p["lanes"]
         new = Signal(desc)
         lo, hi_a, hi_b = (Signal(range(words), name=f"dot_{n}") for n in ("lo", "hi_a", "hi_b"))
-        m.d.comb += [lo.eq(t.lo), hi_a.eq(t.ra + t.ca), hi_b.eq(t.ra + t.cb)]
-        out = (t.lo < 0) | (t.ra + t.ca >= words) | (t.two & (t.ra + t.cb >= words))
+        m.d.comb += [lo.eq(t.lo), hi_a.eq(t.hi_a), hi_b.eq(t.hi_b)]
         m.d.comb += [
             new.xw.eq(t.lo), new.xr.eq(t.lo), new.ww.eq(t.w0), new.wr.eq(t.w0),
             new.col.eq(t.ncol), new.rows.eq(t.rows), new.last.eq(t.last0), new.first.eq(1),
@@ -514,8 +643,7 @@ class DotFeeder(wiring.Component):
             new.reads.eq(Cat(*[t.nonempty & (lo < (k + 1) * g)
                                & ((hi_a >= k * g) | (t.two & (hi_b >= k * g)))
                                for k in range(self._regions)])),
-            self.dot_empty.eq(~t.nonempty),
-            self.dot_fault.eq(u.win & shown & t.nonempty & out)]
+            self.dot_empty.eq(~t.nonempty)]
         return new
 
     def _walk(self, m, head, head_valid, b, raw):

@@ -12,7 +12,6 @@ from amaranth.lib.wiring import In, Out
 from sparq.spec import isa
 from sparq.spec import params as spec_params
 
-from .arith import fits_signed
 from .requant import Requantizer, bad_params, input_layout
 
 ADDR_FIFO_DEPTH = 16  # the results' addresses (in block RAM on the iCE40: depth is free)
@@ -73,8 +72,9 @@ class RequantWriteback(wiring.Component):
     ``fault``          Out   the REQ (or REQW lane) entering the Requantizer now has
                              parameters it refuses (``requant.bad_params``) or, a lane,
                              a sum with its bias outside int32 (golden raises there);
-                             with ``conv``, the one that entered in the cycle before
-                             (registered: the parameters come late from block RAM)
+                             with ``conv``, the one that entered two cycles before
+                             (registered twice: the parameters come late from block
+                             RAM, and the bias sum is a long carry chain)
     ``fault_pc``       Out   (conv) the pc of that REQ (registered with ``fault``)
     ``wr_last``        Out   (conv) the result written now is its REQ's last: its word
                              counts as written (the feeder's hazards)
@@ -200,10 +200,15 @@ class RequantWriteback(wiring.Component):
                      self.wr_en.eq(req.o.valid), self.wr_addr.eq(fifo.r_data[:addr_bits]),
                      self.wr_last.eq(fifo.r_data[addr_bits]), self.wr_value.eq(req.o.payload)]
         m.d.comb += [getattr(req.i.payload.p, k).eq(getattr(p, k)) for k in _Q31_KEYS]
-        overflow = from_bank & ~fits_signed(total, 32)
-        m.d.sync += [self.fault.eq(fifo.w_en & (overflow | bad_params(p, mode="dual",
-                                                                      double=double))),
-                     self.fault_pc.eq(Mux(r.active, r.pc, u.pc))]
+        # the fault in two registered stages (the parameters come late from block RAM and
+        # the bias sum is a long carry chain): the sum's top bits and the parameters'
+        # verdict, then whether the sum leaves int32
+        top, bad, lane, pc = Signal(2), Signal(), Signal(), Signal.like(self.fault_pc)
+        m.d.sync += [top.eq(total[31:]), lane.eq(fifo.w_en & from_bank),
+                     bad.eq(fifo.w_en & bad_params(p, mode="dual", double=double)),
+                     pc.eq(Mux(r.active, r.pc, u.pc)),
+                     self.fault.eq(bad | (lane & (top[0] != top[1]))),
+                     self.fault_pc.eq(pc)]
         self._param_address(m, r)
         # which bank is read out now and next cycle
         wide = r.take & u.bank

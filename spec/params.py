@@ -194,9 +194,9 @@ def delta_port(*, depth=4096, lanes=1):
 
 PARAM_RAMS = ("async", "sync")
 # the cycles a convolution core's window DOT waits, once offered, before the DotFeeder takes
-# it (its taps' arithmetic is registered: ``hw.dot_feeder``'s ``window_wait``;
+# it (its taps' arithmetic is registered, in two stages: ``hw.dot_feeder``'s ``window_wait``;
 # ``golden.core``'s timing)
-WINDOW_WAIT = 1
+WINDOW_WAIT = 2
 
 
 def check_hazard_words(hazard_words, words):

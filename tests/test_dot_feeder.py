@@ -19,9 +19,10 @@ On a convolution machine (``conv=True``) the DOTs are also window DOTs (of one o
 windows, ``WINDOWS``, fixed for a run: symbolic ones left the solver hours; at any output
 pixel over it and its borders and any base whose kept taps are all in the memory:
 ``dot_fault`` low when taken; the stream holds a DOT's payload until it is taken) and DOTs
-into the lane banks (their read-out any), and DOTs with no kept tap are dropped; a third
-mutant (a window DOT's regions up to its last tap's word, not its highest) must fail.
-About 4 and 7 minutes for the two configurations.
+into the lane banks (their read-out any), and DOTs with no kept tap are dropped, with
+each ``window_wait`` (0, 1, 2: a window DOT taken that many cycles after it is first
+offered); a third mutant (a window DOT's regions up to its last tap's word, not its
+highest) must fail. About 4 and 7 minutes for the first two configurations.
 """
 
 import pytest
@@ -168,7 +169,7 @@ def test_feeder_proof_fails_without_blocking_reqs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("window,hazard_words,window_wait",
-                         [("near_rows", 2, 0), ("strided", 1, 1)])
+                         [("near_rows", 2, 0), ("strided", 1, 1), ("near_rows", 1, 2)])
 def test_feeder_with_window_dots_reads_what_program_order_says(tmp_path, window,
                                                                 hazard_words, window_wait):
     _check(tmp_path, hazard_words=hazard_words, conv=True, window_wait=window_wait,

@@ -5,10 +5,12 @@ The checks, each on random stimulus with fixed printed seeds (a broken design fa
 no first-beat wait, no wait for a bank's read-out, a wrong step of the walk, no block for
 the held beat's word, each tried once):
 
-- ``WindowTaps`` (what the feeder computes of a window DOT when it takes it) against
+- ``WindowTaps`` (what the feeder computes of a window DOT when it takes it; combinational,
+  and with its two halves registered, a new DOT every cycle) against
   ``golden.sequencer._dot_beats``: the taps its outputs describe, walked as the feeder walks
-  them, are golden's kept taps in order (activation and weight words), their lowest and
-  highest words, and the out-of-range fault; the feeder's ``dot_empty`` and ``dot_fault``.
+  them, are golden's kept taps in order (activation and weight words), their lowest, last
+  and highest words, and the out-of-range fault; the feeder's ``dot_empty`` and
+  ``dot_fault`` (with each window wait: from that many cycles after a DOT is offered).
 - The feeder in a small model of the core around it (``_Core``: the uops in order, REQs and
   REQWs and their results landing, CLR, lane banks read out, an engine whose front end
   takes a beat when free and keeps it busy for the beat's cycles, memories whose words
@@ -380,6 +382,8 @@ def _any_window_dot(rng):
     if rng.random() < 0.3:
         g.update(ih=int(rng.integers(1, 128)), iw=int(rng.integers(1, 128)),
                  rowpitch=int(rng.integers(0, 1024)), pixpitch=int(rng.integers(0, 32)))
+    if rng.random() < 0.1:  # (a stride 0: every output pixel's window the same)
+        g.update({"sy" if rng.random() < 0.5 else "sx": 0})
     if rng.random() < 0.05:
         g = dict.fromkeys(GEOM, 0)
     beats = int(rng.integers(0, 16)) if rng.random() < 0.05 else int(rng.integers(1, 16))
@@ -419,46 +423,63 @@ def _walk(t):
     raise AssertionError(f"the walk does not end: {t}")
 
 
-def test_window_taps_against_golden():
+@pytest.mark.parametrize("latency", [0, 1])
+def test_window_taps_against_golden(latency):
     """``WindowTaps`` on random window DOTs: the taps it describes are golden's kept taps
-    in order, its lowest and highest words theirs."""
-    seed = SEED + 230
+    in order, its lowest and highest words theirs (``hi_a`` the last tap's). With
+    ``latency`` 1 a new DOT is presented every cycle: the outputs show the one before."""
+    seed = SEED + 230 + latency
     rng = np.random.default_rng(seed)
     print(f"seed {seed}")
-    dut = WindowTaps(lanes=LANES, w_depth=MACHINE["w_depth"])
+    dut = WindowTaps(lanes=LANES, w_depth=MACHINE["w_depth"], latency=latency)
     dots = [_any_window_dot(rng) for _ in range(3000)]
     counts = dict(empty=0, two=0, border=0)
 
+    def present(ctx, d):
+        for k in ("xaddr", "waddr", "beats", "i0", "i1"):
+            ctx.set(getattr(dut.i, k), d[k])
+        for k in GEOM:
+            ctx.set(getattr(dut.i.geom, k), d["geom"][k])
+
     async def bench(ctx):
-        for d in dots:
-            for k in ("xaddr", "waddr", "beats", "i0", "i1"):
-                ctx.set(getattr(dut.i, k), d[k])
-            for k in GEOM:
-                ctx.set(getattr(dut.i.geom, k), d["geom"][k])
+        for n, d in enumerate(dots):
+            present(ctx, d)
+            if latency:
+                await ctx.tick()
+                present(ctx, dots[(n + 1) % len(dots)])
             t = {k: ctx.get(getattr(dut.o, k)) for k, _ in dut.o.shape()}
             want = d["taps"]
             assert _walk(t) == want, (d, t)
             counts["empty"] += not want
             if want:
                 xs = [x for x, _ in want]
-                high = max(t["ra"] + t["ca"], t["ra"] + t["cb"] if t["two"] else -1 << 20)
-                assert (t["lo"], high) == (min(xs), max(xs)), (d, t)
+                high = max(t["hi_a"], t["hi_b"] if t["two"] else -1 << 20)
+                assert (t["lo"], t["hi_a"], high) == (min(xs), xs[-1], max(xs)), (d, t)
                 counts["two"] += xs[-1] != max(xs)
                 counts["border"] += len(want) < d["beats"]
 
     sim = Simulator(dut)
+    if latency:
+        sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     print(counts)
     assert counts["empty"] > 100 and counts["two"] > 30 and counts["border"] > 500
 
 
-@pytest.mark.parametrize("window_wait", [0, 1])
+def test_window_taps_latency_is_checked():
+    with pytest.raises(ValueError, match="latency must be 0 or 1, not 2"):
+        WindowTaps(lanes=LANES, w_depth=MACHINE["w_depth"], latency=2)
+    with pytest.raises(ValueError, match="window_wait must be 0, or 1 or 2 with conv=True"):
+        DotFeeder(conv=True, window_wait=3, **MACHINE)
+
+
+@pytest.mark.parametrize("window_wait", [0, 1, 2])
 def test_feeder_empty_and_fault_flags(window_wait):
     """The feeder's ``dot_empty`` and ``dot_fault`` for the window DOT offered (with
-    ``window_wait``, from the cycle after it is first offered; ``dot_fault`` low before):
-    no kept tap; a kept tap outside the activation memory (golden raises
-    IllegalInstruction)."""
+    ``window_wait``, from ``window_wait`` cycles after it is first offered; ``dot_fault``
+    low before, and high from then): no kept tap; a kept tap outside the activation
+    memory (golden raises IllegalInstruction)."""
     seed = SEED + 240 + window_wait
     rng = np.random.default_rng(seed)
     print(f"seed {seed}")
@@ -477,21 +498,24 @@ def test_feeder_empty_and_fault_flags(window_wait):
             ctx.set(getattr(p, k), v)
         await ctx.tick().repeat(3)  # (one in the input register, two queued)
         assert not ctx.get(dut.dot.ready)
-        for d in dots:  # then each window DOT offered (not taken) for a cycle
+        for d in dots:  # then each window DOT offered (not taken) for window_wait cycles
             for k in ("xaddr", "waddr", "beats", "i0", "i1", "win"):
                 ctx.set(getattr(p, k), d[k])
             for k in GEOM:
                 ctx.set(getattr(p.geom, k), d["geom"][k])
-            await ctx.tick()
+            await ctx.tick().repeat(max(window_wait, 1))
             fault = bool(d["taps"]) and golden_taps(d) is None
             got = ctx.get(dut.dot_empty), ctx.get(dut.dot_fault)
             assert got == (not d["taps"], fault), (d, got)
             counts["empty" if not d["taps"] else "fault" if fault else "ok"] += 1
-            if fault and window_wait:  # offered anew: no fault in its first cycle
-                ctx.set(dut.dot.valid, 0)
+            if fault and window_wait:  # offered anew: no fault in its first window_wait
+                ctx.set(dut.dot.valid, 0)  # cycles
                 await ctx.tick()
                 ctx.set(dut.dot.valid, 1)
-                assert not ctx.get(dut.dot_fault)
+                for _ in range(window_wait):
+                    assert not ctx.get(dut.dot_fault)
+                    await ctx.tick()
+                assert ctx.get(dut.dot_fault)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -501,7 +525,8 @@ def test_feeder_empty_and_fault_flags(window_wait):
     assert min(counts.values()) > 100
 
 
-@pytest.mark.parametrize("window_wait,hazard_words", [(0, 1), (0, 4), (1, 1), (1, 8)])
+@pytest.mark.parametrize("window_wait,hazard_words",
+                         [(0, 1), (0, 4), (1, 1), (1, 8), (2, 1), (2, 4)])
 def test_feeder_window_dots(window_wait, hazard_words):
     """Random programs through the feeder in ``_Core``: every beat's words in order (golden's
     taps), what it reads (the versions program order says), the tags, and when each uop is

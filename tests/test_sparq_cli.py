@@ -167,8 +167,9 @@ def test_keyword_spotter_on_the_rtl(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "x.npy", xq)
     code = sparq_cli.main(["run", str(KWS_DIR / "kws_ref_model.tflite"),
                            str(tmp_path / "x.npy"), "--rtl", "--out", str(tmp_path / "y.npy")])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     print(out)
+    print(err)  # (the MISMATCH lines, if any)
     assert code == 0
     assert f"every op equals LiteRT's reference kernels on {len(xq)} inputs (RTL)" in out
     assert "the RTL equals the golden model on every op" in out

@@ -173,7 +173,7 @@ class _Expect:
                                                   None if values is None else values[i],
                                                   i == n - 1)
             if faults[i]:
-                self.faults[t + i + 1] = op["pc"]  # (registered: the cycle after)
+                self.faults[t + i + 2] = op["pc"]  # (registered twice: two cycles after)
         if op["bank"]:
             self.reads.append((t, t + self.lanes - 1, op["bank_no"]))
 
