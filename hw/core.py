@@ -66,7 +66,8 @@ from .probe_unit import ProbeUnit
 from .seq_decode import BODY_SPAN
 from .sequencer import WORD, Sequencer
 from .sparse_dot import SparseDotProduct
-from .writeback import RequantWriteback, param_word_layout
+from .uop_skid import UopSkid
+from .writeback import RequantWriteback, param_word_layout, stored_param, stored_param_layout
 
 
 class Core(wiring.Component):
@@ -126,6 +127,13 @@ class Core(wiring.Component):
                                      "x_zero_point", "mode", "conv")}
         conv = p["conv"]
         m.submodules.seq = seq = Sequencer(fetch_ports=p["fetch_ports"], **machine)
+        uop, skid = seq.uop, None
+        if conv:  # (the datapath's take reaches a register, not the program's address)
+            m.submodules.uop_skid = skid = UopSkid(seq.uop.payload.shape())
+            wiring.connect(m, seq.uop, skid.i)
+            m.d.comb += [seq.hold.eq(skid.held), skid.flush.eq(seq.abort),
+                         skid.clear.eq(seq.start)]
+            uop = skid.o
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"])
         m.submodules.engine = eng = SparseDotProduct(
             lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"],
@@ -170,24 +178,25 @@ class Core(wiring.Component):
                      probe.blocked.eq(feeder.busy), probe.x_writes.eq(wb.pending),
                      feeder.x_data.eq(xmem.rd_data), feeder.w_data.eq(wmem.rd_data),
                      probe.x_data.eq(xmem.rd_data), probe.w_data.eq(wmem.rd_data)]
-        busy = self._status(m, seq, accs, wb, eng, wmem)
+        busy = self._status(m, seq, skid, accs, wb, eng, wmem)
         self._memories(m, busy, feeder, probe, xmem, wmem, wb)
         p_rd = self._param_memory(m, busy, wb)
-        self._execute(m, seq, feeder, accs, wb, p_rd)
+        self._execute(m, uop, feeder, accs, wb, p_rd)
         if conv:
-            self._ordered_faults(m, seq, accs, wb, feeder)
+            self._ordered_faults(m, seq, uop, accs, wb, feeder)
         else:
-            self._faults(m, seq, accs.fault, accs.fault_pc, wb.fault, seq.uop.payload.pc)
+            self._faults(m, seq, accs.fault, accs.fault_pc, wb.fault, uop.payload.pc)
         return m
 
-    def _status(self, m, seq, accs, wb, eng, wmem):
+    def _status(self, m, seq, skid, accs, wb, eng, wmem):
         """``busy`` (returned: running or anything in flight), ``halted``, the counters, and
         a start (which clears the accumulators and ``cycles``)."""
         busy, pending = Signal(), Signal()
-        m.d.comb += [pending.eq(accs.pending | wb.pending),
+        # (a uop in the skid buffer is pending; one it dropped was counted, never ran)
+        m.d.comb += [pending.eq(accs.pending | wb.pending | (skid.held if skid else 0)),
                      busy.eq(seq.busy | pending), self.busy.eq(busy | wmem.copying),
                      self.halted.eq(seq.halted & ~pending),
-                     self.executed.eq(seq.executed),
+                     self.executed.eq(seq.executed - (skid.dropped if skid else 0)),
                      self.predicated_off.eq(seq.predicated_off),
                      self.engine_cycles.eq(eng.cycles), self.pairs.eq(eng.pairs),
                      self.skipped.eq(eng.skipped), self.weights_active.eq(wmem.active),
@@ -230,8 +239,10 @@ class Core(wiring.Component):
         the cycle after the uop shows its channel). Returns the read port; with the
         convolution extensions the writeback has a port of its own (its REQWs read a
         channel a cycle while LDBs go on), and the returned one serves LDB."""
-        m.submodules.pmem = pmem = Memory(shape=param_word_layout(), depth=self._p["channels"],
-                                          init=[])
+        conv = self._p["conv"]  # (its words carry the checks made when written)
+        m.submodules.pmem = pmem = Memory(
+            shape=stored_param_layout() if conv else param_word_layout(),
+            depth=self._p["channels"], init=[])
         sync = self._p["param_ram"] == "sync"
         p_rd = pmem.read_port() if sync else pmem.read_port(domain="comb")
         if self._p["conv"]:
@@ -239,22 +250,23 @@ class Core(wiring.Component):
             m.d.comb += [wb_rd.addr.eq(wb.p_addr), wb.p_data.eq(wb_rd.data)]
         p_wr = pmem.write_port()
         m.d.comb += [p_wr.addr.eq(self.param_wr.payload.ch),
-                     p_wr.data.eq(self.param_wr.payload.p),
+                     p_wr.data.eq(stored_param(self.param_wr.payload.p) if conv
+                                  else self.param_wr.payload.p),
                      p_wr.en.eq(self.param_wr.valid & ~busy),
                      self.param_wr.ready.eq(~busy)]
         return p_rd
 
-    def _execute(self, m, seq, feeder, accs, wb, p_rd):
+    def _execute(self, m, uop, feeder, accs, wb, p_rd):
         """The uops, in order: CLR and LDB (the bias) wait until the accumulator has no DOT
         in flight and take a cycle; REQ waits for that and for the feeder's hazard
         (``wr_blocked``), then enters the writeback; DOT enters the feeder's queue while it
         and the accumulators' tag FIFO have room. With ``param_ram="sync"``, LDB and REQ
         wait a cycle more for their channel's parameters."""
-        u = seq.uop.payload
+        u = uop.payload
         params_ok = Signal()  # p_rd.data holds the shown uop's channel
         if self._p["param_ram"] == "sync":
             shown = Signal()  # the uop shown now was shown (and not taken) in the cycle before
-            m.d.sync += shown.eq(seq.uop.valid & ~seq.uop.ready)
+            m.d.sync += shown.eq(uop.valid & ~uop.ready)
             m.d.comb += params_ok.eq(shown)
         else:
             m.d.comb += params_ok.eq(1)
@@ -279,25 +291,25 @@ class Core(wiring.Component):
                          *[getattr(r.p, k).eq(getattr(p_rd.data, k)) for k in (
                              "multiplier", "shift", "output_zero_point", "act_min",
                              "act_max")]]
-        with m.If(seq.uop.valid):
+        with m.If(uop.valid):
             with m.Switch(u.kind):
                 with m.Case(UopKind.CLR, UopKind.LDB):
                     with m.If(ready):
-                        m.d.comb += [seq.uop.ready.eq(1), accs.write.eq(1),
+                        m.d.comb += [uop.ready.eq(1), accs.write.eq(1),
                                      accs.write_value.eq(Mux(u.kind == UopKind.LDB,
                                                              p_rd.data.bias, 0))]
                 with m.Case(UopKind.REQ):
                     with m.If(accs.idle & ~feeder.wr_blocked & params_ok):
-                        m.d.comb += [wb.i.valid.eq(1), seq.uop.ready.eq(wb.i.ready)]
+                        m.d.comb += [wb.i.valid.eq(1), uop.ready.eq(wb.i.ready)]
                 with m.Case(UopKind.DOT):
                     # (a window DOT keeping a tap outside the memory is refused, not taken:
                     # the error stops the Sequencer with it not done, as golden raises)
                     ok = (accs.tag.ready & ~feeder.dot_fault) if self._p["conv"] \
                         else accs.tag.ready
                     m.d.comb += [feeder.dot.valid.eq(ok),
-                                 seq.uop.ready.eq(feeder.dot.ready & ok)]
+                                 uop.ready.eq(feeder.dot.ready & ok)]
 
-    def _ordered_faults(self, m, seq, accs, wb, feeder):
+    def _ordered_faults(self, m, seq, uop, accs, wb, feeder):
         """The error contract (``_faults``) on a convolution core, where faults do not come
         in program order: a REQW's lanes fault up to ``lanes - 1`` cycles after it is taken,
         while later DOTs may deliver theirs. So every uop taken gets an issue number
@@ -308,11 +320,11 @@ class Core(wiring.Component):
         taken with, a window tap's (whose DOT is not taken) the number being given out. The
         Sequencer's own error (an instruction it never issued) comes after everything
         taken: a datapath fault's pc replaces it."""
-        p, u = self._p, seq.uop.payload
+        p, u = self._p, uop.payload
         window = (accs.bound * 15 * -(-p["lanes"] // p["slots"]) + 4 * p["lanes"]) * 2
         bits = window.bit_length()
         order, reqw_order = Signal(bits, name="issue_order"), Signal(bits, name="reqw_order")
-        taken = seq.uop.valid & seq.uop.ready
+        taken = uop.valid & uop.ready
         with m.If(seq.start):
             m.d.sync += order.eq(0)
         with m.Elif(taken):
@@ -327,7 +339,7 @@ class Core(wiring.Component):
         m.d.comb += [dots.w_data.eq(order), dots.w_en.eq(accs.issued),
                      dots.r_en.eq(accs.result.valid & accs.result.ready)]
         # (a window DOT keeping a tap outside the memory is not taken: ``_execute``)
-        tap = seq.uop.valid & (u.kind == UopKind.DOT) & feeder.dot_fault
+        tap = uop.valid & (u.kind == UopKind.DOT) & feeder.dot_fault
         incoming = [(accs.fault, accs.fault_pc, dots.r_data),
                     (wb.fault, wb.fault_pc, wb_order),
                     (tap, u.pc, order)]

@@ -112,16 +112,17 @@ class Requantizer(wiring.Component):
         shift = p.shift
         s_m1 = Signal(unsigned(6))  # S - 1 = 30 - shift, in [0, 61] for valid shifts
         m.d.comb += s_m1.eq(30 - shift)
-        # The product is negative exactly when the operands are non-zero and differ in sign.
-        neg = (acc != 0) & (p.multiplier != 0) & (acc[31] ^ p.multiplier[31])
         if mode == "dual":  # the accumulator's rounding goes along with it
             keep = dict(keep, double=self.i.payload.double)
-        s1 = pipe.stage(a=acc, b=p.multiplier, sm1=s_m1, neg=neg, **keep)
+        s1 = pipe.stage(a=acc, b=p.multiplier, sm1=s_m1, **keep)
         keep = carried(s1, keep)
         ah, al = s1.a[16:].as_signed(), s1.a[:16]
         bh, bl = s1.b[16:].as_signed(), s1.b[:16]
+        # The product is negative exactly when the operands are non-zero and differ in sign
+        # (from the registered operands: the accumulator may come from an adder).
+        neg = (s1.a != 0) & (s1.b != 0) & (s1.a[31] ^ s1.b[31])
         s2 = pipe.stage(hh=ah * bh, hl=ah * bl, lh=al * bh, ll=al * bl,
-                        sm1=s1.sm1, neg=s1.neg, **keep)
+                        sm1=s1.sm1, neg=neg, **keep)
         s3 = pipe.stage(hh=s2.hh, ll=s2.ll, mid=s2.hl + s2.lh, sm1=s2.sm1, neg=s2.neg,
                         **carried(s2, keep))
         # hh occupies bits [32, 64) and ll bits [0, 32): concatenate, then add the middle.

@@ -131,6 +131,9 @@ class Execute(wiring.Component):
     ============= ===== ===================================================================
     ctl           In    ``seq_run.Control``
     abort         In    the datapath's error: nothing more issued or written this cycle
+    hold          In    the datapath's uop buffer is full: the current instruction waits
+                        (it does not complete, writes nothing and raises no error; the
+                        cycle is a stall), as if its uop, or the one before, were not taken
     next          In    ``NextInsn``: the instruction to take
     preds         In    the predicate file's values (bit k = p[k])
     uop, probe    Out   streams of ``uop_layout(prog_depth)``, ``probe_layout()``
@@ -160,7 +163,8 @@ class Execute(wiring.Component):
         self._p = spec_params.machine(**machine)
         depth, conv = self._p["prog_depth"], self._p["conv"]
         super().__init__({
-            "ctl": In(Control()), "abort": In(1), "next": In(NextInsn(depth, conv=conv)),
+            "ctl": In(Control()), "abort": In(1), "hold": In(1),
+            "next": In(NextInsn(depth, conv=conv)),
             "preds": In(N_PRED), "uop": Out(stream.Signature(uop_layout(depth, conv=conv))),
             "probe": Out(stream.Signature(probe_layout())),
             "value": In(stream.Signature(signed(VALUE_BITS))),
@@ -197,9 +201,11 @@ class Execute(wiring.Component):
         conv = self._p["conv"]
         ext = self._conv_registers(m) if conv else None
         nest_bad = ext["nest_bad"] if conv else is_loop & self.loop.in_loop
-        m.d.comb += [st.illegal.eq(ev & (e_static | nest_bad | (on & e_dyn))),
+        held = Signal()  # (the cycle waits for the datapath's uop buffer)
+        m.d.comb += held.eq(ev & self.hold)
+        m.d.comb += [st.illegal.eq(ev & ~self.hold & (e_static | nest_bad | (on & e_dyn))),
                      self.legal.eq(~st.illegal)]
-        commit = self._commit(m, ev & on & ~self.abort, self.legal)
+        commit = self._commit(m, ev & on & ~self.abort & ~self.hold, self.legal)
         is_uop = Signal()
         m.d.comb += is_uop.eq(functools.reduce(operator.or_, [op == Op[k] for k in isa.UOP_OPS]))
         zp = Signal(signed(ZP_BITS), init=self._p["x_zero_point"], name="x_zp")
@@ -221,7 +227,7 @@ class Execute(wiring.Component):
         setp = op == Op.SETP
         m.d.comb += [
             st.halt.eq(st.done & commit & (op == Op.HALT)), st.pc.eq(epc),
-            st.stall.eq(commit & Mux(is_uop, ~self.uop.ready, setp & Mux(
+            st.stall.eq(held | commit & Mux(is_uop, ~self.uop.ready, setp & Mux(
                 probing, ~self.value.valid, ~self.probe.ready)))]
         return m
 
@@ -296,6 +302,8 @@ class Execute(wiring.Component):
             m.d.comb += [u.ch.eq(f.ch), u.waddr.eq(f.waddr)]
         with m.If(self.ctl.prime):
             m.d.comb += st.done.eq(1)
+        with m.Elif(self.hold):
+            pass
         with m.Elif(~self.ctl.busy | ~self.legal | ~st.on):
             m.d.comb += st.done.eq(self.ctl.busy & self.legal)
         with m.Elif(is_uop):

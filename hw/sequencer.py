@@ -106,6 +106,8 @@ class Sequencer(wiring.Component):
     pload          In    stream of ``{addr, word}``: a program word, taken while idle
     start          In    start the program at word 0 (taken while idle)
     abort          In    the datapath's error: halt this cycle, nothing more issued
+    hold           In    the datapath's uop buffer is full (``hw.uop_skid``): nothing
+                         completes this cycle (a stall)
     uop            Out   stream of ``uop_layout(prog_depth)``
     probe          Out   stream of ``probe_layout()``
     value          In    stream of ``signed(VALUE_BITS)``: the probe's value
@@ -137,7 +139,7 @@ class Sequencer(wiring.Component):
         super().__init__({
             "pload": In(stream.Signature(data.StructLayout(
                 {"addr": range(p["prog_depth"]), "word": WORD}))),
-            "start": In(1), "abort": In(1),
+            "start": In(1), "abort": In(1), "hold": In(1),
             "uop": Out(stream.Signature(uop_layout(p["prog_depth"], conv=p["conv"]))),
             "probe": Out(stream.Signature(probe_layout())),
             "value": In(stream.Signature(signed(VALUE_BITS))),
@@ -193,6 +195,7 @@ class Sequencer(wiring.Component):
         for port in ("uop", "probe", "value"):
             wiring.connect(m, wiring.flipped(getattr(self, port)), getattr(ex, port))
         m.d.comb += [run.start.eq(self.start), run.abort.eq(self.abort), ex.abort.eq(self.abort),
+                     ex.hold.eq(self.hold),
                      run.fpc.eq(fetch.next.pc), ex.preds.eq(pf.values), self.preds.eq(pf.values),
                      pf.we.eq(ex.we), pf.waddr.eq(ex.waddr), pf.wdata.eq(ex.wdata),
                      pf.clear.eq(run.ctl.start), self.busy.eq(run.ctl.busy)]

@@ -4,7 +4,7 @@ activations written back.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -23,6 +23,20 @@ def param_word_layout():
     return data.StructLayout({"bias": signed(32), "multiplier": signed(32), "shift": signed(6),
                               "output_zero_point": signed(8), "act_min": signed(8),
                               "act_max": signed(8)})
+
+
+def stored_param_layout():
+    """A channel's word as a convolution core stores it: ``param_word_layout``'s fields and
+    ``refused``, the checks of ``requant.bad_params`` (dual mode) that do not depend on the
+    REQ's rounding, made when the word is written (``stored_param``): read from block RAM
+    late in the cycle, the word then needs no comparison before the fault register."""
+    return data.StructLayout({**{k: f.shape for k, f in param_word_layout()}, "refused": 1})
+
+
+def stored_param(p):
+    """The ``stored_param_layout`` word of ``param_word_layout`` value ``p``."""
+    p = data.View(param_word_layout(), p)
+    return Cat(p.as_value(), bad_params(p, mode="dual", double=Const(1)))
 
 
 def conv_input_layout(prog_depth):
@@ -79,7 +93,7 @@ class RequantWriteback(wiring.Component):
     ``wr_last``        Out   (conv) the result written now is its REQ's last: its word
                              counts as written (the feeder's hazards)
     ``p_addr``         Out   (conv) the channel to read (``range(channels)``)
-    ``p_data``         In    (conv) its ``param_word_layout`` word (see above)
+    ``p_data``         In    (conv) its ``stored_param_layout`` word (see above)
     ``bank_rd_sel``    Out   (conv) the bank to read, ``bank_rd_lane`` its lane;
     ``bank_rd_value``  In    the lane's int32 value (comb)
     ``bank_busy``      Out   (conv) bit ``b``: bank ``b`` is read out in this cycle
@@ -124,7 +138,7 @@ class RequantWriteback(wiring.Component):
             "wr_en": Out(1), "wr_addr": Out(range(p["x_depth"])), "wr_value": Out(signed(8)),
             "wr_last": Out(1), "pending": Out(1),
             "fault": Out(1), "fault_pc": Out(range(p["prog_depth"])),
-            "p_addr": Out(range(p["channels"])), "p_data": In(param_word_layout()),
+            "p_addr": Out(range(p["channels"])), "p_data": In(stored_param_layout()),
             "bank_rd_sel": Out(range(isa.N_BANKS)), "bank_rd_lane": Out(range(p["lanes"])),
             "bank_rd_value": In(signed(32)),
             "bank_busy": Out(isa.N_BANKS), "bank_busy_next": Out(isa.N_BANKS),
@@ -205,7 +219,7 @@ class RequantWriteback(wiring.Component):
         # verdict, then whether the sum leaves int32
         top, bad, lane, pc = Signal(2), Signal(), Signal(), Signal.like(self.fault_pc)
         m.d.sync += [top.eq(total[31:]), lane.eq(fifo.w_en & from_bank),
-                     bad.eq(fifo.w_en & bad_params(p, mode="dual", double=double)),
+                     bad.eq(fifo.w_en & (p.refused | ((p.multiplier < 0) & ~double))),
                      pc.eq(Mux(r.active, r.pc, u.pc)),
                      self.fault.eq(bad | (lane & (top[0] != top[1]))),
                      self.fault_pc.eq(pc)]

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from sparq.golden.isa import IllegalInstruction, Instr
 from sparq.golden.requant import INT32_MAX, INT32_MIN, requantize, requantize_q31
 from sparq.golden.sequencer import MachineConfig, Params, execute, new_machine
-from sparq.hw.writeback import RequantWriteback, param_word_layout
+from sparq.hw.writeback import RequantWriteback, param_word_layout, stored_param
 from sparq.spec.isa import N_ACC, N_BANKS
 from tests.conftest import SEED
 
@@ -43,7 +43,7 @@ class _Harness(Elaboratable):
         sync = dut.params["param_ram"] == "sync"
         rd = pmem.read_port() if sync else pmem.read_port(domain="comb")
         flat = Cat(*(v for bank in self.banks for v in bank))
-        m.d.comb += [rd.addr.eq(dut.p_addr), dut.p_data.eq(rd.data),
+        m.d.comb += [rd.addr.eq(dut.p_addr), dut.p_data.eq(stored_param(rd.data)),
                      dut.bank_rd_value.eq(flat.word_select(
                          Cat(dut.bank_rd_lane, dut.bank_rd_sel), 32).as_signed())]
         return m
