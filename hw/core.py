@@ -137,6 +137,7 @@ class Core(wiring.Component):
         m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"])
         m.submodules.engine = eng = SparseDotProduct(
             lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"],
+            check_levels=False,  # (the feeder's levels are the weights' own: dot_feeder.level)
             **({"banks": True} if conv else {}))
         wb_conv = dict(conv=True, lanes=p["lanes"], channels=p["channels"],
                        prog_depth=p["prog_depth"], param_ram=p["param_ram"]) if conv else {}
@@ -194,17 +195,25 @@ class Core(wiring.Component):
         busy, pending = Signal(), Signal()
         # (a uop in the skid buffer is pending; one it dropped was counted, never ran)
         m.d.comb += [pending.eq(accs.pending | wb.pending | (skid.held if skid else 0)),
-                     busy.eq(seq.busy | pending), self.busy.eq(busy | wmem.copying),
+                     busy.eq(seq.busy | pending),
                      self.halted.eq(seq.halted & ~pending),
                      self.executed.eq(seq.executed - (skid.dropped if skid else 0)),
                      self.predicated_off.eq(seq.predicated_off),
                      self.engine_cycles.eq(eng.cycles), self.pairs.eq(eng.pairs),
                      self.skipped.eq(eng.skipped), self.weights_active.eq(wmem.active),
-                     self.delta_status.eq(wmem.status), self.delta_updates.eq(wmem.updates),
-                     seq.start.eq(self.start & ~busy & ~wmem.copying)]
+                     self.delta_status.eq(wmem.status), self.delta_updates.eq(wmem.updates)]
+        if skid is None:
+            m.d.comb += [self.busy.eq(busy | wmem.copying),
+                         seq.start.eq(self.start & ~busy & ~wmem.copying)]
+        else:  # a start waits for a cycle of the core idle, a register: with the Sequencer
+            # not running nothing becomes pending, so no datapath state reaches its start
+            idle = Signal(init=1, name="idle_before")
+            m.d.sync += idle.eq(~busy)
+            m.d.comb += [self.busy.eq(busy | wmem.copying | ~idle),
+                         seq.start.eq(self.start & idle & ~seq.busy & ~wmem.copying)]
         with m.If(busy & ~seq.prime):  # (a start's wait for its first word is not counted)
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.Elif(self.start):  # a program starts with cleared accumulators (golden.sequencer)
+        with m.Elif(seq.start):  # a program starts with cleared accumulators (golden.sequencer)
             m.d.sync += self.cycles.eq(0)
             m.d.comb += accs.clear.eq(1)
         return busy

@@ -76,6 +76,9 @@ class SparseDotProduct(wiring.Component):
     Each precision level is checked: a weight that does not fit its level (0 = zero, then
     signed ``level_widths``) sets the sticky ``level_error`` flag and adds to
     ``level_errors``; it is still multiplied at full width, so the result stays exact.
+    ``check_levels=False`` (the core, whose feeder gives each weight the narrowest level that
+    holds it, ``dot_feeder.level``, so none can misfit) builds no check: ``level_error``
+    stays 0 (the weight's path from block RAM is shorter by the check).
 
     The result leaves on the ``o`` stream (``output="stream"``; the whole pipeline stalls
     while ``o`` is stalled) or through a memory write port ``wr_en``/``wr_addr``/``wr_data``
@@ -112,13 +115,16 @@ class SparseDotProduct(wiring.Component):
     """
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
-                 level_widths=(2, 4, 8), bins=None, banks=False):
+                 level_widths=(2, 4, 8), bins=None, banks=False, check_levels=True):
         self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
         if not isinstance(banks, bool):
             raise ValueError(f"banks must be True or False, not {banks!r}")
         self._banks = banks
+        if not isinstance(check_levels, bool):
+            raise ValueError(f"check_levels must be True or False, not {check_levels!r}")
+        self._check_levels = check_levels
         ports = {
             "i": In(stream.Signature(beat_layout(lanes, banks=banks))),
             "x_zero_point": In(signed(8)),
@@ -197,15 +203,19 @@ class SparseDotProduct(wiring.Component):
         held = Signal()
         reg = Signal(beat_layout(n, banks=self._banks))
         zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
-        nz_r = Signal(n)
-        m.d.comb += self.i.ready.eq(en & (~held | take))
-        nz = Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point) for i in range(n)])
-        misfit = self._level_check(m, self.i.valid & self.i.ready, b)
+        # the zero masks, the weights' and the activations' registered apart (the words come
+        # late from block RAM) and joined after
+        w_nz, x_nz, nz = Signal(n), Signal(n), Signal(n)
+        m.d.comb += [self.i.ready.eq(en & (~held | take)), nz.eq(w_nz & x_nz)]
+        misfit = self._level_check(m, self.i.valid & self.i.ready, b) if self._check_levels \
+            else Const(0, n)
         misfit_beat = Signal(n)  # kept with the beat: such a lane takes a full-width multiplier
         with m.If(self.i.ready):
             m.d.sync += [held.eq(self.i.valid), reg.eq(b), zp_r.eq(self.x_zero_point),
-                         nz_r.eq(nz), misfit_beat.eq(misfit)]
-        return dict(valid=held, take=take, beat=reg, zp=zp_r, nz=nz_r, misfit=misfit_beat)
+                         w_nz.eq(Cat(*[b.w[i] != 0 for i in range(n)])),
+                         x_nz.eq(Cat(*[b.x[i] != self.x_zero_point for i in range(n)])),
+                         misfit_beat.eq(misfit)]
+        return dict(valid=held, take=take, beat=reg, zp=zp_r, nz=nz, misfit=misfit_beat)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]

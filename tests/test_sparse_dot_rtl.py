@@ -158,6 +158,13 @@ def test_level_misfit_is_flagged_and_product_stays_exact(params):
     assert counters["level_error"] == 1 and counters["level_errors"] == 6
 
 
+def test_check_levels_is_a_bool():
+    """``check_levels=False`` (the core's: its levels come from the weights) is an option
+    of its own; anything but a bool is refused, naming the value."""
+    with pytest.raises(ValueError, match="check_levels must be True or False, not 'no'"):
+        SparseDotProduct(lanes=8, slots=4, check_levels="no")
+
+
 def test_multiplier_bins_slot_provider():
     from sparq.hw.mulbins import MultiplierBins
 
