@@ -77,7 +77,8 @@ def _counters(dut):
 async def _setup(dut, cfg):
     block = cfg["block"]
     rng = rng_for(cfg)
-    for port in ("pload__valid", "start", "abort", "value__valid", "uop__ready", "probe__ready"):
+    for port in ("pload__valid", "start", "abort", "hold", "value__valid", "uop__ready",
+                 "probe__ready"):
         getattr(dut, port).value = 0
     await start(dut)
     dp = Datapath(dut, block, rng, cfg["stall"])
