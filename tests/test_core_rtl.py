@@ -199,6 +199,39 @@ def test_conv_core_random_programs(param_ram, fetch_ports):
     assert 0 < errors < len(cases)
 
 
+@pytest.mark.parametrize("param_ram", ["async", "sync"])
+def test_conv_core_window_tap_faults_with_a_held_uop(param_ram):
+    """The convolution core's uop skid buffer (``hw.uop_skid``) at the errors where a uop is
+    held when the error lands: a window DOT keeping a tap outside the activation memory
+    (alone, as the last word, after DOTs in flight) and a program running off its end with
+    its last uop held. Precise errors: the error, its pc, the uops executed (the dropped
+    one is not) and the activations equal golden's."""
+    cfg = golden_sequencer.MachineConfig(**CONV_CORE)
+    c, depth = cfg.channels, cfg.prog_depth
+    prm = golden_sequencer.Params(
+        w=np.ones(cfg.w_depth, np.int64), bias=np.zeros(c, np.int64),
+        multiplier=np.full(c, 1 << 30), shift=np.zeros(c, np.int64),
+        out_zp=np.zeros(c, np.int64), act_min=np.full(c, -128), act_max=np.full(c, 127))
+    x = np.full(cfg.x_depth, 1, np.int64)
+    setg = isa.ins("SETG", ih=4, iw=4, kw=3, pt=0, pl=0, sy=1, sx=1, pixpitch=1, rowpitch=4)
+    bad = isa.ins("DOT", acc=0, win=1, xaddr=4 * 126, waddr=0, beats=9)
+    good = isa.ins("DOT", acc=0, win=1, xaddr=0, waddr=0, beats=9)
+    clr, halt = isa.ins("CLR", acc=0), isa.ins("HALT")
+    programs = {"tap fault": [setg, bad, halt],
+                "tap fault, last word": [setg] + [clr] * (depth - 2) + [bad],
+                "good DOT, last word": [setg] + [clr] * (depth - 2) + [good],
+                "tap fault after DOTs": [setg, good, good, good, bad, halt]}
+    cases = [seq_stim.Case(cfg, prm, x, p + [0] * (depth - len(p))) for p in programs.values()]
+    got_all = run_core_cases(cases, param_ram=param_ram, short_requant=True, hazard_words=4)
+    for name, case, got in zip(programs, cases, got_all, strict=True):
+        want, err = seq_stim.expected(case)
+        assert err is not None and want["precise"], (name, err)
+        assert got["error"] and got["error_pc"] == want["error_pc"], (name, got, want["error_pc"])
+        assert (got["executed"], got["predicated_off"]) == \
+            (want["executed"], want["predicated_off"]), (name, got["executed"], want["executed"])
+        assert got["x"] == want["x"], name
+
+
 @pytest.mark.parametrize("hazard_words", [1, 2, 4])
 def test_hazard_regions(hazard_words):
     """Programs of LDB, DOT and REQ on the first 8 activation words only (REQ results and
