@@ -182,8 +182,14 @@ def bad_params(p, *, mode, m_bits=16, x_bits=18, double=None, **_):
         if mode == "single":
             bad |= p.multiplier < 0
         elif mode == "dual":
-            bad |= (p.multiplier < 0) & ~double
+            bad |= refused_by_rounding(p, double)
     return bad | (p.act_min > p.act_max)
+
+
+def refused_by_rounding(p, double):
+    """The part of ``bad_params`` in dual mode that depends on the REQ: a negative
+    multiplier where ``double``, the accumulator's rounding bit, is 0."""
+    return (p.multiplier < 0) & ~double
 
 
 def _saturate(v, bits):

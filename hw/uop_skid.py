@@ -21,15 +21,15 @@ from amaranth.lib.wiring import In, Out
 class UopSkid(wiring.Component):
     """One uop of ``layout`` held between two streams.
 
-    ========= ===== =====================================================================
-    ``i``     In    stream of uops (the Sequencer's ``uop``); ``ready`` while empty
-    ``o``     Out   stream to the datapath: the held uop, else ``i``'s (comb)
-    ``held``  Out   a uop is held (a register: the Sequencer's ``hold``)
-    ``flush`` In    drop the held uop (the datapath's error stops the run): ``o`` shows
-                    nothing this cycle and the buffer is empty from the next
-    ``dropped`` Out a flush dropped a uop since the last ``clear`` (register)
-    ``clear`` In    a run starts: ``dropped`` is cleared
-    ========= ===== =====================================================================
+    =========== ===== ===================================================================
+    ``i``       In    stream of uops (the Sequencer's ``uop``); ``ready`` while empty
+    ``o``       Out   stream to the datapath: the held uop, else ``i``'s (comb)
+    ``held``    Out   a uop is held (a register: the Sequencer's ``hold``)
+    ``flush``   In    drop the held uop (the datapath's error stops the run): ``o`` shows
+                      nothing this cycle and the buffer is empty from the next
+    ``dropped`` Out   a flush dropped a uop since the last ``clear`` (register)
+    ``clear``   In    a run starts: ``dropped`` is cleared
+    =========== ===== ===================================================================
     """
 
     def __init__(self, layout):

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from sparq.spec import isa
 from sparq.spec import params as spec_params
 
-from .requant import Requantizer, bad_params, input_layout
+from .requant import Requantizer, bad_params, input_layout, refused_by_rounding
 
 ADDR_FIFO_DEPTH = 16  # the results' addresses (in block RAM on the iCE40: depth is free)
 _Q31_KEYS = ("multiplier", "shift", "output_zero_point", "act_min", "act_max")
@@ -219,7 +219,7 @@ class RequantWriteback(wiring.Component):
         # verdict, then whether the sum leaves int32
         top, bad, lane, pc = Signal(2), Signal(), Signal(), Signal.like(self.fault_pc)
         m.d.sync += [top.eq(total[31:]), lane.eq(fifo.w_en & from_bank),
-                     bad.eq(fifo.w_en & (p.refused | ((p.multiplier < 0) & ~double))),
+                     bad.eq(fifo.w_en & (p.refused | refused_by_rounding(p, double))),
                      pc.eq(Mux(r.active, r.pc, u.pc)),
                      self.fault.eq(bad | (lane & (top[0] != top[1]))),
                      self.fault_pc.eq(pc)]
