@@ -44,7 +44,8 @@ count is ``golden.core.predict_cycles``'s. Golden twin: ``golden.core``.
 ``busy`` stays high until the program has halted and every DOT and REQ has landed. Host
 ports work while the core is not busy: ``x_wr`` writes activations, ``x_rd_addr`` /
 ``x_rd_data`` reads them (one cycle latency), ``param_wr`` writes a channel's parameters,
-``records`` go to DeltaApply.
+``records`` go to DeltaApply. (A convolution core's ``busy`` stays high a cycle after
+the run: its start and its host writes wait for a cycle of it idle.)
 """
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal, signed
@@ -138,6 +139,7 @@ class Core(wiring.Component):
         m.submodules.engine = eng = SparseDotProduct(
             lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"],
             check_levels=False,  # (the feeder's levels are the weights' own: dot_feeder.level)
+            push=True,  # (the AccumulatorFile takes every result: i.ready a flip-flop)
             **({"banks": True} if conv else {}))
         wb_conv = dict(conv=True, lanes=p["lanes"], channels=p["channels"],
                        prog_depth=p["prog_depth"], param_ram=p["param_ram"]) if conv else {}
@@ -179,9 +181,9 @@ class Core(wiring.Component):
                      probe.blocked.eq(feeder.busy), probe.x_writes.eq(wb.pending),
                      feeder.x_data.eq(xmem.rd_data), feeder.w_data.eq(wmem.rd_data),
                      probe.x_data.eq(xmem.rd_data), probe.w_data.eq(wmem.rd_data)]
-        busy = self._status(m, seq, skid, accs, wb, eng, wmem)
-        self._memories(m, busy, feeder, probe, xmem, wmem, wb)
-        p_rd = self._param_memory(m, busy, wb)
+        closed = self._status(m, seq, skid, accs, wb, eng, wmem)
+        self._memories(m, closed, feeder, probe, xmem, wmem, wb)
+        p_rd = self._param_memory(m, closed, wb)
         self._execute(m, uop, feeder, accs, wb, p_rd)
         if conv:
             self._ordered_faults(m, seq, uop, accs, wb, feeder)
@@ -190,8 +192,11 @@ class Core(wiring.Component):
         return m
 
     def _status(self, m, seq, skid, accs, wb, eng, wmem):
-        """``busy`` (returned: running or anything in flight), ``halted``, the counters, and
-        a start (which clears the accumulators and ``cycles``)."""
+        """``busy`` (running or anything in flight), ``halted``, the counters, and a start
+        (which clears the accumulators and ``cycles``). Returns whether the host's write
+        ports are closed: while busy; with the skid buffer (a convolution core), as its
+        start, until a cycle after the core went idle (``idle_before``, and the Sequencer's
+        ``busy``: registers, so no datapath state reaches the ports' handshakes)."""
         busy, pending = Signal(), Signal()
         # (a uop in the skid buffer is pending; one it dropped was counted, never ran)
         m.d.comb += [pending.eq(accs.pending | wb.pending | (skid.held if skid else 0)),
@@ -211,17 +216,20 @@ class Core(wiring.Component):
             m.d.sync += idle.eq(~busy)
             m.d.comb += [self.busy.eq(busy | wmem.copying | ~idle),
                          seq.start.eq(self.start & idle & ~seq.busy & ~wmem.copying)]
+            # (idle in the cycle before and not started then: nothing is in flight now)
+            closed = Signal(name="host_closed")
+            m.d.comb += closed.eq(~idle | seq.busy)
         with m.If(busy & ~seq.prime):  # (a start's wait for its first word is not counted)
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.Elif(seq.start):  # a program starts with cleared accumulators (golden.sequencer)
             m.d.sync += self.cycles.eq(0)
             m.d.comb += accs.clear.eq(1)
-        return busy
+        return busy if skid is None else closed
 
-    def _memories(self, m, busy, feeder, probe, xmem, wmem, wb):
+    def _memories(self, m, closed, feeder, probe, xmem, wmem, wb):
         """The read ports: the feeder's while it has a DOT, else a probe's, else the host's;
-        the activation writes: REQ results, else the host's (while idle); the host's delta
-        records (while idle)."""
+        the activation writes: REQ results, else the host's (while not ``closed``: idle);
+        the host's delta records (likewise)."""
         low = (self._p["lanes"] - 1).bit_length()
         m.d.comb += [
             xmem.rd_addr.eq(Mux(feeder.busy, feeder.x_addr,
@@ -234,15 +242,15 @@ class Core(wiring.Component):
             m.d.comb += [xmem.wr_en.eq(1), xmem.wr_addr.eq(wb.wr_addr),
                          xmem.wr_value.eq(wb.wr_value)]
         with m.Else():
-            m.d.comb += [xmem.wr_en.eq(self.x_wr.valid & ~busy),
+            m.d.comb += [xmem.wr_en.eq(self.x_wr.valid & ~closed),
                          xmem.wr_addr.eq(self.x_wr.payload.addr),
                          xmem.wr_value.eq(self.x_wr.payload.value)]
-        m.d.comb += [self.x_wr.ready.eq(~busy & ~wb.wr_en),
+        m.d.comb += [self.x_wr.ready.eq(~closed & ~wb.wr_en),
                      wmem.records.payload.eq(self.records.payload),
-                     wmem.records.valid.eq(self.records.valid & ~busy),
-                     self.records.ready.eq(wmem.records.ready & ~busy)]
+                     wmem.records.valid.eq(self.records.valid & ~closed),
+                     self.records.ready.eq(wmem.records.ready & ~closed)]
 
-    def _param_memory(self, m, busy, wb):
+    def _param_memory(self, m, closed, wb):
         """The channels' parameters, written by the host while idle. Read asynchronously
         (distributed RAM: LDB and REQ take them in one cycle) or synchronously (block RAM:
         the cycle after the uop shows its channel). Returns the read port; with the
@@ -250,7 +258,7 @@ class Core(wiring.Component):
         channel a cycle while LDBs go on), and the returned one serves LDB."""
         conv = self._p["conv"]  # (its words carry the checks made when written)
         m.submodules.pmem = pmem = Memory(
-            shape=stored_param_layout() if conv else param_word_layout(),
+            shape=stored_param_layout(),
             depth=self._p["channels"], init=[])
         sync = self._p["param_ram"] == "sync"
         p_rd = pmem.read_port() if sync else pmem.read_port(domain="comb")
@@ -259,10 +267,10 @@ class Core(wiring.Component):
             m.d.comb += [wb_rd.addr.eq(wb.p_addr), wb.p_data.eq(wb_rd.data)]
         p_wr = pmem.write_port()
         m.d.comb += [p_wr.addr.eq(self.param_wr.payload.ch),
-                     p_wr.data.eq(stored_param(self.param_wr.payload.p) if conv
-                                  else self.param_wr.payload.p),
-                     p_wr.en.eq(self.param_wr.valid & ~busy),
-                     self.param_wr.ready.eq(~busy)]
+                     p_wr.data.eq(stored_param(self.param_wr.payload.p,
+                                               mode="dual" if conv else "single")),
+                     p_wr.en.eq(self.param_wr.valid & ~closed),
+                     self.param_wr.ready.eq(~closed)]
         return p_rd
 
     def _execute(self, m, uop, feeder, accs, wb, p_rd):
@@ -296,7 +304,7 @@ class Core(wiring.Component):
                          r.round.eq(u.round), r.ch.eq(u.ch), r.pc.eq(u.pc)]
             ready = ready & ~((u.acc >= N_ACC) & wb.bank_busy.bit_select(u.acc[0], 1))
         else:
-            m.d.comb += [accs.issued.eq(taken),
+            m.d.comb += [accs.issued.eq(taken), r.refused.eq(p_rd.data.refused),
                          *[getattr(r.p, k).eq(getattr(p_rd.data, k)) for k in (
                              "multiplier", "shift", "output_zero_point", "act_min",
                              "act_max")]]

@@ -63,21 +63,27 @@ class MultiplierBins:
         """Only full-width multipliers: every non-zero pair is alike."""
         return all(c == 0 for w, c in self.bins.items() if w != max(self.level_widths))
 
-    def dispatch(self, m, *, lanes, inp, load, advance, done, drive):
+    def dispatch(self, m, *, lanes, inp, load, advance, done, drive, done_next=None):
         """Issue logic in module ``m``. ``inp``: the engine's registered beat (``beat.lvl``,
         ``nz``, ``misfit`` masks); ``load``: a new beat is taken; ``advance``: a step is
         issued; ``done`` (driven here): this step is the beat's last; ``drive(j, hits)``
-        connects slot ``j`` to the lane whose hit bit is set. Returns the beat's non-zero
+        connects slot ``j`` to the lane whose hit bit is set; ``done_next`` (driven here when
+        ``done_registered``): ``done``'s value in the next cycle. Returns the beat's non-zero
         count (valid from the cycle after ``load``)."""
         if self.uniform:
             return self._ranked(m, lanes=lanes, inp=inp, load=load, advance=advance,
-                                done=done, drive=drive)
+                                done=done, drive=drive, done_next=done_next)
         width = self.local_width(lanes)
         if width:
             return self._local(m, width, lanes=lanes, inp=inp, load=load, advance=advance,
-                               done=done, drive=drive)
+                               done=done, drive=drive, done_next=done_next)
         return self._classes(m, lanes=lanes, inp=inp, load=load, advance=advance, done=done,
                              drive=drive)
+
+    def done_registered(self, lanes):
+        """Whether ``done`` is a flip-flop (uniform slots, or a lane-local bin: ranked onto
+        one width), whose next value ``dispatch`` drives on ``done_next``."""
+        return bool(self.uniform or self.local_width(lanes))
 
     def local_width(self, lanes):
         """The width of a lane-local bin (one multiplier per lane beside the widest bin), or
@@ -88,7 +94,7 @@ class MultiplierBins:
             return narrow[0]
         return None
 
-    def _local(self, m, width, *, lanes, inp, load, advance, done, drive):
+    def _local(self, m, width, *, lanes, inp, load, advance, done, drive, done_next=None):
         """The widest bin plus a lane-local bin of ``width`` bits: the pairs such a multiplier
         holds (levels up to b bits, not misfits) are multiplied in the beat's first step on
         their lanes' own multipliers; the others are ranked onto the widest bin's multipliers
@@ -103,21 +109,23 @@ class MultiplierBins:
         narrow = Signal(n)
         with m.If(load):
             m.d.sync += narrow.eq(nz_in & ~wide_in)
-        nwide, base = self._rank_onto(m, n, a, wide_in, load, advance, done, drive)
+        nwide, base = self._rank_onto(m, n, a, wide_in, load, advance, done, drive, done_next)
         for i in range(n):  # lane i's own multiplier, in the first step only
             drive(a + i, [narrow[i] & (base == 0) if k == i else Const(0, 1)
                           for k in range(n)])
         return nwide + popcount(narrow)
 
-    def _ranked(self, m, *, lanes, inp, load, advance, done, drive):
+    def _ranked(self, m, *, lanes, inp, load, advance, done, drive, done_next=None):
         """Uniform slots: lane i is issued in step ``rank_i // s`` to slot ``rank_i % s``
         (its rank among the beat's non-zero lanes): ``max(1, ceil(nnz / s))`` steps."""
-        return self._rank_onto(m, lanes, self.slots, inp["nz"], load, advance, done, drive)[0]
+        return self._rank_onto(m, lanes, self.slots, inp["nz"], load, advance, done, drive,
+                               done_next)[0]
 
     @staticmethod
-    def _rank_onto(m, n, s, mask, load, advance, done, drive):
+    def _rank_onto(m, n, s, mask, load, advance, done, drive, done_next=None):
         """The lanes of ``mask`` onto slots ``0..s-1``: lane i in step ``rank_i // s`` to slot
-        ``rank_i % s``. Returns (the mask's count, the step's first rank ``base``)."""
+        ``rank_i % s``. Returns (the mask's count, the step's first rank ``base``); drives
+        ``done_next`` (if given) with the next value of ``done``."""
         nz = Signal(n)
         ranks = [Signal(range(n + 1), name=f"rank{i}") for i in range(n)]
         nnz = Signal(range(n + 1))
@@ -125,15 +133,19 @@ class MultiplierBins:
         cnt = prefix_counts(mask)
         # ``done`` is ``base + s >= nnz``, registered: its next value is computed from the
         # next base and count, so the compare is off the engine's input handshake
-        done_r = Signal(init=1)
+        done_r, done_d = Signal(init=1), Signal(name="done_d")
         count = Signal(range(n + 1))
-        m.d.comb += count.eq(popcount(mask))
+        m.d.comb += [count.eq(popcount(mask)),
+                     done_d.eq(Mux(load, count <= s, Mux(advance, base + 2 * s >= nnz, done_r)))]
+        m.d.sync += done_r.eq(done_d)
         with m.If(load):
-            m.d.sync += [nz.eq(mask), nnz.eq(count), base.eq(0), done_r.eq(count <= s)]
+            m.d.sync += [nz.eq(mask), nnz.eq(count), base.eq(0)]
             m.d.sync += [r.eq(c) for r, c in zip(ranks, cnt, strict=True)]
         with m.Elif(advance):
-            m.d.sync += [base.eq(base + s), done_r.eq(base + 2 * s >= nnz)]
+            m.d.sync += base.eq(base + s)
         m.d.comb += done.eq(done_r)
+        if done_next is not None:
+            m.d.comb += done_next.eq(done_d)
         for j in range(s):
             drive(j, [nz[i] & (ranks[i] == base + j) for i in range(n)])
         return nnz, base

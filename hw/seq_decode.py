@@ -73,7 +73,8 @@ def _largest(enum):
 
 def predecoded_layout(*, prog_depth, x_depth, lanes, w_depth=0, channels=0, conv=False,
                       **_):
-    """What ``Predecoder`` stores beside each word: ``loop`` (a LOOP) and ``skip`` (the
+    """What ``Predecoder`` stores beside each word: ``uop`` (a uop: ``isa.UOP_OPS``),
+    ``setp`` (a SETP), ``loop`` (a LOOP) and ``skip`` (the
     address after its body), ``static`` (illegal in any case), ``dyn`` (illegal when
     executed, whatever the loop), and for an activation address that a loop may offset, its
     kind (``xkind`` 1: one activation, 2: an aligned block), its offset (``okind`` 1: the
@@ -87,7 +88,8 @@ def predecoded_layout(*, prog_depth, x_depth, lanes, w_depth=0, channels=0, conv
     offset's alignment) with one comparison; ``dyn`` holds what is out of range at offset 0."""
     xend = ({"xover": 1, "xroom": range(x_depth + 1)} if conv
             else {"xend": range(x_depth + 2)})
-    return data.StructLayout({"loop": 1, "skip": range(prog_depth + BODY_SPAN + 1),
+    return data.StructLayout({"uop": 1, "setp": 1, "loop": 1,
+                              "skip": range(prog_depth + BODY_SPAN + 1),
                               "static": 1, "dyn": 1, "xkind": 2, "okind": 2, **xend,
                               "blow": max(1, (lanes - 1).bit_length()),
                               **({"last": range(prog_depth + BODY_SPAN), "rkind": 2,
@@ -128,7 +130,9 @@ class Predecoder(wiring.Component):
         f = data.View(instruction_layout(), self.word)
         c, op = self.checks, f.op
         conv = p["conv"]
-        m.d.comb += [c.loop.eq(op == Op.LOOP), c.skip.eq(self.addr + 1 + f.body)]
+        m.d.comb += [c.uop.eq(functools.reduce(operator.or_, [op == Op[k] for k in isa.UOP_OPS])),
+                     c.setp.eq(op == Op.SETP), c.loop.eq(op == Op.LOOP),
+                     c.skip.eq(self.addr + 1 + f.body)]
         m.d.comb += c.static.eq(self._static_bad(m, f, conv) | (
             (op == Op.LOOP) & (self.addr + f.body >= p["prog_depth"])))
         if conv:

@@ -4,9 +4,6 @@
 the predicates as the current instruction leaves them (for the fetch stage).
 """
 
-import functools
-import operator
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -59,7 +56,8 @@ def probe_layout():
 
 
 class NextInsn(wiring.Signature):
-    """From the fetch stage (``Out``): the next instruction's ``word``, address (``pc``), whether
+    """From the fetch stage (``Out``): the next instruction's ``word``, address (``pc``), its
+    class (``uop``, ``setp``: stored beside the word, ``predecoded_layout``), whether
     it ends a loop's body (``at_end``) and executes (``on``), its effective addresses
     (``xaddr``, ``oaddr``, ``saddr``: DOT's or REQ's, REQ's output, SETP's) and legality
     (``dyn``: an address out of range; ``static``), all with the state as it will be after
@@ -78,7 +76,7 @@ class NextInsn(wiring.Signature):
                  "shared": Out(1)} if conv else {}
         super().__init__({
             "word": Out(WORD), "pc": Out(range(prog_depth + BODY_SPAN)),
-            **{k: Out(1) for k in ("at_end", "on", "dyn", "static")},
+            **{k: Out(1) for k in ("uop", "setp", "at_end", "on", "dyn", "static")},
             **{k: Out(EADDR_BITS) for k in ("xaddr", "oaddr", "saddr")}, "take": In(1),
             **extra})
 
@@ -184,11 +182,12 @@ class Execute(wiring.Component):
         m.d.comb += ev.eq(ctl.busy & ~ctl.prime)
         ir, epc = Signal(WORD), Signal(range(self._p["prog_depth"]))
         e_static, e_dyn, e_at_end, e_on = Signal(), Signal(), Signal(), Signal()
+        is_uop, setp = Signal(name="e_uop"), Signal(name="e_setp")  # (op's class, with ir)
         exa, eoa, esa = (Signal(EADDR_BITS, name=f"e{k}addr") for k in "xos")
         with m.If(nx.take):
             m.d.sync += [ir.eq(nx.word), epc.eq(nx.pc), e_at_end.eq(nx.at_end), e_on.eq(nx.on),
                          Cat(exa, eoa, esa, e_dyn).eq(Cat(nx.xaddr, nx.oaddr, nx.saddr, nx.dyn)),
-                         e_static.eq(nx.static)]
+                         e_static.eq(nx.static), is_uop.eq(nx.uop), setp.eq(nx.setp)]
         f = data.View(instruction_layout(), ir)
         op = f.op
         # ``on`` is registered when the instruction is taken (``e_on``), from the predicates as
@@ -203,18 +202,19 @@ class Execute(wiring.Component):
         nest_bad = ext["nest_bad"] if conv else is_loop & self.loop.in_loop
         held = Signal()  # (the cycle waits for the datapath's uop buffer)
         m.d.comb += held.eq(ev & self.hold)
-        m.d.comb += [st.illegal.eq(ev & ~self.hold & (e_static | nest_bad | (on & e_dyn))),
+        bad = Signal(name="e_bad")  # illegal, when it may run
+        m.d.comb += bad.eq(e_static | nest_bad | (on & e_dyn))
+        m.d.comb += [st.illegal.eq(ev & ~self.hold & bad),
                      self.legal.eq(~st.illegal)]
         commit = self._commit(m, ev & on & ~self.abort & ~self.hold, self.legal)
-        is_uop = Signal()
-        m.d.comb += is_uop.eq(functools.reduce(operator.or_, [op == Op[k] for k in isa.UOP_OPS]))
         zp = Signal(signed(ZP_BITS), init=self._p["x_zero_point"], name="x_zp")
         with m.If(commit & (op == Op.SETL)):
             m.d.sync += zp.eq(f.in_zp)
         with m.Elif(self.ctl.start):
             m.d.sync += zp.eq(self._p["x_zero_point"])
         m.d.comb += [self.uop.payload.zp.eq(zp), self.probe.payload.zp.eq(zp)]
-        probing, compared = self._issue(m, f, commit, is_uop, (exa, eoa, esa, epc))
+        probing, compared = self._issue(m, f, commit, (is_uop, setp), (exa, eoa, esa, epc),
+                                        bad)
         if conv:
             self._conv_state(m, f, commit, ext)
         m.d.comb += nx.take.eq(ctl.go | (ev & st.done))
@@ -224,7 +224,6 @@ class Execute(wiring.Component):
                      lc.body.eq(f.body), lc.count.eq(f.count), lc.xstride.eq(f.xstride),
                      lc.ostride.eq(f.ostride), lc.advance.eq(ev & st.done)]
         # cycles beyond the model: a uop not taken, a probe not taken, a value not there
-        setp = op == Op.SETP
         m.d.comb += [
             st.halt.eq(st.done & commit & (op == Op.HALT)), st.pc.eq(epc),
             st.stall.eq(held | commit & Mux(is_uop, ~self.uop.ready, setp & Mux(
@@ -280,13 +279,14 @@ class Execute(wiring.Component):
         m.d.comb += commit.eq(self.ctl.busy & on & legal)
         return commit
 
-    def _issue(self, m, f, commit, is_uop, regs):
+    def _issue(self, m, f, commit, classes, regs, bad):
         """The uop, probe and value handshakes and ``status.done``; returns ``probing`` (a
         SETP's probe was sent, its value is awaited) and ``compared`` (the value arrived and
-        its comparison is registered)."""
+        its comparison is registered). ``classes``: the instruction is a uop, a SETP
+        (registers); ``bad``: it is illegal (when it may run: ``status.illegal``)."""
         exa, eoa, esa, epc = regs
+        is_uop, setp = classes
         op, u, q, st = f.op, self.uop.payload, self.probe.payload, self.status
-        setp = op == Op.SETP
         probing = Signal()  # SETP: probe sent, waiting for the value
         compared = Signal()  # SETP: the value arrived and its comparison is registered
         m.d.comb += [
@@ -300,18 +300,13 @@ class Execute(wiring.Component):
         ]
         if not self._p["conv"]:  # (a convolution machine's take the loop offsets)
             m.d.comb += [u.ch.eq(f.ch), u.waddr.eq(f.waddr)]
-        with m.If(self.ctl.prime):
-            m.d.comb += st.done.eq(1)
-        with m.Elif(self.hold):
-            pass
-        with m.Elif(~self.ctl.busy | ~self.legal | ~st.on):
-            m.d.comb += st.done.eq(self.ctl.busy & self.legal)
-        with m.Elif(is_uop):
-            m.d.comb += st.done.eq(self.uop.ready)
-        with m.Elif(setp):
-            m.d.comb += st.done.eq(compared)
-        with m.Else():
-            m.d.comb += st.done.eq(1)
+        # done: a start's first cycle (prime); else, not while the uop buffer holds the
+        # cycle, a legal instruction that is off, or on and its handshake made (a uop taken,
+        # a SETP's comparison registered), or neither; from registers and the two ready
+        # signals, with no opcode decoding (its class comes registered)
+        m.d.comb += st.done.eq(self.ctl.prime | (
+            ~self.hold & self.ctl.busy & ~bad
+            & (~st.on | Mux(is_uop, self.uop.ready, ~setp | compared))))
         with m.If(commit & setp & probing & self.value.valid & ~compared):
             m.d.sync += compared.eq(1)  # (cleared when the SETP is done, the cycle after)
         with m.If(self.probe.valid & self.probe.ready):

@@ -108,6 +108,7 @@ class Fetch(wiring.Component):
             self._nest_decoded(m, w, w_checks)
             m.d.comb += [nx.word.eq(word), nx.pc.eq(fpc), nx.at_end.eq(w_at_end),
                          nx.on.eq(next_on), nx.static.eq(w_checks.static),
+                         nx.uop.eq(w_checks.uop), nx.setp.eq(w_checks.setp),
                          nx.last.eq(w_checks.last), nx.shared.eq(shared)]
             return m
         b_at_end = None  # (fetch_ports=2: the begin case's, registered)
@@ -134,7 +135,8 @@ class Fetch(wiring.Component):
         dec = self._after(m, decoded, 3 * EADDR_BITS + 1, "decoded")
         m.d.comb += [nx.word.eq(word), nx.pc.eq(fpc), nx.at_end.eq(w_at_end), nx.on.eq(next_on),
                      Cat(nx.xaddr, nx.oaddr, nx.saddr, nx.dyn).eq(dec),
-                     nx.static.eq(w_checks.static)]
+                     nx.static.eq(w_checks.static), nx.uop.eq(w_checks.uop),
+                     nx.setp.eq(w_checks.setp)]
         return m
 
     def _after(self, m, fn, shape, name, given=None):

@@ -80,6 +80,13 @@ class SparseDotProduct(wiring.Component):
     holds it, ``dot_feeder.level``, so none can misfit) builds no check: ``level_error``
     stays 0 (the weight's path from block RAM is shorter by the check).
 
+    ``push=True`` (the core, whose ``AccumulatorFile`` takes every result): ``o.ready`` is
+    not looked at, so nothing stalls, and ``i.ready`` is a flip-flop holding the value the
+    handshake logic would compute (its next value made from the input register's and the
+    front end's next state), so a producer's handshake starts at a register. (With
+    multiplier bins of several widths, whose last step is not known a cycle ahead, it stays
+    that logic.) No result or cycle changes.
+
     The result leaves on the ``o`` stream (``output="stream"``; the whole pipeline stalls
     while ``o`` is stalled) or through a memory write port ``wr_en``/``wr_addr``/``wr_data``
     with an address that counts up from 0 (``output="memory"``; never stalls).
@@ -115,7 +122,8 @@ class SparseDotProduct(wiring.Component):
     """
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
-                 level_widths=(2, 4, 8), bins=None, banks=False, check_levels=True):
+                 level_widths=(2, 4, 8), bins=None, banks=False, check_levels=True,
+                 push=False):
         self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
@@ -125,6 +133,10 @@ class SparseDotProduct(wiring.Component):
         if not isinstance(check_levels, bool):
             raise ValueError(f"check_levels must be True or False, not {check_levels!r}")
         self._check_levels = check_levels
+        if push not in (False, True) or (push and output != "stream"):
+            raise ValueError(f"push must be False, or True with output='stream', not {push!r} "
+                             f"(output={output!r})")
+        self._push = push
         ports = {
             "i": In(stream.Signature(beat_layout(lanes, banks=banks))),
             "x_zero_point": In(signed(8)),
@@ -160,13 +172,14 @@ class SparseDotProduct(wiring.Component):
         p = self._p
         s = p["slots"]
         en = Signal()
-        if p["output"] == "stream":
+        if p["output"] == "stream" and not self._push:
             m.d.comb += en.eq(~self.o.valid | self.o.ready)
         else:
             m.d.comb += en.eq(1)
 
         beat = self._input_stage(m, en)
         step = self._front_end(m, en, beat)
+        self._handshake(m, beat, step["done_next"])
         pipe = StallPipeline(m, en)
         widths = self._slot_widths()
         lanes_step = step["lanes"]  # with banks: what a bank step carries; else nothing
@@ -201,21 +214,38 @@ class SparseDotProduct(wiring.Component):
         b = self.i.payload
         take = Signal()  # driven by the front end: it takes the held beat this cycle
         held = Signal()
+        ready = Signal()  # the input register takes a beat (``i.ready``: ``_handshake``)
         reg = Signal(beat_layout(n, banks=self._banks))
         zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
         # the zero masks, the weights' and the activations' registered apart (the words come
         # late from block RAM) and joined after
         w_nz, x_nz, nz = Signal(n), Signal(n), Signal(n)
-        m.d.comb += [self.i.ready.eq(en & (~held | take)), nz.eq(w_nz & x_nz)]
-        misfit = self._level_check(m, self.i.valid & self.i.ready, b) if self._check_levels \
+        m.d.comb += [ready.eq(en & (~held | take)), nz.eq(w_nz & x_nz)]
+        misfit = self._level_check(m, self.i.valid & ready, b) if self._check_levels \
             else Const(0, n)
         misfit_beat = Signal(n)  # kept with the beat: such a lane takes a full-width multiplier
-        with m.If(self.i.ready):
+        with m.If(ready):
             m.d.sync += [held.eq(self.i.valid), reg.eq(b), zp_r.eq(self.x_zero_point),
                          w_nz.eq(Cat(*[b.w[i] != 0 for i in range(n)])),
                          x_nz.eq(Cat(*[b.x[i] != self.x_zero_point for i in range(n)])),
                          misfit_beat.eq(misfit)]
-        return dict(valid=held, take=take, beat=reg, zp=zp_r, nz=nz, misfit=misfit_beat)
+        return dict(valid=held, take=take, ready=ready, beat=reg, zp=zp_r, nz=nz,
+                    misfit=misfit_beat)
+
+    def _handshake(self, m, inp, done_next):
+        """``i.ready``: the input register's ``ready``; with ``push`` and a front end that
+        knows its next ``done`` (``done_next``), a flip-flop of the same value: ``~held' |
+        ~have' | done'`` from the next state (``held' = ready ? i.valid : held``, ``have' =
+        take ? held : have``), ``en`` being 1."""
+        if not (self._push and done_next is not None):
+            m.d.comb += self.i.ready.eq(inp["ready"])
+            return
+        held, have = inp["valid"], inp["have"]
+        held_next, have_next = Signal(name="held_next"), Signal(name="have_next")
+        ready_r = Signal(init=1, name="ready_r")  # held, have 0 at reset: ready
+        m.d.comb += [held_next.eq(Mux(inp["ready"], self.i.valid, held)),
+                     have_next.eq(Mux(inp["take"], held, have)), self.i.ready.eq(ready_r)]
+        m.d.sync += ready_r.eq(~held_next | ~have_next | done_next)
 
     def _level_check(self, m, accept, b):
         widths = self._p["level_widths"]
@@ -253,19 +283,23 @@ class SparseDotProduct(wiring.Component):
             self._drive_slot(m, j, hits, ow, ox, w, x)
             hits_of[j] = hits
 
+        inp["have"] = have
+        done_next = Signal(name="done_next")  # ``done`` in the next cycle (if known)
         if p["skip"]:
             nnz = self._provider.dispatch(m, lanes=n, inp=inp, load=load,
-                                          advance=have & en, done=done, drive=drive)
+                                          advance=have & en, done=done, drive=drive,
+                                          done_next=done_next)
+            if not self._provider.done_registered(n):
+                done_next = None
             skipped = n - nnz  # counted the cycle after the load, from the registers
             k = None
         else:
             steps = -(-n // s)
             k = Signal(range(steps))
-            with m.If(load):
-                m.d.sync += k.eq(0)
-            with m.Elif(have & en):
-                m.d.sync += k.eq(k + 1)
-            m.d.comb += done.eq(k == steps - 1)
+            k_next = Signal(range(steps), name="k_next")
+            m.d.comb += [k_next.eq(Mux(load, 0, Mux(have & en, k + 1, k))),
+                         done.eq(k == steps - 1), done_next.eq(k_next == steps - 1)]
+            m.d.sync += k.eq(k_next)
             # slot j takes lane k*s + j. word_select makes continuous logic, which Icarus
             # evaluates from time 0; an Array index becomes a case in always @*, which it
             # does not evaluate until an input changes (X until then).
@@ -292,7 +326,7 @@ class SparseDotProduct(wiring.Component):
         with m.If(issue):
             m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]
         step = dict(v=issue, first=first, last=done & last, w=ow, x=ox, lanes={},
-                    fixed_slots=None)
+                    fixed_slots=None, done_next=done_next)
         if self._banks:
             self._bank_step(m, load, beat, hits_of, k, step)
         return step

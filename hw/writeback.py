@@ -26,17 +26,20 @@ def param_word_layout():
 
 
 def stored_param_layout():
-    """A channel's word as a convolution core stores it: ``param_word_layout``'s fields and
-    ``refused``, the checks of ``requant.bad_params`` (dual mode) that do not depend on the
-    REQ's rounding, made when the word is written (``stored_param``): read from block RAM
-    late in the cycle, the word then needs no comparison before the fault register."""
+    """A channel's word as a core stores it: ``param_word_layout``'s fields and ``refused``,
+    the checks of ``requant.bad_params`` (the core's mode: single; a convolution core's
+    dual, those that do not depend on the REQ's rounding), made when the word is written
+    (``stored_param``): read from memory late in the cycle, the word then needs no
+    comparison before the fault (a convolution core's fault register, another core's error
+    capture)."""
     return data.StructLayout({**{k: f.shape for k, f in param_word_layout()}, "refused": 1})
 
 
-def stored_param(p):
-    """The ``stored_param_layout`` word of ``param_word_layout`` value ``p``."""
+def stored_param(p, mode="dual"):
+    """The ``stored_param_layout`` word of ``param_word_layout`` value ``p`` for a
+    Requantizer in ``mode`` (``"single"`` or ``"dual"``)."""
     p = data.View(param_word_layout(), p)
-    return Cat(p.as_value(), bad_params(p, mode="dual", double=Const(1)))
+    return Cat(p.as_value(), bad_params(p, mode=mode, double=Const(1)))
 
 
 def conv_input_layout(prog_depth):
@@ -79,7 +82,10 @@ class RequantWriteback(wiring.Component):
 
     ================== ===== ======================================================
     ``i``              In    stream of REQs: ``acc``, ``p`` (``requant.param_layout``),
-                             ``addr``; with ``conv``, ``conv_input_layout``
+                             ``refused`` (``p``'s ``requant.bad_params``, single
+                             mode: ``stored_param``'s, made when the channel's word
+                             was written), ``addr``; with ``conv``,
+                             ``conv_input_layout``
     ``wr_en``          Out   a result is written now: ``wr_value`` to element ``wr_addr``
                              (the memory must take it)
     ``pending``        Out   some result is in flight (taken, not yet written)
@@ -125,7 +131,7 @@ class RequantWriteback(wiring.Component):
         layout = input_layout(**self._req.params)
         return {
             "i": In(stream.Signature(data.StructLayout({
-                "acc": layout["acc"].shape, "p": layout["p"].shape,
+                "acc": layout["acc"].shape, "p": layout["p"].shape, "refused": 1,
                 "addr": isa.field_width("oaddr", "REQ")}))),
             "wr_en": Out(1), "wr_addr": Out(range(self._p["x_depth"])),
             "wr_value": Out(signed(8)), "pending": Out(1), "fault": Out(1),
@@ -183,7 +189,7 @@ class RequantWriteback(wiring.Component):
                      req.i.valid.eq(self.i.valid & fifo.w_rdy),
                      self.i.ready.eq(req.i.ready & fifo.w_rdy),
                      fifo.w_data.eq(self.i.payload.addr), fifo.w_en.eq(take),
-                     self.fault.eq(take & bad_params(self.i.payload.p, mode="single")),
+                     self.fault.eq(take & self.i.payload.refused),
                      req.o.ready.eq(1), fifo.r_en.eq(req.o.valid),
                      self.wr_en.eq(req.o.valid), self.wr_addr.eq(fifo.r_data),
                      self.wr_value.eq(req.o.payload)]

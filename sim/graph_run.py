@@ -14,12 +14,14 @@ Host ops (RESHAPE, SOFTMAX: ``CompiledGraph.segments``) run here on the RTL's ou
 between core ops) is refused.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from sparq.sim.core_run import make_job, run_job
 
 
-def _core_ops(c):
+def core_segments(c):
     """The graph's core segments, in order (ValueError for a program in parts)."""
     if len(c.programs) != 1:
         host = [s.op.index for s in c.segments if c.writes_memory(s)]
@@ -37,7 +39,7 @@ def _read(c, tid):
 def graph_job(c, xq_rows, *, layers=True, max_cycles=2_000_000):
     """The testbench's job: program 0 the whole program, program ``k + 1`` core segment
     ``k``'s; per row the whole pass and, with ``layers``, the pass op by op."""
-    ops = _core_ops(c)
+    ops = core_segments(c)
     last = ops[-1].op.outputs[0]
     passes = [[dict(program=0, read=_read(c, last))]]
     if layers:
@@ -70,7 +72,7 @@ def run_graph(name, c, xq_rows, *, layers=True, **run_kw):
     ``layers``, ``tensors`` (every op's output from the op-by-op pass) and ``op_cycles``
     (each core segment's cycles, run alone); the testbench's report). ``run_kw`` as
     ``sim.core_run.run_job``'s."""
-    ops = _core_ops(c)
+    ops = core_segments(c)
     last = ops[-1].op.outputs[0]
     steps, rep = run_job(name, graph_job(c, xq_rows, layers=layers), **run_kw)
     results = []
@@ -85,6 +87,17 @@ def run_graph(name, c, xq_rows, *, layers=True, **run_kw):
     return results, rep
 
 
+def run_graph_beside(golden, name, c, xq_rows, **kw):
+    """``run_graph(name, c, xq_rows, **kw)`` in a thread while ``golden()`` runs here: the
+    simulator is a child process, so the golden model and the RTL use a core each. Returns
+    (``golden()``'s result, ``run_graph``'s); either's exception is raised (after the other
+    finished)."""
+    with ThreadPoolExecutor(1) as pool:
+        rtl = pool.submit(run_graph, name, c, xq_rows, **kw)
+        want = golden()
+        return want, rtl.result()
+
+
 def golden_row(c, core, row):
     """One input row on the golden model: (every op's output, the core model's cycles of
     the whole program, each core segment's run alone). ``core``: the Core's parameters."""
@@ -96,7 +109,7 @@ def golden_row(c, core, row):
     tensors, _ = c.run(row, runs=runs, starts=starts)
     halt = c.program[-1]
     alone = [predict_program_cycles(c.cfg, c.params, s.program + [halt], x0, **extra)[0]
-             for s, x0 in zip(_core_ops(c), starts, strict=True)]
+             for s, x0 in zip(core_segments(c), starts, strict=True)]
     return tensors, c.cycles(row, runs=runs, **extra), alone
 
 

@@ -41,17 +41,22 @@ def run(rows, *, sim, seed, say=print):
     from sparq.golden.graph_compiler import compile_graph
     from sparq.golden.sequencer import MachineConfig
     from sparq.golden.tflite_graph import run_litert
-    from sparq.sim.graph_run import differences, golden_row, run_graph
+    from sparq.sim.graph_run import differences, golden_row, run_graph_beside
     from sparq.spec.configs import CONFIGS
 
     core = CONFIGS[CONFIG][1]
     c = compile_graph(MODEL, MachineConfig.of(core))
     t0 = time.time()
-    golden = [golden_row(c, core, row) for row in rows]
-    ref = run_litert(MODEL, rows)
-    say(f"keyword spotter: golden model and LiteRT on {len(rows)} inputs "
-        f"({time.time() - t0:.0f} s); the RTL ({sim}) runs the whole program, then op by op")
-    res, rep = run_graph(CONFIG, c, rows, sim=sim, seed=seed, tag="kws")
+    say(f"keyword spotter: {len(rows)} inputs on the RTL ({sim}: the whole program, then op "
+        "by op) beside the golden model and LiteRT")
+
+    def reference():
+        golden = [golden_row(c, core, row) for row in rows]
+        ref = run_litert(MODEL, rows)
+        say(f"keyword spotter: golden model and LiteRT done ({time.time() - t0:.0f} s)")
+        return golden, ref
+    (golden, ref), (res, rep) = run_graph_beside(reference, CONFIG, c, rows, sim=sim,
+                                                 seed=seed, tag="kws")
     differ = differences(c, res, golden)
     litert_ok = sum(all(np.array_equal(r["tensors"][op.outputs[0]].reshape(-1),
                                        ref[op.outputs[0]][n].reshape(-1)) for op in c.graph.ops)

@@ -115,14 +115,14 @@ def cmd_run(args, usage, say):
     xq = inputs(args.inputs, c, usage)
     t0 = time.time()
     ref = None if args.no_litert else run_litert(args.model, xq)
-    golden = _golden(c, core, xq, say)
     status = EXIT_OK
     if args.rtl:
-        tensors, cycles, differ = _rtl(args, name, c, xq, golden, usage, say)
+        golden, (tensors, cycles, differ) = _rtl(args, (name, core, c), xq, usage, say)
         for line in differ:
             say(f"MISMATCH between the RTL and the golden model: {line}")
         status = EXIT_MISMATCH if differ else status
     else:
+        golden = _golden(c, core, xq, say)
         tensors, cycles = [t for t, _, _ in golden], [k for _, k, _ in golden]
     if ref is not None:
         bad = {op.index for op in c.graph.ops for n in range(len(xq)) if not np.array_equal(
@@ -158,19 +158,23 @@ def _golden(c, core, xq, say):
     return out
 
 
-def _rtl(args, name, c, xq, golden, usage, say):
-    """Every op's outputs and the cycles on the RTL, and where they differ from the golden
-    model (``graph_run.differences``)."""
-    from sparq.sim.graph_run import differences, run_graph
+def _rtl(args, config, xq, usage, say):
+    """The golden model's ``_golden`` and, beside it (``graph_run.run_graph_beside``), every
+    op's outputs and the cycles on the RTL, and where they differ from the golden model
+    (``graph_run.differences``)."""
+    from sparq.sim.graph_run import core_segments, differences, run_graph_beside
 
-    say(f"running {len(xq)} inputs on the RTL core {name} ({args.sim}): the whole program, "
-        "then op by op ...")
+    name, core, c = config
     try:
-        res, _ = run_graph(name, c, xq, sim=args.sim, tag="cli")
+        core_segments(c)  # (a program in parts: refused before anything runs)
     except ValueError as e:
         raise usage(str(e)) from None
+    say(f"running {len(xq)} inputs on the RTL core {name} ({args.sim}): the whole program, "
+        "then op by op, beside the golden model ...")
+    golden, (res, _) = run_graph_beside(lambda: _golden(c, core, xq, say), name, c, xq,
+                                        sim=args.sim, tag="cli")
     differ = differences(c, res, golden)
     if not differ:
         print(f"the RTL equals the golden model on every op, and its cycles the core "
               f"model's (the whole program and each op alone), on {len(xq)} inputs")
-    return [r["tensors"] for r in res], [r["cycles"] for r in res], differ
+    return golden, ([r["tensors"] for r in res], [r["cycles"] for r in res], differ)

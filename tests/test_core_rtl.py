@@ -232,6 +232,73 @@ def test_conv_core_window_tap_faults_with_a_held_uop(param_ram):
         assert got["x"] == want["x"], name
 
 
+@pytest.mark.parametrize("conv", [False, True], ids=["core", "conv-core"])
+def test_host_ports_closed_while_busy(conv):
+    """The host's writes (activations, parameters, delta records) offered in every cycle of
+    a run are refused (``ready`` low) while ``busy`` is high, then taken: the run's results
+    are golden's (a write let in would change them), and the writes land after it. (The
+    convolution core opens its ports a cycle after it went idle, as its start: registers,
+    ``Core._status``; its ``busy`` stays high that cycle.)"""
+    seed = SEED + 31 + conv
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    if conv:
+        case = seq_stim.conv_case(rng, **CONV_CORE)
+        core = dict(param_ram="sync", short_requant=True, hazard_words=4, fetch_ports=2)
+    else:
+        case = seq_stim.random_case(rng)
+        core = {}
+    want, err = seq_stim.expected(case)
+    cfg = case.cfg
+    dut = Core(**dict(vars(cfg), **dict(SMALL_CORE, **core)))
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen = dict(busy=0, taken=0)
+
+    async def bench(ctx):
+        weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
+        for port, pls in ((dut.records, weights), (dut.param_wr, params), (dut.x_wr, xs),
+                          (dut.pload, prog)):
+            await send(ctx, port, pls, rng)
+        await ctx.tick()
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        # offered from now on: activation 0 := 99, channel 0's bias := 12345, a record
+        ctx.set(dut.x_wr.payload.addr, 0)
+        ctx.set(dut.x_wr.payload.value, 99)
+        ctx.set(dut.param_wr.payload.ch, 0)
+        ctx.set(dut.param_wr.payload.p.bias, 12345)
+        ctx.set(dut.records.payload.op, 0)
+        for port in (dut.x_wr, dut.param_wr, dut.records):
+            ctx.set(port.valid, 1)
+        for _ in range(50_000):
+            ready = [ctx.get(p.ready) for p in (dut.x_wr, dut.param_wr, dut.records)]
+            if ctx.get(dut.busy):
+                seen["busy"] += 1
+                assert not any(ready), f"a host write taken while busy: {ready}"
+            elif ready[0]:
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError("the core did not finish")
+        await ctx.tick()  # (the activation write lands)
+        seen["taken"] = 1
+        for port in (dut.x_wr, dut.param_wr, dut.records):
+            ctx.set(port.valid, 0)
+        await ctx.tick()
+        x = await read_x(ctx, dut, cfg.x_depth)
+        if want["precise"]:
+            assert x[1:] == want["x"][1:]
+        assert x[0] == 99
+        seen["error"] = ctx.get(dut.error)
+
+    sim.add_testbench(bench)
+    sim.run()
+    print(seen)
+    assert seen["busy"] > 10 and seen["taken"] and seen["error"] == (err is not None)
+
+
 @pytest.mark.parametrize("hazard_words", [1, 2, 4])
 def test_hazard_regions(hazard_words):
     """Programs of LDB, DOT and REQ on the first 8 activation words only (REQ results and

@@ -167,6 +167,8 @@ def test_predecoder_against_golden(cfg):
             seen["legal"] += 1
             ins = decode_fields(word)
             assert c["loop"] == (ins.op == "LOOP"), f"{word:#014x}"
+            assert c["uop"] == (ins.op in isa.UOP_OPS), f"{word:#014x}"
+            assert c["setp"] == (ins.op == "SETP"), f"{word:#014x}"
             if ins.op == "LOOP":
                 seen["loops"] += 1
                 assert c["skip"] == addr + 1 + ins.body
