@@ -179,7 +179,7 @@ class SparseDotProduct(wiring.Component):
 
         beat = self._input_stage(m, en)
         step = self._front_end(m, en, beat)
-        self._handshake(m, beat, step["done_next"])
+        self._handshake(m, beat, step)
         pipe = StallPipeline(m, en)
         widths = self._slot_widths()
         lanes_step = step["lanes"]  # with banks: what a bank step carries; else nothing
@@ -232,15 +232,16 @@ class SparseDotProduct(wiring.Component):
         return dict(valid=held, take=take, ready=ready, beat=reg, zp=zp_r, nz=nz,
                     misfit=misfit_beat)
 
-    def _handshake(self, m, inp, done_next):
+    def _handshake(self, m, inp, step):
         """``i.ready``: the input register's ``ready``; with ``push`` and a front end that
-        knows its next ``done`` (``done_next``), a flip-flop of the same value: ``~held' |
-        ~have' | done'`` from the next state (``held' = ready ? i.valid : held``, ``have' =
-        take ? held : have``), ``en`` being 1."""
+        knows its next ``done`` (``step["done_next"]``), a flip-flop of the same value:
+        ``~held' | ~have' | done'`` from the next state (``held' = ready ? i.valid : held``,
+        ``have' = take ? held : have``), ``en`` being 1."""
+        done_next = step["done_next"]
         if not (self._push and done_next is not None):
             m.d.comb += self.i.ready.eq(inp["ready"])
             return
-        held, have = inp["valid"], inp["have"]
+        held, have = inp["valid"], step["have"]
         held_next, have_next = Signal(name="held_next"), Signal(name="have_next")
         ready_r = Signal(init=1, name="ready_r")  # held, have 0 at reset: ready
         m.d.comb += [held_next.eq(Mux(inp["ready"], self.i.valid, held)),
@@ -283,7 +284,6 @@ class SparseDotProduct(wiring.Component):
             self._drive_slot(m, j, hits, ow, ox, w, x)
             hits_of[j] = hits
 
-        inp["have"] = have
         done_next = Signal(name="done_next")  # ``done`` in the next cycle (if known)
         if p["skip"]:
             nnz = self._provider.dispatch(m, lanes=n, inp=inp, load=load,
@@ -326,7 +326,7 @@ class SparseDotProduct(wiring.Component):
         with m.If(issue):
             m.d.sync += [self.cycles.eq(self.cycles + 1), first.eq(done & last)]
         step = dict(v=issue, first=first, last=done & last, w=ow, x=ox, lanes={},
-                    fixed_slots=None, done_next=done_next)
+                    fixed_slots=None, have=have, done_next=done_next)
         if self._banks:
             self._bank_step(m, load, beat, hits_of, k, step)
         return step

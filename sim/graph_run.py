@@ -90,11 +90,18 @@ def run_graph(name, c, xq_rows, *, layers=True, **run_kw):
 def run_graph_beside(golden, name, c, xq_rows, **kw):
     """``run_graph(name, c, xq_rows, **kw)`` in a thread while ``golden()`` runs here: the
     simulator is a child process, so the golden model and the RTL use a core each. Returns
-    (``golden()``'s result, ``run_graph``'s); either's exception is raised (after the other
-    finished)."""
+    (``golden()``'s result, ``run_graph``'s). An exception of either is raised once the RTL
+    run has ended (the simulator is not stopped midway); the golden model's first, with the
+    RTL's, if it failed too, as its context."""
     with ThreadPoolExecutor(1) as pool:
         rtl = pool.submit(run_graph, name, c, xq_rows, **kw)
-        want = golden()
+        try:
+            want = golden()
+        except BaseException as e:
+            failed = rtl.exception()  # (waits for the RTL run)
+            if failed is not None:
+                raise e from failed
+            raise
         return want, rtl.result()
 
 

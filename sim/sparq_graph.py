@@ -113,11 +113,17 @@ def cmd_run(args, usage, say):
 
     name, core, c = load(args.model, args.config, usage)
     xq = inputs(args.inputs, c, usage)
+    if args.rtl:
+        from sparq.sim.graph_run import core_segments
+        try:
+            core_segments(c)  # (a program in parts: refused before anything runs)
+        except ValueError as e:
+            raise usage(str(e)) from None
     t0 = time.time()
     ref = None if args.no_litert else run_litert(args.model, xq)
     status = EXIT_OK
     if args.rtl:
-        golden, (tensors, cycles, differ) = _rtl(args, (name, core, c), xq, usage, say)
+        golden, (tensors, cycles, differ) = _rtl(args, (name, core, c), xq, say)
         for line in differ:
             say(f"MISMATCH between the RTL and the golden model: {line}")
         status = EXIT_MISMATCH if differ else status
@@ -158,17 +164,13 @@ def _golden(c, core, xq, say):
     return out
 
 
-def _rtl(args, config, xq, usage, say):
+def _rtl(args, config, xq, say):
     """The golden model's ``_golden`` and, beside it (``graph_run.run_graph_beside``), every
     op's outputs and the cycles on the RTL, and where they differ from the golden model
     (``graph_run.differences``)."""
-    from sparq.sim.graph_run import core_segments, differences, run_graph_beside
+    from sparq.sim.graph_run import differences, run_graph_beside
 
     name, core, c = config
-    try:
-        core_segments(c)  # (a program in parts: refused before anything runs)
-    except ValueError as e:
-        raise usage(str(e)) from None
     say(f"running {len(xq)} inputs on the RTL core {name} ({args.sim}): the whole program, "
         "then op by op, beside the golden model ...")
     golden, (res, _) = run_graph_beside(lambda: _golden(c, core, xq, say), name, c, xq,
