@@ -256,7 +256,7 @@ class Core(wiring.Component):
         the cycle after the uop shows its channel). Returns the read port; with the
         convolution extensions the writeback has a port of its own (its REQWs read a
         channel a cycle while LDBs go on), and the returned one serves LDB."""
-        conv = self._p["conv"]  # (its words carry the checks made when written)
+        conv = self._p["conv"]  # (every core's words carry the checks made when written)
         m.submodules.pmem = pmem = Memory(
             shape=stored_param_layout(),
             depth=self._p["channels"], init=[])
