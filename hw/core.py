@@ -182,7 +182,7 @@ class Core(wiring.Component):
                      feeder.x_data.eq(xmem.rd_data), feeder.w_data.eq(wmem.rd_data),
                      probe.x_data.eq(xmem.rd_data), probe.w_data.eq(wmem.rd_data)]
         closed = self._status(m, seq, skid, accs, wb, eng, wmem)
-        self._memories(m, closed, feeder, probe, xmem, wmem, wb)
+        self._memories(m, closed, seq.start, feeder, probe, xmem, wmem, wb)
         p_rd = self._param_memory(m, closed, wb)
         self._execute(m, uop, feeder, accs, wb, p_rd)
         if conv:
@@ -226,10 +226,11 @@ class Core(wiring.Component):
             m.d.comb += accs.clear.eq(1)
         return busy if skid is None else closed
 
-    def _memories(self, m, closed, feeder, probe, xmem, wmem, wb):
+    def _memories(self, m, closed, starting, feeder, probe, xmem, wmem, wb):
         """The read ports: the feeder's while it has a DOT, else a probe's, else the host's;
         the activation writes: REQ results, else the host's (while not ``closed``: idle);
-        the host's delta records (likewise)."""
+        the host's delta records (likewise, and not in the cycle a program starts: a BEGIN's
+        bank copy would take the weights' read port from the program)."""
         low = (self._p["lanes"] - 1).bit_length()
         m.d.comb += [
             xmem.rd_addr.eq(Mux(feeder.busy, feeder.x_addr,
@@ -247,8 +248,8 @@ class Core(wiring.Component):
                          xmem.wr_value.eq(self.x_wr.payload.value)]
         m.d.comb += [self.x_wr.ready.eq(~closed & ~wb.wr_en),
                      wmem.records.payload.eq(self.records.payload),
-                     wmem.records.valid.eq(self.records.valid & ~closed),
-                     self.records.ready.eq(wmem.records.ready & ~closed)]
+                     wmem.records.valid.eq(self.records.valid & ~closed & ~starting),
+                     self.records.ready.eq(wmem.records.ready & ~closed & ~starting)]
 
     def _param_memory(self, m, closed, wb):
         """The channels' parameters, written by the host while idle. Read asynchronously

@@ -248,8 +248,9 @@ def test_host_ports_closed_while_busy(conv):
         assert seen["busy"] > 10
 
 
-def _host_ports_run(rng, conv):
-    """One random program on a core of the kind, host writes offered throughout."""
+def _random_core_case(rng, conv):
+    """A random program (a convolution one for ``conv``), golden's results and error, and a
+    core of the kind to run it."""
     if conv:
         case = seq_stim.conv_case(rng, **CONV_CORE)
         core = dict(param_ram="sync", short_requant=True, hazard_words=4, fetch_ports=2)
@@ -257,8 +258,13 @@ def _host_ports_run(rng, conv):
         case = seq_stim.random_case(rng)
         core = {}
     want, err = seq_stim.expected(case)
+    return case, want, err, Core(**dict(vars(case.cfg), **dict(SMALL_CORE, **core)))
+
+
+def _host_ports_run(rng, conv):
+    """One random program on a core of the kind, host writes offered throughout."""
+    case, want, err, dut = _random_core_case(rng, conv)
     cfg = case.cfg
-    dut = Core(**dict(vars(cfg), **dict(SMALL_CORE, **core)))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     seen = dict(busy=0)
@@ -305,6 +311,59 @@ def _host_ports_run(rng, conv):
     sim.add_testbench(bench)
     sim.run()
     return seen
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_record_refused_in_a_starts_cycle(conv):
+    """A delta BEGIN offered in the cycle a program starts is refused (its bank copy would
+    take the weights' read port from the program) and taken once the core is idle; the
+    program's results are golden's. Three programs a core."""
+    for k in range(3):
+        seed = SEED + 71 + 10 * conv + k
+        print(f"seed {seed}")
+        _begin_with_start_run(np.random.default_rng(seed), conv)
+
+
+def _begin_with_start_run(rng, conv):
+    """One random program on a core of the kind, a BEGIN offered from its start's cycle."""
+    case, want, err, dut = _random_core_case(rng, conv)
+    cfg = case.cfg
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
+        for port, pls in ((dut.records, weights), (dut.param_wr, params), (dut.x_wr, xs),
+                          (dut.pload, prog)):
+            await send(ctx, port, pls, rng)
+        await ctx.tick()
+        ctx.set(dut.records.payload.op, gp.RecordOp.BEGIN)
+        ctx.set(dut.records.valid, 1)
+        ctx.set(dut.start, 1)
+        assert not ctx.get(dut.busy)
+        assert not ctx.get(dut.records.ready), "a BEGIN taken in a start's cycle"
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        assert ctx.get(dut.busy), "the program did not start"
+        for _ in range(50_000):
+            if ctx.get(dut.records.ready):
+                assert not ctx.get(dut.busy), "a record taken while busy"
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError("the BEGIN was never taken")
+        await ctx.tick()
+        ctx.set(dut.records.valid, 0)
+        assert ctx.get(dut.busy), "the BEGIN's bank copy did not start"
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        x = await read_x(ctx, dut, cfg.x_depth)
+        if want["precise"]:
+            assert x == want["x"]
+        assert ctx.get(dut.error) == (err is not None)
+
+    sim.add_testbench(bench)
+    sim.run()
 
 
 @pytest.mark.parametrize("hazard_words", [1, 2, 4])
