@@ -66,6 +66,8 @@ class AccumulatorFile(wiring.Component):
     ``bank_rd_sel``   In    the bank the read port shows, ``bank_rd_lane`` the lane
     ``bank_rd_value`` Out   that lane's value (comb; its low 32 bits: the value
                             whenever no DOT into the bank faulted)
+    ``bank_rd_first`` Out   lane 0 of bank ``bank_rd_sel`` (comb, likewise: no lane
+                            multiplexer on its way)
     ================= ===== =======================================================
 
     One adder serves the four accumulators (results come one at a time); each bank lane has
@@ -97,7 +99,7 @@ class AccumulatorFile(wiring.Component):
         if banks:
             ports.update(bank_add=In(stream.Signature(bank_add_layout(lanes))),
                          bank_rd_sel=In(range(banks)), bank_rd_lane=In(range(lanes)),
-                         bank_rd_value=Out(signed(32)))
+                         bank_rd_value=Out(signed(32)), bank_rd_first=Out(signed(32)))
         super().__init__(ports)
         # the banks' registers, made here so that a test may preload a bank: its lanes, and
         # whether it is empty (CLR, ``clear``, reset: its lanes read as 0, whatever they hold)
@@ -168,11 +170,17 @@ class AccumulatorFile(wiring.Component):
         m.d.comb += add.ready.eq(1)
         sums = self._step_sums(m)  # one adder per lane, for the step's bank
         for b in range(banks):
+            step = add.valid & (add.payload.bank == b)
+            # (a lane loads on its bank's step alone, not gated by a CLR of the bank in the
+            # same cycle, which a CLR's wait for the bank's DOTs rules out: and were it to
+            # come, the bank is empty after it, its lanes unread; the uop's take stays off
+            # the lanes' enables)
+            with m.If(step):
+                m.d.sync += [r.eq(v) for r, v in zip(self.bank_lanes[b], sums, strict=True)]
             with m.If(self.write & (self.sel == N_ACC + b)):
                 m.d.sync += empty[b].eq(1)
-            with m.Elif(add.valid & (add.payload.bank == b)):
+            with m.Elif(step):
                 m.d.sync += empty[b].eq(0)
-                m.d.sync += [r.eq(v) for r, v in zip(self.bank_lanes[b], sums, strict=True)]
             with m.Elif(self.clear):
                 m.d.sync += empty[b].eq(1)
         # (a bank whose DOT ends is not empty: the DOT's steps wrote all its lanes)
@@ -181,8 +189,11 @@ class AccumulatorFile(wiring.Component):
                      for b, o in enumerate(out)]
         shown = [Cat(*[r[:32] for r in self.bank_lanes[b]]).word_select(self.bank_rd_lane, 32)
                  for b in range(banks)]
-        m.d.comb += self.bank_rd_value.eq(Mux(_pick(empty, self.bank_rd_sel), 0,
-                                              _pick(shown, self.bank_rd_sel).as_signed()))
+        first = [self.bank_lanes[b][0][:32] for b in range(banks)]
+        sel = self.bank_rd_sel
+        none = _pick(empty, sel)
+        m.d.comb += [self.bank_rd_value.eq(Mux(none, 0, _pick(shown, sel).as_signed())),
+                     self.bank_rd_first.eq(Mux(none, 0, _pick(first, sel).as_signed()))]
         return _pick(out, ended)
 
     def _step_sums(self, m):

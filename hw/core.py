@@ -135,11 +135,14 @@ class Core(wiring.Component):
             m.d.comb += [seq.hold.eq(skid.held), skid.flush.eq(seq.abort),
                          skid.clear.eq(seq.start)]
             uop = skid.o
-        m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"])
+        nz = p["stored_nz"]  # (each weight's non-zero bit stored beside it: spec.params.core)
+        m.submodules.weights = wmem = DeltaApply(depth=p["w_depth"], lanes=p["lanes"],
+                                                 nz_bits=nz)
         m.submodules.engine = eng = SparseDotProduct(
             lanes=p["lanes"], slots=p["slots"], bins=p["bins"], skip=p["skip"],
             check_levels=False,  # (the feeder's levels are the weights' own: dot_feeder.level)
             push=True,  # (the AccumulatorFile takes every result: i.ready a flip-flop)
+            stored_nz=nz,
             **({"banks": True} if conv else {}))
         wb_conv = dict(conv=True, lanes=p["lanes"], channels=p["channels"],
                        prog_depth=p["prog_depth"], param_ram=p["param_ram"]) if conv else {}
@@ -148,7 +151,7 @@ class Core(wiring.Component):
         m.submodules.feeder = feeder = DotFeeder(
             lanes=p["lanes"], x_depth=p["x_depth"], w_depth=p["w_depth"],
             prog_depth=p["prog_depth"], hazard_words=p["hazard_words"],
-            writes_in_flight=wb.in_flight,
+            writes_in_flight=wb.in_flight, stored_nz=nz,
             **({"conv": True, "window_wait": spec_params.WINDOW_WAIT} if conv else {}))
         # each DOT between its last beat and its result: one in the engine's input register,
         # one in its front end, one in each of its ``latency`` pipeline stages, and one more
@@ -172,6 +175,7 @@ class Core(wiring.Component):
             m.d.comb += [accs.bank_rd_sel.eq(wb.bank_rd_sel),
                          accs.bank_rd_lane.eq(wb.bank_rd_lane),
                          wb.bank_rd_value.eq(accs.bank_rd_value),
+                         wb.bank_rd_first.eq(accs.bank_rd_first),
                          feeder.bank_busy_next.eq(wb.bank_busy_next)]
         # (a REQW's word counts as written when its last lane is)
         landed = wb.wr_en & wb.wr_last if conv else wb.wr_en
@@ -180,6 +184,7 @@ class Core(wiring.Component):
                      feeder.wr_land.eq(landed), feeder.wr_land_addr.eq(wb.wr_addr),
                      probe.blocked.eq(feeder.busy), probe.x_writes.eq(wb.pending),
                      feeder.x_data.eq(xmem.rd_data), feeder.w_data.eq(wmem.rd_data),
+                     *([feeder.w_nz.eq(wmem.rd_nz)] if nz else []),
                      probe.x_data.eq(xmem.rd_data), probe.w_data.eq(wmem.rd_data)]
         closed = self._status(m, seq, skid, accs, wb, eng, wmem)
         self._memories(m, closed, seq.start, feeder, probe, xmem, wmem, wb)

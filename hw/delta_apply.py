@@ -127,40 +127,56 @@ class WeightBanks(wiring.Component):
     through the read port: ``copying`` (out) is high from the next cycle on, for
     ``depth/lanes + 2`` cycles, ``copy_done`` (out) in the last of them; ``swap`` (in): the
     shadow bank becomes the active one from the next cycle; ``active`` (out): which bank is
-    active, kept across resets (``reset_less``).
+    active, kept across resets (``reset_less``). With ``nz_bits``: ``rd_nz`` (out, ``lanes``
+    bits, with ``rd_data``): bit ``i`` is ``rd_data[i] != 0``, stored beside the weight when
+    it is written (a ninth bit per byte: free in the ECP5's block RAMs), so a reader's zero
+    mask is not computed on the block RAM's late output.
 
     The active bank is never written. Each bank is a simple dual-port block RAM (one read
     port, one write port).
     """
 
-    def __init__(self, *, depth=4096, lanes=1, init=()):
+    def __init__(self, *, depth=4096, lanes=1, init=(), nz_bits=False):
         p = spec_params.delta_port(depth=depth, lanes=lanes)
         self._depth, self._lanes = p["depth"], p["lanes"]
+        if not isinstance(nz_bits, bool):
+            raise ValueError(f"nz_bits must be True or False, not {nz_bits!r}")
+        self._bits = 9 if nz_bits else 8  # a stored lane: the weight, then its non-zero bit
         init = _padded(init, depth)
-        self._init = [sum((init[w * lanes + k] & 0xFF) << (8 * k) for k in range(lanes))
-                      for w in range(depth // lanes)]
+        self._init = [sum(self._stored(init[w * lanes + k]) << (self._bits * k)
+                          for k in range(lanes)) for w in range(depth // lanes)]
         words = depth // lanes
         super().__init__({
             "rd_addr": In(range(words)), "rd_data": Out(data.ArrayLayout(signed(8), lanes)),
             "wr_en": In(1), "wr_addr": In(range(depth)), "wr_data": In(signed(8)),
             "copy": In(1), "copying": Out(1), "copy_done": Out(1),
             "swap": In(1), "active": Out(1),
+            **({"rd_nz": Out(lanes)} if nz_bits else {}),
         })
+
+    def _stored(self, w):
+        """A weight as a lane stores it (int or amaranth value): its 8 bits, and with
+        ``nz_bits`` its non-zero bit above them."""
+        if self._bits == 8:
+            return w & 0xFF if isinstance(w, int) else w
+        if isinstance(w, int):
+            return (w & 0xFF) | (int(w != 0) << 8)
+        return Cat(w, w != 0)
 
     @property
     def params(self):
-        return dict(depth=self._depth, lanes=self._lanes)
+        return dict(depth=self._depth, lanes=self._lanes, nz_bits=self._bits == 9)
 
     def elaborate(self, platform):
         m = Module()
-        words, lanes = self._depth // self._lanes, self._lanes
+        words, lanes, bits = self._depth // self._lanes, self._lanes, self._bits
         low = (lanes - 1).bit_length()
         banks = []
         for k in range(2):
-            mem = Memory(shape=unsigned(8 * lanes), depth=words, init=self._init)
+            mem = Memory(shape=unsigned(bits * lanes), depth=words, init=self._init)
             m.submodules[f"bank{k}"] = mem
             banks.append((mem.read_port(),
-                          mem.write_port(granularity=8) if lanes > 1 else mem.write_port()))
+                          mem.write_port(granularity=bits) if lanes > 1 else mem.write_port()))
         # which bank is active: survives resets (a reset must not undo a committed update)
         active = Signal(reset_less=True)
         m.d.comb += self.active.eq(active)
@@ -173,9 +189,11 @@ class WeightBanks(wiring.Component):
         cp_addr = Signal(range(words + 1))
         for rd, _ in banks:
             m.d.comb += rd.addr.eq(Mux(self.copying, cp_addr, self.rd_addr))
-        word = Signal(8 * lanes)  # the active bank's word (the copy's source while copying)
-        m.d.comb += [word.eq(Mux(sel, banks[1][0].data, banks[0][0].data)),
-                     self.rd_data.as_value().eq(word)]
+        word = Signal(bits * lanes)  # the active bank's word (the copy's source while copying)
+        m.d.comb += word.eq(Mux(sel, banks[1][0].data, banks[0][0].data))
+        m.d.comb += [self.rd_data[i].eq(word[bits * i:bits * i + 8]) for i in range(lanes)]
+        if bits == 9:
+            m.d.comb += self.rd_nz.eq(Cat(*[word[9 * i + 8] for i in range(lanes)]))
 
         # the copy: one word a cycle, written a cycle after it is read
         cp_valid = Signal()
@@ -192,7 +210,7 @@ class WeightBanks(wiring.Component):
 
         # shadow writes: the copy (whole words), or one weight (one lane)
         wr_en = Signal(lanes)
-        wr_addr, wr_data = Signal(range(words)), Signal(8 * lanes)
+        wr_addr, wr_data = Signal(range(words)), Signal(bits * lanes)
         for k, (_, wr) in enumerate(banks):
             m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data),
                          wr.en.eq(Mux(active != k, wr_en, 0))]  # never the active bank
@@ -201,7 +219,7 @@ class WeightBanks(wiring.Component):
         with m.Elif(self.wr_en):
             lane = self.wr_addr[:low] if low else Const(0, 1)
             m.d.comb += [wr_en.eq(Const(1, lanes) << lane), wr_addr.eq(self.wr_addr >> low),
-                         wr_data.eq(Cat(*[self.wr_data] * lanes))]
+                         wr_data.eq(Cat(*[self._stored(self.wr_data)] * lanes))]
         return m
 
 
@@ -215,34 +233,40 @@ class DeltaApply(wiring.Component):
     copy done, no COMMIT or ABORT yet); ``copying`` (out): BEGIN's copy runs
     (``records.ready`` low, ``rd_data`` not valid); ``status`` (out, ``Status``, 3 bits): how
     the last update ended, or PROTOCOL; ``updates`` (out, 16): committed updates, modulo
-    2**16.
+    2**16. With ``nz_bits``, ``rd_nz`` beside ``rd_data`` (``WeightBanks``).
 
     Bit-exact reference (architectural state after each record): ``golden.delta_apply``.
     """
 
-    def __init__(self, *, depth=4096, lanes=1, init=()):
+    def __init__(self, *, depth=4096, lanes=1, init=(), nz_bits=False):
         p = spec_params.delta_port(depth=depth, lanes=lanes)
         self._depth, self._lanes = p["depth"], p["lanes"]
         self._init = _padded(init, depth)
+        if not isinstance(nz_bits, bool):
+            raise ValueError(f"nz_bits must be True or False, not {nz_bits!r}")
+        self._nz_bits = nz_bits
         super().__init__({
             "records": In(stream.Signature(record_layout())),
             "rd_addr": In(range(depth // lanes)),
             "rd_data": Out(data.ArrayLayout(signed(8), lanes)),
             "active": Out(1), "open": Out(1), "copying": Out(1),
             "status": Out(Status), "updates": Out(16),
+            **({"rd_nz": Out(lanes)} if nz_bits else {}),
         })
 
     @property
     def params(self):
-        return dict(depth=self._depth, lanes=self._lanes)
+        return dict(depth=self._depth, lanes=self._lanes, nz_bits=self._nz_bits)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.banks = banks = WeightBanks(depth=self._depth, lanes=self._lanes,
-                                                 init=self._init)
+                                                 init=self._init, nz_bits=self._nz_bits)
         m.submodules.checksum = checksum = RecordChecksum()
         m.d.comb += [banks.rd_addr.eq(self.rd_addr), self.rd_data.eq(banks.rd_data),
                      self.active.eq(banks.active), self.copying.eq(banks.copying)]
+        if self._nz_bits:
+            m.d.comb += self.rd_nz.eq(banks.rd_nz)
         with m.If(banks.copy_done):
             m.d.sync += self.open.eq(1)
 

@@ -318,6 +318,8 @@ class DotFeeder(wiring.Component):
                              it has)
     ``x_addr``         Out   activation word to read (``x_data`` shows it the cycle after)
     ``w_addr``         Out   weight word to read (``w_data`` the cycle after)
+    ``w_nz``           In    (``stored_nz``) the word's non-zero bits, beside ``w_data``
+                             (``WeightBanks(nz_bits=True)``): the beat's ``wnz``
     ``wr_issue``       In    a REQ is issued now that will write element ``wr_addr``
     ``wr_blocked``     Out   that REQ must wait: a queued DOT, or the beat in the engine's
                              input register, reads its region (comb from ``wr_addr``)
@@ -376,9 +378,12 @@ class DotFeeder(wiring.Component):
     (``spec.params.WINDOW_WAIT``).
     """
 
-    def __init__(self, *, conv=False, window_wait=0, **params):
+    def __init__(self, *, conv=False, window_wait=0, stored_nz=False, **params):
         if conv not in (False, True):
             raise ValueError(f"conv must be False or True, not {conv!r}")
+        if stored_nz not in (False, True):
+            raise ValueError(f"stored_nz must be False or True, not {stored_nz!r}")
+        self._stored_nz = bool(stored_nz)
         if window_wait not in (0, 1, 2) or (window_wait and not conv):
             raise ValueError("window_wait must be 0, or 1 or 2 with conv=True, not "
                              f"{window_wait!r} (conv={conv!r})")
@@ -390,13 +395,14 @@ class DotFeeder(wiring.Component):
         self._rlow = (lanes - 1).bit_length() + p["hazard_words"].bit_length() - 1
         ports = {
             "dot": In(stream.Signature(dot_layout(pd, conv=conv))),
-            "o": Out(stream.Signature(beat_layout(lanes, banks=True) if conv
-                                      else beat_layout(lanes))), "zp": Out(signed(ZP_BITS)),
+            "o": Out(stream.Signature(beat_layout(lanes, banks=conv, wnz=self._stored_nz))),
+            "zp": Out(signed(ZP_BITS)),
             "tag": Out(stream.Signature(tag_layout(pd, conv=conv))),
             "x_addr": Out(range(p["x_depth"] // lanes)),
             "w_addr": Out(range(p["w_depth"] // lanes)),
             "x_data": In(unsigned(8 * lanes)),
             "w_data": In(data.ArrayLayout(signed(8), lanes)),
+            **({"w_nz": In(lanes)} if self._stored_nz else {}),
             "wr_issue": In(1), "wr_addr": In(isa.field_width("oaddr", "REQ")),
             "wr_blocked": Out(1),
             "wr_land": In(1), "wr_land_addr": In(range(p["x_depth"])),
@@ -557,6 +563,8 @@ class DotFeeder(wiring.Component):
             m.d.comb += [self.o.payload.w[i].eq(w),
                          self.o.payload.x[i].eq(self.x_data[8 * i:8 * i + 8].as_signed()),
                          self.o.payload.lvl[i].eq(level(w))]
+        if self._stored_nz:
+            m.d.comb += self.o.payload.wnz.eq(self.w_nz)
         m.d.comb += [self.tag.payload.acc.eq(b.acc), self.tag.payload.pc.eq(b.pc),
                      self.tag.valid.eq(b.valid & b.last & self.o.ready)]
         if self._p["conv"]:  # (lane banks: the one place the beat's bank fields are set)

@@ -18,11 +18,12 @@ from .pipeline import StallPipeline, carried
 PRODUCT_BITS = 17
 
 
-def beat_layout(lanes, *, banks=False):
+def beat_layout(lanes, *, banks=False, wnz=False):
     """One input beat: ``lanes`` weights, activations and precision levels, and ``last``.
     With ``banks`` also ``bank`` (the beat's products go, per lane, to lane bank
     ``bank_sel``, not to the dot product: the beat is a DOT's into accumulator
-    ``N_ACC + bank_sel``)."""
+    ``N_ACC + bank_sel``). With ``wnz`` also ``wnz``: bit ``i`` is ``w[i] != 0`` (stored
+    beside the weight in its memory: ``hw.delta_apply.WeightBanks(nz_bits=True)``)."""
     fields = {
         "w": data.ArrayLayout(signed(8), lanes),
         "x": data.ArrayLayout(signed(8), lanes),
@@ -31,6 +32,8 @@ def beat_layout(lanes, *, banks=False):
     }
     if banks:
         fields.update(bank=unsigned(1), bank_sel=range(N_BANKS))
+    if wnz:
+        fields.update(wnz=unsigned(lanes))
     return data.StructLayout(fields)
 
 
@@ -87,6 +90,12 @@ class SparseDotProduct(wiring.Component):
     multiplier bins of several widths, whose last step is not known a cycle ahead, it stays
     that logic.) No result or cycle changes.
 
+    ``stored_nz=True`` (a core whose weight memory stores each weight's non-zero bit): the
+    beat carries ``wnz`` (``beat_layout(wnz=True)``) and the weights' zero mask is taken from
+    it, not computed from ``w``, so the input register's path from a block RAM's output is
+    shorter by the compare. The contract: ``wnz[i] == (w[i] != 0)``; a lane whose bit is 0
+    is skipped as a zero weight would be. No result or cycle changes when it holds.
+
     The result leaves on the ``o`` stream (``output="stream"``; the whole pipeline stalls
     while ``o`` is stalled) or through a memory write port ``wr_en``/``wr_addr``/``wr_data``
     with an address that counts up from 0 (``output="memory"``; never stalls).
@@ -107,7 +116,7 @@ class SparseDotProduct(wiring.Component):
     ``golden.sparse_dot.lane_sums`` (``golden.sequencer``'s DOT into a bank).
 
     ================== ===== ======================================================
-    ``i``              In    stream of ``beat_layout(lanes, banks=banks)``
+    ``i``              In    stream of ``beat_layout(lanes, banks=banks, wnz=stored_nz)``
     ``x_zero_point``   In    the zero point, sampled with each beat
     ``o``              Out   stream of int32 results (``output="stream"``)
     ``wr_*``           Out   the results' memory write port (``output="memory"``)
@@ -123,7 +132,7 @@ class SparseDotProduct(wiring.Component):
 
     def __init__(self, *, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                  level_widths=(2, 4, 8), bins=None, banks=False, check_levels=True,
-                 push=False):
+                 push=False, stored_nz=False):
         self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
@@ -137,8 +146,11 @@ class SparseDotProduct(wiring.Component):
             raise ValueError(f"push must be False, or True with output='stream', not {push!r} "
                              f"(output={output!r})")
         self._push = push
+        if not isinstance(stored_nz, bool):
+            raise ValueError(f"stored_nz must be True or False, not {stored_nz!r}")
+        self._stored_nz = stored_nz
         ports = {
-            "i": In(stream.Signature(beat_layout(lanes, banks=banks))),
+            "i": In(stream.Signature(beat_layout(lanes, banks=banks, wnz=stored_nz))),
             "x_zero_point": In(signed(8)),
             "cycles": Out(32), "pairs": Out(32), "skipped": Out(32),
             "level_error": Out(1), "level_errors": Out(32), "overflow": Out(1),
@@ -215,7 +227,7 @@ class SparseDotProduct(wiring.Component):
         take = Signal()  # driven by the front end: it takes the held beat this cycle
         held = Signal()
         ready = Signal()  # the input register takes a beat (``i.ready``: ``_handshake``)
-        reg = Signal(beat_layout(n, banks=self._banks))
+        reg = Signal(beat_layout(n, banks=self._banks, wnz=self._stored_nz))
         zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
         # the zero masks, the weights' and the activations' registered apart (the words come
         # late from block RAM) and joined after
@@ -226,7 +238,8 @@ class SparseDotProduct(wiring.Component):
         misfit_beat = Signal(n)  # kept with the beat: such a lane takes a full-width multiplier
         with m.If(ready):
             m.d.sync += [held.eq(self.i.valid), reg.eq(b), zp_r.eq(self.x_zero_point),
-                         w_nz.eq(Cat(*[b.w[i] != 0 for i in range(n)])),
+                         w_nz.eq(b.wnz if self._stored_nz
+                                 else Cat(*[b.w[i] != 0 for i in range(n)])),
                          x_nz.eq(Cat(*[b.x[i] != self.x_zero_point for i in range(n)])),
                          misfit_beat.eq(misfit)]
         return dict(valid=held, take=take, ready=ready, beat=reg, zp=zp_r, nz=nz,

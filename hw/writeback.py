@@ -76,9 +76,12 @@ class RequantWriteback(wiring.Component):
     now, else ``i.payload.ch``; ``"sync"`` (block RAM), it shows it the cycle after:
     ``p_addr`` is the channel of the lane entering next cycle, else ``i.payload.ch`` (a REQ
     is taken the cycle after it was first offered at the earliest; the cycle a REQ is
-    taken, ``p_addr`` is ``ch + 1``). A lane's read (``bank_rd_value``, comb), its sum with
-    the bias and the Requantizer's input stage share a cycle: the contract
-    (``golden.core._Timing.req``) leaves none for a register between them.
+    taken, ``p_addr`` is ``ch + 1``). Lane 0 is read in cycle ``t`` (``bank_rd_first``,
+    comb: no lane multiplexer), its sum with the bias and the Requantizer's input stage
+    sharing that cycle (the contract, ``golden.core._Timing.req``, leaves none for a
+    register between them); lane ``i >= 1`` is read a cycle ahead, in ``t+i-1``
+    (``bank_rd_lane``, ``bank_rd_value``), into a register: the bank is not written while it
+    is read out (a DOT into it and its CLR wait), so the value is the same.
 
     ================== ===== ======================================================
     ``i``              In    stream of REQs: ``acc``, ``p`` (``requant.param_layout``),
@@ -100,8 +103,9 @@ class RequantWriteback(wiring.Component):
                              counts as written (the feeder's hazards)
     ``p_addr``         Out   (conv) the channel to read (``range(channels)``)
     ``p_data``         In    (conv) its ``stored_param_layout`` word (see above)
-    ``bank_rd_sel``    Out   (conv) the bank to read, ``bank_rd_lane`` its lane;
-    ``bank_rd_value``  In    the lane's int32 value (comb)
+    ``bank_rd_sel``    Out   (conv) the bank to read, ``bank_rd_lane`` its lane (the
+                             next cycle's);
+    ``bank_rd_value``  In    the lane's int32 value (comb); ``bank_rd_first``: lane 0's
     ``bank_busy``      Out   (conv) bit ``b``: bank ``b`` is read out in this cycle
                              (cycles ``t .. t+lanes-1`` of its REQW; comb in ``t``);
                              ``bank_busy_next``: in the next cycle (CLR of a bank and a
@@ -146,7 +150,7 @@ class RequantWriteback(wiring.Component):
             "fault": Out(1), "fault_pc": Out(range(p["prog_depth"])),
             "p_addr": Out(range(p["channels"])), "p_data": In(stored_param_layout()),
             "bank_rd_sel": Out(range(isa.N_BANKS)), "bank_rd_lane": Out(range(p["lanes"])),
-            "bank_rd_value": In(signed(32)),
+            "bank_rd_value": In(signed(32)), "bank_rd_first": In(signed(32)),
             "bank_busy": Out(isa.N_BANKS), "bank_busy_next": Out(isa.N_BANKS),
         }
 
@@ -204,13 +208,15 @@ class RequantWriteback(wiring.Component):
         addr_bits = len(fifo.w_data) - 1
         from_bank, total = Signal(), Signal(signed(33))  # (a lane's sum with its bias)
         double = Signal()
+        ahead = Signal(signed(32), name="bank_lane_ahead")  # lane r.lane, read a cycle ago
+        m.d.sync += ahead.eq(self.bank_rd_value)
         m.d.comb += [self.i.ready.eq(req.i.ready & fifo.w_rdy & ~r.active),
                      req.i.valid.eq(r.active | (self.i.valid & fifo.w_rdy)),
                      r.take.eq(self.i.valid & self.i.ready),
                      self.bank_rd_sel.eq(Mux(r.active, r.sel, u.bank_no)),
-                     self.bank_rd_lane.eq(r.lane),
+                     self.bank_rd_lane.eq(Mux(r.active, r.ahead, 1)),
                      from_bank.eq(r.active | u.bank), double.eq(Mux(r.active, r.rnd, u.round)),
-                     total.eq(self.bank_rd_value + p.bias),
+                     total.eq(Mux(r.active, ahead, self.bank_rd_first) + p.bias),
                      req.i.payload.acc.eq(Mux(from_bank, total[:32], u.acc)),
                      req.i.payload.double.eq(double),
                      fifo.w_data.eq(Cat(Mux(r.active, Cat(r.lane, r.word), u.addr)[:addr_bits],
@@ -243,12 +249,14 @@ class RequantWriteback(wiring.Component):
         """The state of a REQW's read-out: ``active`` in its cycles after the first (``t+1
         .. t+lanes-1``), the ``lane`` entering now (0 outside), its bank (``sel``), output
         word, rounding (``rnd``) and ``pc``; ``ch``: with ``param_ram="sync"`` the channel of
-        the next lane, else of the current one. ``take`` (set by the caller): the offered
+        the next lane, else of the current one; ``ahead``: the next lane (read a cycle
+        ahead). ``take`` (set by the caller): the offered
         REQ is taken now. ``last_lane``: the value entering now is its REQ's last."""
         u, lanes = self.i.payload, self._p["lanes"]
         low = (lanes - 1).bit_length()
         r = SimpleNamespace(
             take=Signal(), active=Signal(), lane=Signal(range(lanes)),
+            ahead=Signal(range(lanes), name="lane_ahead"),
             sel=Signal(range(isa.N_BANKS)), word=Signal(range(self._p["x_depth"] // lanes)),
             rnd=Signal(), pc=Signal(range(self._p["prog_depth"])),
             ch=Signal(range(self._p["channels"]), name="lane_ch"), last=Signal(),
@@ -259,11 +267,12 @@ class RequantWriteback(wiring.Component):
         if lanes == 1:  # a REQW is one lane: nothing to read out after its cycle
             return r
         with m.If(r.take & u.bank):
-            m.d.sync += [r.active.eq(1), r.lane.eq(1), r.sel.eq(u.bank_no),
+            m.d.sync += [r.active.eq(1), r.lane.eq(1), r.ahead.eq(2 % lanes),
+                         r.sel.eq(u.bank_no),
                          r.word.eq(u.addr >> low), r.rnd.eq(u.round), r.pc.eq(u.pc),
                          r.ch.eq(u.ch + 1 + ahead)]
         with m.Elif(r.active):
-            m.d.sync += [r.lane.eq(r.lane + 1), r.ch.eq(r.ch + 1)]
+            m.d.sync += [r.lane.eq(r.lane + 1), r.ahead.eq(r.ahead + 1), r.ch.eq(r.ch + 1)]
             with m.If(r.last):
                 m.d.sync += [r.active.eq(0), r.lane.eq(0)]
         return r

@@ -71,7 +71,8 @@ CONFIGS = {
     # the parameters in block RAM (1,024 channels)
     "core_kws": ("Core", dict(lanes=16, slots=4, x_depth=16384, w_depth=32768, channels=1024,
                               prog_depth=512, x_zero_point=-128, param_ram="sync",
-                              short_requant=True, hazard_words=64, fetch_ports=2, conv=True)),
+                              short_requant=True, hazard_words=64, fetch_ports=2, conv=True,
+                              stored_nz=True)),
 }
 
 # Configurations the golden model and the core model run but the RTL does not build yet

@@ -228,7 +228,7 @@ def check_fetch_ports(n):
 
 def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, channels=64,
          prog_depth=512, x_zero_point=-128, mode="single", param_ram="async",
-         short_requant=False, hazard_words=1, fetch_ports=1, conv=False):
+         short_requant=False, hazard_words=1, fetch_ports=1, conv=False, stored_nz=False):
     """Core: the machine (``machine``) and its dot-product engine (``sparse_dot``); the core
     requantizes in ``single`` mode (LiteRT's FULLY_CONNECTED). ``param_ram``: the parameter
     memory read asynchronously (distributed RAM; LDB and REQ in one cycle) or synchronously
@@ -238,7 +238,10 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
     of two; 1 tracks every word; larger is smaller hardware and can only add waits).
     ``fetch_ports``: the Sequencer's program memory read ports (2: a predicated-off LOOP is
     decided in the execute stage, a shorter path for twice the block RAM; same timing).
-    ``conv``: the convolution extensions (``machine``)."""
+    ``conv``: the convolution extensions (``machine``). ``stored_nz``: each weight's
+    non-zero bit is stored beside it in the weight memory (written with it: the ECP5's block
+    RAMs have a ninth bit per byte), so the engine's zero mask of the weights is not
+    computed on the block RAM's late output (no cycle changes)."""
     m = machine(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode, conv=conv)
     if mode != "single":
@@ -247,9 +250,11 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
         raise ValueError(f"param_ram must be one of {PARAM_RAMS}, not {param_ram!r}")
     check_hazard_words(hazard_words, x_depth // lanes)
     check_fetch_ports(fetch_ports)
+    if not isinstance(stored_nz, bool):
+        raise ValueError(f"stored_nz must be True or False, not {stored_nz!r}")
     requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
     return dict(m, slots=e["slots"], bins=e["bins"], skip=e["skip"], param_ram=param_ram,
                 short_requant=short_requant, hazard_words=hazard_words,
-                fetch_ports=fetch_ports)
+                fetch_ports=fetch_ports, stored_nz=stored_nz)

@@ -166,11 +166,13 @@ def test_core_random_programs(name):
 CONV_CORE = dict(seq_stim.CONV, x_depth=512, w_depth=512)  # (a convolution machine)
 
 
-@pytest.mark.parametrize("param_ram, fetch_ports", [("async", 1), ("sync", 2)])
-def test_conv_core_random_programs(param_ram, fetch_ports):
+@pytest.mark.parametrize("param_ram, fetch_ports, stored_nz",
+                         [("async", 1, False), ("sync", 2, True)])
+def test_conv_core_random_programs(param_ram, fetch_ports, stored_nz):
     """Random convolution programs (``sim.seq_stim.conv_case``: nested loops, STRD, SETG,
     window DOTs, lane banks and REQWs, both roundings) on a convolution core: results,
-    errors and the pc they name, and the cycles the core model predicts."""
+    errors and the pc they name, and the cycles the core model predicts (with the weights'
+    non-zero bits stored or computed: ``stored_nz``, core_kws's)."""
     rng = np.random.default_rng(SEED + 5)
     print(f"seed {SEED + 5}")
     # every third case with refused requantizer parameters on two channels, every third
@@ -178,7 +180,7 @@ def test_conv_core_random_programs(param_ram, fetch_ports):
     cases = [seq_stim.conv_case(rng, bad_channels=2 * int(k % 3 == 1), edge_bias=k % 3 == 2,
                                 **CONV_CORE) for k in range(12)]
     core = dict(param_ram=param_ram, short_requant=True, hazard_words=4,
-                fetch_ports=fetch_ports)
+                fetch_ports=fetch_ports, stored_nz=stored_nz)
     got_all = run_core_cases(cases, **core)
     errors = 0
     for n, (case, got) in enumerate(zip(cases, got_all, strict=True)):

@@ -72,18 +72,20 @@ def test_record_checksum_against_zlib():
     assert min(seen.values()) > 0
 
 
-@pytest.mark.parametrize("lanes", [1, 4])
-def test_weight_banks_alone(lanes):
+@pytest.mark.parametrize("lanes, nz_bits", [(1, False), (4, False), (4, True)])
+def test_weight_banks_alone(lanes, nz_bits):
     """WeightBanks alone against two lists and a flag: reads of the active bank (one cycle
     latency), one-weight writes into the shadow bank (never the active one), copies (exactly
     ``depth/lanes + 2`` cycles of ``copying``, ``copy_done`` in the last), swaps, and resets
-    (which keep both banks and which one is active)."""
-    depth, seed = 32, SEED + 8 + lanes
+    (which keep both banks and which one is active). With ``nz_bits``, every read's
+    ``rd_nz`` is its weights' non-zero bits (a third of the weights written are zero)."""
+    depth, seed = 32, SEED + 8 + lanes + 10 * nz_bits
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     words = depth // lanes
-    init = [int(v) for v in rng.integers(-128, 128, depth - 3)]  # padded with zeros
-    dut = WeightBanks(depth=depth, lanes=lanes, init=init)
+    init = [int(v) * int(rng.random() > 0.3)
+            for v in rng.integers(-128, 128, depth - 3)]  # padded with zeros
+    dut = WeightBanks(depth=depth, lanes=lanes, init=init, nz_bits=nz_bits)
     top = WithReset(dut)
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -95,12 +97,18 @@ def test_weight_banks_alone(lanes):
         await ctx.tick()
         ctx.set(port, 0)
 
+    def read_word(ctx):
+        got = [ctx.get(dut.rd_data[k]) for k in range(lanes)]
+        if nz_bits:
+            assert [ctx.get(dut.rd_nz[k]) for k in range(lanes)] == [int(v != 0) for v in got]
+        return got
+
     async def read_all(ctx):
         got = []
         for a in range(words):
             ctx.set(dut.rd_addr, a)
             await ctx.tick()
-            got += [ctx.get(dut.rd_data[k]) for k in range(lanes)]
+            got += read_word(ctx)
         return got
 
     async def bench(ctx):
@@ -112,10 +120,10 @@ def test_weight_banks_alone(lanes):
                 a = int(rng.integers(words))
                 ctx.set(dut.rd_addr, a)
                 await ctx.tick()
-                got = [ctx.get(dut.rd_data[k]) for k in range(lanes)]
-                assert got == banks[active][a * lanes:(a + 1) * lanes]
+                assert read_word(ctx) == banks[active][a * lanes:(a + 1) * lanes]
             elif kind == "write":
                 a, v = int(rng.integers(depth)), int(rng.integers(-128, 128))
+                v *= int(rng.random() > 0.3)
                 ctx.set(dut.wr_addr, a)
                 ctx.set(dut.wr_data, v)
                 await pulse(ctx, dut.wr_en)

@@ -307,6 +307,7 @@ class _Model:
         for i in range(self.lanes):
             ctx.set(a.bank_rd_lane, i)
             out.append(ctx.get(a.bank_rd_value))
+        assert ctx.get(a.bank_rd_first) == out[0]  # (lane 0's own port)
         return out
 
     def result(self, ctx, dot):

@@ -30,11 +30,16 @@ class _ZeroPointPerBeat(Elaboratable):
         return m
 
 
-def run_engine(params, b, *, zp=0, idle=0.3, stall=0.3, seed=SEED, push=False):
+def run_engine(params, b, *, zp=0, idle=0.3, stall=0.3, seed=SEED, push=False, wnz=None):
     """Run beats ``b`` through the engine; ``zp``: one zero point, or one per beat (driven
     with each beat, as the core's feeder does); ``push``: the engine's (``o`` never
-    stalled)."""
-    dut = SparseDotProduct(**params, push=push)
+    stalled); ``wnz`` (beats x lanes bits): the engine built with ``stored_nz``, each
+    beat's ``wnz`` these bits."""
+    dut = SparseDotProduct(**params, push=push, stored_nz=wnz is not None)
+    payloads = beat_payloads(b)
+    if wnz is not None:
+        for pl, bits in zip(payloads, wnz, strict=True):
+            pl["wnz"] = sum(int(v) << i for i, v in enumerate(bits))
     stall = 0.0 if push else stall
     per_beat = np.ndim(zp) != 0
     top = _ZeroPointPerBeat(dut) if per_beat else dut
@@ -46,12 +51,11 @@ def run_engine(params, b, *, zp=0, idle=0.3, stall=0.3, seed=SEED, push=False):
 
     async def producer(ctx):
         if per_beat:
-            payloads = [dict(beat=p, zp=int(z)) for p, z in zip(beat_payloads(b), zp,
-                                                                  strict=True)]
-            await stream_send(ctx, top.i, payloads, rng=rng, idle=idle)
+            await stream_send(ctx, top.i, [dict(beat=p, zp=int(z)) for p, z in
+                                           zip(payloads, zp, strict=True)], rng=rng, idle=idle)
             return
         ctx.set(dut.x_zero_point, zp)
-        await stream_send(ctx, dut.i, beat_payloads(b), rng=rng, idle=idle)
+        await stream_send(ctx, dut.i, payloads, rng=rng, idle=idle)
 
     async def consumer(ctx):
         if params.get("output", "stream") == "stream":
@@ -139,6 +143,32 @@ def test_push_output_with_a_registered_ready(params):
         assert counters["cycles"] == want.stats["cycles"], f"idle {idle}"
         assert counters["pairs"] == want.stats["pairs"]
         assert counters["skipped"] == want.stats["skipped"]
+
+
+@pytest.mark.parametrize("params", [dict(lanes=16, slots=4), dict(lanes=8, slots=3, skip=False),
+                                    dict(lanes=8, slots=4, bins={8: 1, 4: 1, 2: 2})], ids=_id)
+def test_stored_nz_is_the_weights_zero_mask(params):
+    """``stored_nz=True`` (core_kws's engine): with each beat's ``wnz`` its weights' non-zero
+    bits, the results and every counter are golden's; with every bit set the zero weights
+    are no longer skipped by the ranked engine (the bits are what it uses; with multiplier
+    bins a zero weight's level, 0, keeps it off every bin all the same)."""
+    seed = SEED + 13
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    lanes = params["lanes"]
+    zp = int(rng.integers(-128, 128))
+    b = concat(corner_beats(lanes, zp), *[
+        beats(rng, 40, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp)
+        for wd, xd in ((0.0, 1.0), (0.3, 0.6), (1.0, 1.0))])
+    want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
+    got, counters = run_engine(params, b, zp=zp, seed=seed, push=True, wnz=b["w"] != 0)
+    assert got.tolist() == want.results.tolist()
+    assert (counters["cycles"], counters["pairs"], counters["skipped"]) == \
+        (want.stats["cycles"], want.stats["pairs"], want.stats["skipped"])
+    _, all_set = run_engine(params, b, zp=zp, seed=seed, push=True,
+                            wnz=np.ones_like(b["w"], bool))
+    if params.get("skip", True) and "bins" not in params:
+        assert all_set["skipped"] < counters["skipped"]
 
 
 def test_push_is_refused_with_a_memory_output():

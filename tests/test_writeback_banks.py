@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, signed
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -45,7 +45,9 @@ class _Harness(Elaboratable):
         flat = Cat(*(v for bank in self.banks for v in bank))
         m.d.comb += [rd.addr.eq(dut.p_addr), dut.p_data.eq(stored_param(rd.data)),
                      dut.bank_rd_value.eq(flat.word_select(
-                         Cat(dut.bank_rd_lane, dut.bank_rd_sel), 32).as_signed())]
+                         Cat(dut.bank_rd_lane, dut.bank_rd_sel), 32).as_signed()),
+                     dut.bank_rd_first.eq(flat.word_select(
+                         Cat(Const(0, len(dut.bank_rd_lane)), dut.bank_rd_sel), 32).as_signed())]
         return m
 
 
