@@ -166,20 +166,21 @@ def test_core_random_programs(name):
 CONV_CORE = dict(seq_stim.CONV, x_depth=512, w_depth=512)  # (a convolution machine)
 
 
-@pytest.mark.parametrize("param_ram, fetch_ports, stored_nz",
-                         [("async", 1, False), ("sync", 2, True)])
-def test_conv_core_random_programs(param_ram, fetch_ports, stored_nz):
+@pytest.mark.parametrize("param_ram, fetch_ports, stored_nz, hazard_words",
+                         [("async", 1, False, 4), ("sync", 2, True, 16)])
+def test_conv_core_random_programs(param_ram, fetch_ports, stored_nz, hazard_words):
     """Random convolution programs (``sim.seq_stim.conv_case``: nested loops, STRD, SETG,
     window DOTs, lane banks and REQWs, both roundings) on a convolution core: results,
     errors and the pc they name, and the cycles the core model predicts (with the weights'
-    non-zero bits stored or computed: ``stored_nz``, core_kws's)."""
+    non-zero bits stored or computed: ``stored_nz``, core_kws's; hazard regions smaller
+    than a DOT, or of 16 words, where the feeder decodes a plain DOT's two regions)."""
     rng = np.random.default_rng(SEED + 5)
     print(f"seed {SEED + 5}")
     # every third case with refused requantizer parameters on two channels, every third
     # with its biases at the edges of int32 (a REQW's lane or a LDB'd DOT leaves it)
     cases = [seq_stim.conv_case(rng, bad_channels=2 * int(k % 3 == 1), edge_bias=k % 3 == 2,
                                 **CONV_CORE) for k in range(12)]
-    core = dict(param_ram=param_ram, short_requant=True, hazard_words=4,
+    core = dict(param_ram=param_ram, short_requant=True, hazard_words=hazard_words,
                 fetch_ports=fetch_ports, stored_nz=stored_nz)
     got_all = run_core_cases(cases, **core)
     errors = 0

@@ -526,7 +526,7 @@ def test_feeder_empty_and_fault_flags(window_wait):
 
 
 @pytest.mark.parametrize("window_wait,hazard_words",
-                         [(0, 1), (0, 4), (1, 1), (1, 8), (2, 1), (2, 4)])
+                         [(0, 1), (0, 4), (1, 1), (1, 8), (2, 1), (2, 4), (2, 16)])
 def test_feeder_window_dots(window_wait, hazard_words):
     """Random programs through the feeder in ``_Core``: every beat's words in order (golden's
     taps), what it reads (the versions program order says), the tags, and when each uop is
