@@ -76,7 +76,8 @@ class Core(wiring.Component):
 
     ==================== ===== ====================================================
     ``pload``            In    stream: program word ``word`` to address ``addr``
-    ``records``          In    stream of delta records, to DeltaApply (while idle)
+    ``records``          In    stream of delta records, to DeltaApply (while idle, not
+                               in the cycle a program starts)
     ``param_wr``         In    stream: channel ``ch``'s parameters ``p`` (while idle)
     ``x_wr``             In    stream: activation ``value`` to ``addr`` (while idle)
     ``x_rd_addr``        In    activation to read; ``x_rd_data`` shows it a cycle later

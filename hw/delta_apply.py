@@ -160,7 +160,7 @@ class WeightBanks(wiring.Component):
         if self._bits == 8:
             return w & 0xFF if isinstance(w, int) else w
         if isinstance(w, int):
-            return (w & 0xFF) | (int(w != 0) << 8)
+            return (w & 0xFF) | (int((w & 0xFF) != 0) << 8)
         return Cat(w, w != 0)
 
     @property

@@ -227,6 +227,8 @@ class SparseDotProduct(wiring.Component):
         take = Signal()  # driven by the front end: it takes the held beat this cycle
         held = Signal()
         ready = Signal()  # the input register takes a beat (``i.ready``: ``_handshake``)
+        # (the beat's ``wnz`` is kept as ``w_nz`` below; its copy in ``reg`` is unread, and
+        # synthesis drops it)
         reg = Signal(beat_layout(n, banks=self._banks, wnz=self._stored_nz))
         zp_r = Signal(signed(8))  # the beat's zero point, sampled with it
         # the zero masks, the weights' and the activations' registered apart (the words come

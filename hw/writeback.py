@@ -67,8 +67,8 @@ class RequantWriteback(wiring.Component):
     says (1 tflite double rounding, 0 single); the parameters from the writeback's own read
     port of the parameter memory (``p_addr``/``p_data``). A scalar REQ (``bank`` 0) is as
     above: ``acc``, no bias added. A REQW (``bank`` 1) of bank ``b``, channel ``c``, output
-    ``oa``, taken in cycle ``t``: lane ``i`` (``i < lanes``) is read from the bank
-    (``bank_rd_*``) in cycle ``t+i``, its sum with ``bias[c+i]`` (which must fit int32)
+    ``oa``, taken in cycle ``t``: lane ``i`` (``i < lanes``), as the bank holds it in cycle
+    ``t+i`` (read a cycle ahead, below), plus ``bias[c+i]`` (which must fit int32)
     enters the Requantizer with channel ``c+i``'s parameters in that cycle, and its result
     is written to element ``oa+i`` in cycle ``t+i+latency``; ``i.ready`` is low in cycles
     ``t+1 .. t+lanes-1``. Parameter memory: ``param_ram="async"``, ``p_data`` shows
@@ -208,15 +208,15 @@ class RequantWriteback(wiring.Component):
         addr_bits = len(fifo.w_data) - 1
         from_bank, total = Signal(), Signal(signed(33))  # (a lane's sum with its bias)
         double = Signal()
-        ahead = Signal(signed(32), name="bank_lane_ahead")  # lane r.lane, read a cycle ago
-        m.d.sync += ahead.eq(self.bank_rd_value)
+        lane_r = Signal(signed(32), name="bank_lane_ahead")  # lane r.lane, read a cycle ago
+        m.d.sync += lane_r.eq(self.bank_rd_value)
         m.d.comb += [self.i.ready.eq(req.i.ready & fifo.w_rdy & ~r.active),
                      req.i.valid.eq(r.active | (self.i.valid & fifo.w_rdy)),
                      r.take.eq(self.i.valid & self.i.ready),
                      self.bank_rd_sel.eq(Mux(r.active, r.sel, u.bank_no)),
                      self.bank_rd_lane.eq(Mux(r.active, r.ahead, 1)),
                      from_bank.eq(r.active | u.bank), double.eq(Mux(r.active, r.rnd, u.round)),
-                     total.eq(Mux(r.active, ahead, self.bank_rd_first) + p.bias),
+                     total.eq(Mux(r.active, lane_r, self.bank_rd_first) + p.bias),
                      req.i.payload.acc.eq(Mux(from_bank, total[:32], u.acc)),
                      req.i.payload.double.eq(double),
                      fifo.w_data.eq(Cat(Mux(r.active, Cat(r.lane, r.word), u.addr)[:addr_bits],
@@ -261,7 +261,7 @@ class RequantWriteback(wiring.Component):
             rnd=Signal(), pc=Signal(range(self._p["prog_depth"])),
             ch=Signal(range(self._p["channels"]), name="lane_ch"), last=Signal(),
             last_lane=Signal())
-        ahead = self._p["param_ram"] == "sync"  # the port is read a cycle ahead
+        sync_p = self._p["param_ram"] == "sync"  # the parameters are read a cycle ahead
         m.d.comb += [r.last.eq(r.lane == lanes - 1),
                      r.last_lane.eq(Mux(r.active, r.last, ~u.bank if lanes > 1 else 1))]
         if lanes == 1:  # a REQW is one lane: nothing to read out after its cycle
@@ -270,7 +270,7 @@ class RequantWriteback(wiring.Component):
             m.d.sync += [r.active.eq(1), r.lane.eq(1), r.ahead.eq(2 % lanes),
                          r.sel.eq(u.bank_no),
                          r.word.eq(u.addr >> low), r.rnd.eq(u.round), r.pc.eq(u.pc),
-                         r.ch.eq(u.ch + 1 + ahead)]
+                         r.ch.eq(u.ch + 1 + sync_p)]
         with m.Elif(r.active):
             m.d.sync += [r.lane.eq(r.lane + 1), r.ahead.eq(r.ahead + 1), r.ch.eq(r.ch + 1)]
             with m.If(r.last):

@@ -2,10 +2,11 @@
 the two tiers of the suite.
 
 Tier 1 (``make test``, a few minutes) is every test but the long ones; tier 2 (``make
-test-long``: ``-m "long or gate"``) is the long ones: the gate-level re-simulations of
-synthesized netlists (marker ``gate``), the whole-core runs marked ``long``, and the other
-simulator's runs of the block testbenches beyond one configuration per block
-(``OTHER_SIMULATOR_TIER1``). ``.ci/run`` runs both tiers.
+test-long``: ``-m "(long or gate) and not deep"``) is the long ones: the gate-level
+re-simulations of synthesized netlists (marker ``gate``), the whole-core runs marked
+``long``, and the other simulator's runs of the block testbenches beyond one configuration
+per block (``OTHER_SIMULATOR_TIER1``); ``make formal`` alone runs the proofs marked
+``deep``. ``.ci/run`` runs both tiers.
 """
 
 import os

@@ -173,7 +173,7 @@ def test_conv_core_random_programs(param_ram, fetch_ports, stored_nz, hazard_wor
     window DOTs, lane banks and REQWs, both roundings) on a convolution core: results,
     errors and the pc they name, and the cycles the core model predicts (with the weights'
     non-zero bits stored or computed: ``stored_nz``, core_kws's; hazard regions smaller
-    than a DOT, or of 16 words, where the feeder decodes a plain DOT's two regions)."""
+    than a DOT, or of 16 words, which a plain DOT spans two of at most)."""
     rng = np.random.default_rng(SEED + 5)
     print(f"seed {SEED + 5}")
     # every third case with refused requantizer parameters on two channels, every third

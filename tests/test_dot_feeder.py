@@ -12,7 +12,7 @@ flight), a REQ never issued while the feeder blocks it nor with a DOT, any engin
 Bounded: every input sequence of ``DEPTH`` cycles from reset (several DOTs and REQs
 interleaved with stalls), on a feeder of 4 one-lane words tracked per word and per region of
 two; and two mutants (no first-beat wait; no blocking of REQs) must fail. (k-induction does
-not close without invariants tying the queue to the harness's versions; about 5 minutes a
+not close without invariants tying the queue to the harness's versions; minutes a
 configuration, so the second tier runs it.)
 
 On a convolution machine (``conv=True``) the DOTs are also window DOTs (of one of two

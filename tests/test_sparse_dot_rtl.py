@@ -150,8 +150,9 @@ def test_push_output_with_a_registered_ready(params):
 def test_stored_nz_is_the_weights_zero_mask(params):
     """``stored_nz=True`` (core_kws's engine): with each beat's ``wnz`` its weights' non-zero
     bits, the results and every counter are golden's; with every bit set the zero weights
-    are no longer skipped by the ranked engine (the bits are what it uses; with multiplier
-    bins a zero weight's level, 0, keeps it off every bin all the same)."""
+    are no longer skipped by the ranked engine, and with none set every pair is skipped and
+    every result is 0 (the bits alone are what it uses, not a compare beside them; with
+    multiplier bins a zero weight's level, 0, keeps it off every bin all the same)."""
     seed = SEED + 13
     rng = np.random.default_rng(seed)
     print(f"seed {seed}")
@@ -169,6 +170,9 @@ def test_stored_nz_is_the_weights_zero_mask(params):
                             wnz=np.ones_like(b["w"], bool))
     if params.get("skip", True) and "bins" not in params:
         assert all_set["skipped"] < counters["skipped"]
+        got, none_set = run_engine(params, b, zp=zp, seed=seed, push=True,
+                                   wnz=np.zeros_like(b["w"], bool))
+        assert not got.any() and none_set["skipped"] == none_set["pairs"]
 
 
 def test_push_is_refused_with_a_memory_output():
