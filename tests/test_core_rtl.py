@@ -264,6 +264,15 @@ def _random_core_case(rng, conv):
     return case, want, err, Core(**dict(vars(case.cfg), **dict(SMALL_CORE, **core)))
 
 
+async def _load_case(ctx, dut, case, rng):
+    """Load a case into an idle core (its weights from an all-zero bank), then a cycle."""
+    weights, params, xs, prog = case_loads(case, np.zeros(case.cfg.w_depth, np.int64))
+    for port, pls in ((dut.records, weights), (dut.param_wr, params), (dut.x_wr, xs),
+                      (dut.pload, prog)):
+        await send(ctx, port, pls, rng)
+    await ctx.tick()
+
+
 def _host_ports_run(rng, conv):
     """One random program on a core of the kind, host writes offered throughout."""
     case, want, err, dut = _random_core_case(rng, conv)
@@ -274,11 +283,7 @@ def _host_ports_run(rng, conv):
     ports = (dut.x_wr, dut.param_wr, dut.records)
 
     async def bench(ctx):
-        weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
-        for port, pls in ((dut.records, weights), (dut.param_wr, params), (dut.x_wr, xs),
-                          (dut.pload, prog)):
-            await send(ctx, port, pls, rng)
-        await ctx.tick()
+        await _load_case(ctx, dut, case, rng)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -335,11 +340,7 @@ def _begin_with_start_run(rng, conv):
     sim.add_clock(1e-8)
 
     async def bench(ctx):
-        weights, params, xs, prog = case_loads(case, np.zeros(cfg.w_depth, np.int64))
-        for port, pls in ((dut.records, weights), (dut.param_wr, params), (dut.x_wr, xs),
-                          (dut.pload, prog)):
-            await send(ctx, port, pls, rng)
-        await ctx.tick()
+        await _load_case(ctx, dut, case, rng)
         ctx.set(dut.records.payload.op, gp.RecordOp.BEGIN)
         ctx.set(dut.records.valid, 1)
         ctx.set(dut.start, 1)

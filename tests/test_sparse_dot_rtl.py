@@ -98,6 +98,17 @@ CONFIGS = ([dict(lanes=4, slots=m) for m in range(1, 5)]
               dict(lanes=8, slots=9, bins={8: 1, 4: 8}), dict(lanes=4, slots=7, bins={8: 3, 2: 4})])
 
 
+# (weight, activation) densities of the random beats after the corner ones
+DENSITIES = ((0.0, 1.0), (1.0, 0.0), (0.3, 0.6), (1.0, 1.0), (0.1, 0.1))
+
+
+def _mixed_beats(rng, lanes, zp, n, densities):
+    """The corner beats, then ``n`` random beats at each (weight, activation) density."""
+    return concat(corner_beats(lanes, zp), *[
+        beats(rng, n, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp)
+        for wd, xd in densities])
+
+
 def _id(p):
     return "-".join(f"{k}{v}" for k, v in p.items()).replace(" ", "")
 
@@ -107,9 +118,7 @@ def test_sparse_dot_matches_golden(params):
     rng = np.random.default_rng(SEED)
     lanes = params["lanes"]
     zp = -128 if lanes == 8 else 3
-    b = concat(corner_beats(lanes, zp), *[
-        beats(rng, 40, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp)
-        for wd, xd in ((0.0, 1.0), (1.0, 0.0), (0.3, 0.6), (1.0, 1.0), (0.1, 0.1))])
+    b = _mixed_beats(rng, lanes, zp, 40, DENSITIES)
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
     got, counters = run_engine(params, b, zp=zp)
     assert got.tolist() == want.results.tolist()
@@ -133,9 +142,7 @@ def test_push_output_with_a_registered_ready(params):
     print(f"seed {seed}")
     lanes = params["lanes"]
     zp = int(rng.integers(-128, 128))
-    b = concat(corner_beats(lanes, zp), *[
-        beats(rng, 60, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp)
-        for wd, xd in ((0.0, 1.0), (1.0, 0.0), (0.3, 0.6), (1.0, 1.0), (0.1, 0.1))])
+    b = _mixed_beats(rng, lanes, zp, 60, DENSITIES)
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
     for idle in (0.0, 0.5):
         got, counters = run_engine(params, b, zp=zp, idle=idle, seed=seed, push=True)
@@ -158,9 +165,7 @@ def test_stored_nz_is_the_weights_zero_mask(params):
     print(f"seed {seed}")
     lanes = params["lanes"]
     zp = int(rng.integers(-128, 128))
-    b = concat(corner_beats(lanes, zp), *[
-        beats(rng, 40, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp)
-        for wd, xd in ((0.0, 1.0), (0.3, 0.6), (1.0, 1.0))])
+    b = _mixed_beats(rng, lanes, zp, 40, ((0.0, 1.0), (0.3, 0.6), (1.0, 1.0)))
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
     got, counters = run_engine(params, b, zp=zp, seed=seed, push=True, wnz=b["w"] != 0)
     assert got.tolist() == want.results.tolist()
