@@ -139,9 +139,8 @@ class WeightBanks(wiring.Component):
     def __init__(self, *, depth=4096, lanes=1, init=(), nz_bits=False):
         p = spec_params.delta_port(depth=depth, lanes=lanes)
         self._depth, self._lanes = p["depth"], p["lanes"]
-        if not isinstance(nz_bits, bool):
-            raise ValueError(f"nz_bits must be True or False, not {nz_bits!r}")
-        self._bits = 9 if nz_bits else 8  # a stored lane: the weight, then its non-zero bit
+        # a stored lane: the weight, then (``nz_bits``) its non-zero bit
+        self._bits = 9 if spec_params.flag("nz_bits", nz_bits) else 8
         init = _padded(init, depth)
         self._init = [sum(self._stored(init[w * lanes + k]) << (self._bits * k)
                           for k in range(lanes)) for w in range(depth // lanes)]
@@ -242,9 +241,7 @@ class DeltaApply(wiring.Component):
         p = spec_params.delta_port(depth=depth, lanes=lanes)
         self._depth, self._lanes = p["depth"], p["lanes"]
         self._init = _padded(init, depth)
-        if not isinstance(nz_bits, bool):
-            raise ValueError(f"nz_bits must be True or False, not {nz_bits!r}")
-        self._nz_bits = nz_bits
+        self._nz_bits = spec_params.flag("nz_bits", nz_bits)
         super().__init__({
             "records": In(stream.Signature(record_layout())),
             "rd_addr": In(range(depth // lanes)),

@@ -381,9 +381,7 @@ class DotFeeder(wiring.Component):
     def __init__(self, *, conv=False, window_wait=0, stored_nz=False, **params):
         if conv not in (False, True):
             raise ValueError(f"conv must be False or True, not {conv!r}")
-        if not isinstance(stored_nz, bool):
-            raise ValueError(f"stored_nz must be False or True, not {stored_nz!r}")
-        self._stored_nz = stored_nz
+        self._stored_nz = spec_params.flag("stored_nz", stored_nz)
         if window_wait not in (0, 1, 2) or (window_wait and not conv):
             raise ValueError("window_wait must be 0, or 1 or 2 with conv=True, not "
                              f"{window_wait!r} (conv={conv!r})")

@@ -136,19 +136,13 @@ class SparseDotProduct(wiring.Component):
         self._p = spec_params.sparse_dot(lanes=lanes, slots=slots, skip=skip, output=output,
                                          addr_width=addr_width, level_widths=level_widths,
                                          bins=bins)
-        if not isinstance(banks, bool):
-            raise ValueError(f"banks must be True or False, not {banks!r}")
-        self._banks = banks
-        if not isinstance(check_levels, bool):
-            raise ValueError(f"check_levels must be True or False, not {check_levels!r}")
-        self._check_levels = check_levels
+        self._banks = spec_params.flag("banks", banks)
+        self._check_levels = spec_params.flag("check_levels", check_levels)
         if push not in (False, True) or (push and output != "stream"):
             raise ValueError(f"push must be False, or True with output='stream', not {push!r} "
                              f"(output={output!r})")
         self._push = push
-        if not isinstance(stored_nz, bool):
-            raise ValueError(f"stored_nz must be True or False, not {stored_nz!r}")
-        self._stored_nz = stored_nz
+        self._stored_nz = spec_params.flag("stored_nz", stored_nz)
         ports = {
             "i": In(stream.Signature(beat_layout(lanes, banks=banks, wnz=stored_nz))),
             "x_zero_point": In(signed(8)),

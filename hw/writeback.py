@@ -115,8 +115,7 @@ class RequantWriteback(wiring.Component):
 
     def __init__(self, *, x_depth=256, short=False, conv=False, lanes=16, channels=64,
                  prog_depth=512, param_ram="async"):
-        if not isinstance(conv, bool):
-            raise ValueError(f"conv must be True or False, not {conv!r}")
+        spec_params.flag("conv", conv)
         if param_ram not in spec_params.PARAM_RAMS:
             raise ValueError(f"param_ram must be one of {spec_params.PARAM_RAMS}, "
                              f"not {param_ram!r}")

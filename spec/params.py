@@ -19,6 +19,13 @@ def int_in(name, value, lo, hi):
     return value
 
 
+def flag(name, value):
+    """``value`` must be True or False (a bool: not 0 or 1)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
     """Requantizer: ``mode`` one of REQUANT_MODES (``dual``: tflite or single rounding chosen
     per accumulator); prepost widths ``m_bits``, ``x_bits``; ``short``: about half the
@@ -26,10 +33,8 @@ def requant(*, mode="tflite", m_bits=16, x_bits=18, short=False):
     9/8/7/9)."""
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
-    if not isinstance(short, bool):
-        raise ValueError(f"short must be True or False, not {short!r}")
     return dict(mode=mode, m_bits=int_in("m_bits", m_bits, 2, 31),
-                x_bits=int_in("x_bits", x_bits, 2, 32), short=short)
+                x_bits=int_in("x_bits", x_bits, 2, 32), short=flag("short", short))
 
 
 # hw.requant's pipeline stages by mode (the Requantizer checks, when it is built, that it
@@ -71,8 +76,7 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
     if not _is_int(slots) or not 1 <= slots <= most:
         raise ValueError(f"slots must be an integer in [1, {most}] (lanes={lanes}), "
                          f"not {slots!r}")
-    if not isinstance(skip, bool):
-        raise ValueError(f"skip must be True or False, not {skip!r}")
+    flag("skip", skip)
     if output not in DOT_OUTPUTS:
         raise ValueError(f"output must be one of {DOT_OUTPUTS}, not {output!r}")
     int_in("addr_width", addr_width, 1, 32)
@@ -176,8 +180,7 @@ def machine(*, lanes=16, x_depth=256, w_depth=4096, channels=64, prog_depth=256,
     int_in("x_zero_point", x_zero_point, -128, 127)
     if mode not in REQUANT_MODES:
         raise ValueError(f"mode must be one of {REQUANT_MODES}, not {mode!r}")
-    if not isinstance(conv, bool):
-        raise ValueError(f"conv must be True or False, not {conv!r}")
+    flag("conv", conv)
     return dict(lanes=lanes, x_depth=x_depth, w_depth=w_depth, channels=channels,
                 prog_depth=prog_depth, x_zero_point=x_zero_point, mode=mode, conv=conv)
 
@@ -250,8 +253,7 @@ def core(*, lanes=16, slots=4, bins=None, skip=True, x_depth=256, w_depth=4096, 
         raise ValueError(f"param_ram must be one of {PARAM_RAMS}, not {param_ram!r}")
     check_hazard_words(hazard_words, x_depth // lanes)
     check_fetch_ports(fetch_ports)
-    if not isinstance(stored_nz, bool):
-        raise ValueError(f"stored_nz must be True or False, not {stored_nz!r}")
+    flag("stored_nz", stored_nz)
     requant(mode=mode, short=short_requant)
     e = sparse_dot(lanes=lanes, slots=slots, skip=skip, bins=bins)
     delta_port(depth=w_depth, lanes=lanes)
