@@ -162,15 +162,63 @@ def _rtl_beats(name, b, zp, sim):
 
 
 def _against_dense(name, dense, b, zp, sim):
-    """The engine and its dense baseline on the same beats: cycles, speedup, ideal."""
+    """The engine and its dense baseline on the same beats: cycles, speedup, ideal; the
+    efficiency (issue 25's ``eta``: ``golden.queued_dot.efficiency``, one beat a cycle) of
+    the engine (its RTL cycles) and of the carry-over engine's model on the same beats
+    (``golden.queued_dot``: queues of 8 pairs, lookaside; no RTL yet)."""
+    from sparq.golden.queued_dot import efficiency, queued_cycles
+
     lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
     sp, dn = _rtl_beats(name, b, zp, sim), _rtl_beats(dense, b, zp, sim)
     density = 1 - sp["given_skipped"] / sp["given_pairs"]
+    effectual = sp["given_pairs"] - sp["given_skipped"]
+    nz = (np.asarray(b["w"]) != 0) & (np.asarray(b["x"]) != zp)
+    queued = queued_cycles(nz, b["last"], lanes=lanes, slots=slots, depth=QUEUE_DEPTH,
+                           lookaside=True)
     return dict(measured_density=round(density, 4), beats=sp["given_beats"],
                 vectors=sp["given_vectors"], rtl_cycles=sp["given_rtl_cycles"],
                 model_cycles=sp["given_model_cycles"], dense_cycles=dn["given_rtl_cycles"],
                 speedup=round(dn["given_rtl_cycles"] / sp["given_rtl_cycles"], 4),
-                ideal=round(_ideal(lanes, slots, density), 4))
+                ideal=round(_ideal(lanes, slots, density), 4),
+                eta=round(efficiency(sp["given_rtl_cycles"], effectual, sp["given_beats"],
+                                     slots=slots), 4),
+                queued_model_cycles=queued.cycles,
+                eta_queued_model=round(efficiency(queued.cycles, effectual,
+                                                  sp["given_beats"], slots=slots), 4))
+
+
+QUEUE_DEPTH = 8  # the carry-over engine's queues (golden.queued_dot) in the figures
+
+
+def _carry_over_study(rng, n=2000):
+    """The carry-over engine's model (``golden.queued_dot``) beside today's engine's cycle
+    model: eta on ``n`` one-beat vectors of random operands at each joint density, for 16
+    lanes / 4 multipliers and a wide shape (32 / 16), queues of 4, 8 and 16 pairs, with and
+    without lookaside, one or two beats a cycle."""
+    from sparq.golden.queued_dot import efficiency, queued_cycles
+    from sparq.golden.sparse_dot import beat_cycles
+
+    rows = []
+    for lanes, slots in ((16, 4), (32, 16)):
+        for d in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0):
+            _log(f"sparse_dot: carry-over model, {lanes} lanes / {slots}, density {d}")
+            nz = (rng.random((n, lanes)) < d ** 0.5) & (rng.random((n, lanes)) < d ** 0.5)
+            eff = int(nz.sum())
+            today = int(beat_cycles(nz.sum(1), lanes=lanes, slots=slots).sum())
+            row = dict(lanes=lanes, slots=slots, joint_density=d, effectual=eff,
+                       eta_today=round(efficiency(today, eff, n, slots=slots), 4))
+            for depth in (4, 8, 16):
+                for look in (False, True):
+                    for front in (1, 2):
+                        if depth < lanes // slots:
+                            continue
+                        r = queued_cycles(nz, lanes=lanes, slots=slots, depth=depth,
+                                          lookaside=look, front=front)
+                        key = f"eta_q{depth}{'_look' if look else ''}_b{front}"
+                        row[key] = round(efficiency(r.cycles, eff, n, slots=slots,
+                                                    front=front), 4)
+            rows.append(row)
+    return rows
 
 
 def _ideal(lanes, slots, density):
@@ -204,7 +252,8 @@ def bench_sparse_dot():
     img = REPORTS / "sparse_dot_speedup.png"
     _plot_sparse(out, img)
     shutil.copy(img, DOC_IMG / img.name)
-    return dict(out, simulator=sim, seed=SEED)
+    return dict(out, carry_over_study=_carry_over_study(np.random.default_rng(SEED)),
+                simulator=sim, seed=SEED)
 
 
 def _plot_sparse(out, path):

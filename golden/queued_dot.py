@@ -1,0 +1,125 @@
+"""The cycle model of a carry-over dot-product engine: lane groups with pair queues.
+
+A design candidate for the engine that keeps its multipliers busy across beats (issue 25;
+docs/sparse_dot.md, "Carrying work over between beats"). Its values are those of
+``golden.sparse_dot.sparse_dot`` (the schedule does not change a sum); this module gives its
+cycles. There is no RTL for it yet.
+
+The engine: ``lanes`` lanes in ``slots`` groups of ``lanes // slots`` neighbouring lanes,
+one multiplier per group, and per group a queue of up to ``depth`` pairs (a pair is
+*effectual* when both operands are non-zero; only those enter a queue). In each cycle ``t``:
+
+- the front end takes up to ``front`` beats, in order, each only if every group's queue has
+  room for its effectual pairs: ``occ[k] + pairs already taken this cycle + the beat's
+  pairs of group k <= depth``, with ``occ[k]`` the queue's occupancy at the start of the
+  cycle (a pop in this cycle frees its place from the next: a comparison on registers);
+- each multiplier ``k`` multiplies the head of its own queue when it holds a pair at the
+  start of the cycle; with ``lookaside=True``, a multiplier whose own queue is empty takes
+  the *second* pair of the next group's queue (``k + 1`` modulo ``slots``) when that queue
+  holds two or more (so each queue gives at most two pairs a cycle, to its owner and to
+  the multiplier before it);
+- pairs taken in cycle ``t`` can be multiplied from cycle ``t + 1``.
+
+A beat without effectual pairs still takes its place in the front end (one of ``front`` a
+cycle). A vector is *done* in the cycle its last pair is multiplied (or in the cycle its
+last beat is taken, if no pair is left). The stream's cycles run from cycle 0 (the first
+beat offered) to the cycle after the last pair is multiplied, the input always valid.
+
+Efficiency (issue 25): ``eta = ideal / cycles`` with ``ideal = max(ceil(effectual /
+slots), ceil(beats / front))``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparq.spec import params as spec_params
+
+
+def check_params(*, lanes, slots, depth, lookaside, front):
+    """The parameters, checked: ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least
+    a group's lanes (a full beat of a group fits) and at most 64, ``front`` 1..4."""
+    spec_params.int_in("lanes", lanes, 1, 64)
+    spec_params.int_in("slots", slots, 1, lanes)
+    if lanes % slots:
+        raise ValueError(f"slots must divide lanes={lanes}, not {slots!r}")
+    spec_params.int_in("depth", depth, lanes // slots, 64)
+    spec_params.flag("lookaside", lookaside)
+    spec_params.int_in("front", front, 1, 4)
+    return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front)
+
+
+@dataclass
+class QueuedRun:
+    take: np.ndarray  # the cycle each beat is taken in
+    done: np.ndarray  # the cycle each vector is done in
+    cycles: int  # the stream's cycles (cycle 0 to the one after the last multiply)
+    effectual: int  # pairs multiplied
+    busy: np.ndarray  # per multiplier: cycles it multiplied a pair
+
+
+def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=True, front=1):
+    """Run a stream of beats through the model. ``nz``: bools (beats, lanes), the effectual
+    pairs; ``last``: bools (beats,), the beats that end a vector (default: every beat;
+    the final beat must be one). Returns a ``QueuedRun``."""
+    check_params(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front)
+    nz = np.asarray(nz, bool)
+    if nz.ndim != 2 or nz.shape[1] != lanes:
+        raise ValueError(f"nz must be (beats, lanes={lanes}), got shape {nz.shape}")
+    beats = nz.shape[0]
+    last = np.ones(beats, bool) if last is None else np.asarray(last, bool)
+    if last.shape != (beats,):
+        raise ValueError(f"last must have shape ({beats},), got {last.shape}")
+    if beats and not last[-1]:
+        raise ValueError("the final beat must be last: a vector is left unfinished")
+    per = nz.reshape(beats, slots, lanes // slots).sum(axis=2)  # pairs per beat and group
+    vec = np.cumsum(last) - last  # each beat's vector
+    # each queue as a list of the vectors of its pairs (oldest first)
+    queues = [[] for _ in range(slots)]
+    take = np.zeros(beats, np.int64)
+    done = np.zeros(int(last.sum()), np.int64)
+    left = np.zeros(len(done), np.int64)  # pairs of each vector not yet multiplied
+    closed = np.zeros(len(done), bool)  # its last beat is taken
+    busy = np.zeros(slots, np.int64)
+    i = t = 0
+    while i < beats or any(queues):
+        occ = [len(q) for q in queues]
+        pops = []  # (queue, position) of the pairs multiplied now
+        for k in range(slots):
+            if occ[k]:
+                pops.append((k, 0, k))
+            elif lookaside and occ[(k + 1) % slots] >= 2 and slots > 1:
+                pops.append(((k + 1) % slots, 1, k))
+        for q, pos, k in sorted(pops, key=lambda p: -p[1]):  # (second before head)
+            v = queues[q].pop(pos)
+            busy[k] += 1
+            left[v] -= 1
+            if left[v] == 0 and closed[v]:
+                done[v] = t
+        added = np.zeros(slots, np.int64)
+        taken = 0
+        while i < beats and taken < front and all(
+                occ[k] + added[k] + per[i, k] <= depth for k in range(slots)):
+            v = vec[i]
+            for k in range(slots):
+                queues[k].extend([v] * int(per[i, k]))
+            added += per[i]
+            left[v] += int(per[i].sum())
+            take[i] = t
+            closed[v] = last[i]
+            if last[i] and left[v] == 0:
+                done[v] = t
+            i, taken = i + 1, taken + 1
+        t += 1
+    return QueuedRun(take=take, done=done, cycles=t, effectual=int(per.sum()), busy=busy)
+
+
+def ideal_cycles(effectual, beats, *, slots, front=1):
+    """``max(ceil(effectual / slots), ceil(beats / front))``: no engine with ``slots``
+    multipliers and a front end of ``front`` beats a cycle does better."""
+    return max(-(-int(effectual) // slots), -(-int(beats) // front))
+
+
+def efficiency(cycles, effectual, beats, *, slots, front=1):
+    """``eta = ideal_cycles / cycles`` (1.0: every multiplier busy, or the front end full)."""
+    return ideal_cycles(effectual, beats, slots=slots, front=front) / cycles
