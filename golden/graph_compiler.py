@@ -692,6 +692,25 @@ def _segment_cycles(c, prog, x0, ends, core):
     return [b - a for a, b in zip([0] + marks[:-1], marks, strict=True)]
 
 
+def engine_stream(c, xq, *, lanes):
+    """The beats the engine is fed over a run of ``c`` on input ``xq`` (every core segment's
+    DOTs in execution order, padding taps not fed): ``(nz, last)``, ``nz`` bools (beats,
+    lanes) (the pair is effectual: activation off the zero point, weight non-zero) and
+    ``last`` bools (beats,) (the beat ends its DOT)."""
+    runs, masks = [], []
+    c.run(xq, runs=runs)
+    for prog, (x0, _) in zip(c.programs, runs, strict=True):
+        m = new_machine(c.cfg, c.params, x0)
+
+        def cost(xd, w):
+            masks.append(((np.asarray(xd) != 0) & (np.asarray(w) != 0)).reshape(-1, lanes))
+            return 1
+        m.dot_cost = cost
+        run(m, prog)
+    last = [np.arange(len(k)) == len(k) - 1 for k in masks]
+    return np.concatenate(masks), np.concatenate(last)
+
+
 def _effectual(c, prog, x0):
     """Per DOT pc: the effectual pairs (activation off the zero point, weight non-zero) and
     all pairs it fed, summed over a run of ``prog`` from ``x0``."""

@@ -14,10 +14,11 @@ one multiplier per group, and per group a queue of up to ``depth`` pairs (a pair
   pairs of group k <= depth``, with ``occ[k]`` the queue's occupancy at the start of the
   cycle (a pop in this cycle frees its place from the next: a comparison on registers);
 - each multiplier ``k`` multiplies the head of its own queue when it holds a pair at the
-  start of the cycle; with ``lookaside=True``, a multiplier whose own queue is empty takes
-  the *second* pair of the next group's queue (``k + 1`` modulo ``slots``) when that queue
-  holds two or more (so each queue gives at most two pairs a cycle, to its owner and to
-  the multiplier before it);
+  start of the cycle; with ``lookaside`` ``r`` > 0, a multiplier whose own queue is empty
+  takes the *second* pair of the first of the next ``r`` groups' queues (``k + 1``, ...,
+  ``k + r`` modulo ``slots``) that holds two or more and whose second pair no multiplier
+  before ``k`` (in index order) took this cycle; so each queue gives at most two pairs a
+  cycle, to its owner and to one of the ``r`` multipliers before it;
 - pairs taken in cycle ``t`` can be multiplied from cycle ``t + 1``.
 
 A beat without effectual pairs still takes its place in the front end (one of ``front`` a
@@ -38,13 +39,14 @@ from sparq.spec import params as spec_params
 
 def check_params(*, lanes, slots, depth, lookaside, front):
     """The parameters, checked: ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least
-    a group's lanes (a full beat of a group fits) and at most 64, ``front`` 1..4."""
+    a group's lanes (a full beat of a group fits) and at most 64, ``lookaside`` 0 to
+    ``slots - 1``, ``front`` 1..4."""
     spec_params.int_in("lanes", lanes, 1, 64)
     spec_params.int_in("slots", slots, 1, lanes)
     if lanes % slots:
         raise ValueError(f"slots must divide lanes={lanes}, not {slots!r}")
     spec_params.int_in("depth", depth, lanes // slots, 64)
-    spec_params.flag("lookaside", lookaside)
+    spec_params.int_in("lookaside", lookaside, 0, slots - 1)
     spec_params.int_in("front", front, 1, 4)
     return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front)
 
@@ -58,7 +60,7 @@ class QueuedRun:
     busy: np.ndarray  # per multiplier: cycles it multiplied a pair
 
 
-def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=True, front=1):
+def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1):
     """Run a stream of beats through the model. ``nz``: bools (beats, lanes), the effectual
     pairs; ``last``: bools (beats,), the beats that end a vector (default: every beat;
     the final beat must be one). Returns a ``QueuedRun``."""
@@ -84,12 +86,17 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=True, front
     i = t = 0
     while i < beats or any(queues):
         occ = [len(q) for q in queues]
-        pops = []  # (queue, position) of the pairs multiplied now
+        pops = []  # (queue, position, multiplier) of the pairs multiplied now
+        lent = [False] * slots  # the queue's second pair is taken
         for k in range(slots):
             if occ[k]:
                 pops.append((k, 0, k))
-            elif lookaside and occ[(k + 1) % slots] >= 2 and slots > 1:
-                pops.append(((k + 1) % slots, 1, k))
+                continue
+            for j in ((k + s) % slots for s in range(1, lookaside + 1)):
+                if occ[j] >= 2 and not lent[j]:
+                    pops.append((j, 1, k))
+                    lent[j] = True
+                    break
         for q, pos, k in sorted(pops, key=lambda p: -p[1]):  # (second before head)
             v = queues[q].pop(pos)
             busy[k] += 1

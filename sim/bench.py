@@ -165,7 +165,7 @@ def _against_dense(name, dense, b, zp, sim):
     """The engine and its dense baseline on the same beats: cycles, speedup, ideal; the
     efficiency (issue 25's ``eta``: ``golden.queued_dot.efficiency``, one beat a cycle) of
     the engine (its RTL cycles) and of the carry-over engine's model on the same beats
-    (``golden.queued_dot``: queues of 8 pairs, lookaside; no RTL yet)."""
+    (``golden.queued_dot``: ``QUEUE_DEPTH`` pairs, ``QUEUE_LOOKASIDE``; no RTL yet)."""
     from sparq.golden.queued_dot import efficiency, queued_cycles
 
     lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
@@ -174,7 +174,7 @@ def _against_dense(name, dense, b, zp, sim):
     effectual = sp["given_pairs"] - sp["given_skipped"]
     nz = (np.asarray(b["w"]) != 0) & (np.asarray(b["x"]) != zp)
     queued = queued_cycles(nz, b["last"], lanes=lanes, slots=slots, depth=QUEUE_DEPTH,
-                           lookaside=True)
+                           lookaside=min(QUEUE_LOOKASIDE, slots - 1))
     return dict(measured_density=round(density, 4), beats=sp["given_beats"],
                 vectors=sp["given_vectors"], rtl_cycles=sp["given_rtl_cycles"],
                 model_cycles=sp["given_model_cycles"], dense_cycles=dn["given_rtl_cycles"],
@@ -187,14 +187,15 @@ def _against_dense(name, dense, b, zp, sim):
                                                   sp["given_beats"], slots=slots), 4))
 
 
-QUEUE_DEPTH = 8  # the carry-over engine's queues (golden.queued_dot) in the figures
+# the carry-over engine's queues (golden.queued_dot) in the figures: 8 pairs, a reach of 2
+QUEUE_DEPTH, QUEUE_LOOKASIDE = 8, 2
 
 
 def _carry_over_study(rng, n=2000):
     """The carry-over engine's model (``golden.queued_dot``) beside today's engine's cycle
     model: eta on ``n`` one-beat vectors of random operands at each joint density, for 16
-    lanes / 4 multipliers and a wide shape (32 / 16), queues of 4, 8 and 16 pairs, with and
-    without lookaside, one or two beats a cycle."""
+    lanes / 4 multipliers and a wide shape (32 / 16), queues of 4, 8 and 16 pairs, a
+    lookaside reach of 0, 1 or 2, one or two beats a cycle."""
     from sparq.golden.queued_dot import efficiency, queued_cycles
     from sparq.golden.sparse_dot import beat_cycles
 
@@ -208,13 +209,13 @@ def _carry_over_study(rng, n=2000):
             row = dict(lanes=lanes, slots=slots, joint_density=d, effectual=eff,
                        eta_today=round(efficiency(today, eff, n, slots=slots), 4))
             for depth in (4, 8, 16):
-                for look in (False, True):
+                for look in (0, 1, 2):
                     for front in (1, 2):
                         if depth < lanes // slots:
                             continue
                         r = queued_cycles(nz, lanes=lanes, slots=slots, depth=depth,
                                           lookaside=look, front=front)
-                        key = f"eta_q{depth}{'_look' if look else ''}_b{front}"
+                        key = f"eta_q{depth}_look{look}_b{front}"
                         row[key] = round(efficiency(r.cycles, eff, n, slots=slots,
                                                     front=front), 4)
             rows.append(row)
@@ -771,10 +772,35 @@ def bench_kws(n_random=3):
             layer["rtl_alone"] = alone
         fig["total"]["rtl_cycles"] = r["cycles"]
         fig["rtl_equals_model"] = r["cycles"] == fig["total"]["cycles"]
+    out["engine_eta"] = _engine_eta(c, real[0], core)
     tot = out["inputs"]["real"]["total"]
     out["real_over_cortex_m4"] = round(9.0e6 / tot["cycles"], 1)
     out["random_mean_cycles"] = float(np.mean([v["total"]["cycles"] for k, v in
                                                out["inputs"].items() if k != "real"]))
+    return out
+
+
+def _engine_eta(c, x, core):
+    """The engine alone on the keyword spotter's beats (the real input, every DOT back to
+    back, the input always valid): eta (``golden.queued_dot.efficiency``) of today's engine
+    (``max(1, ceil(nnz / M))`` a beat) and of the carry-over engine's model (queues of
+    ``QUEUE_DEPTH``, lookaside reach 1 and ``QUEUE_LOOKASIDE``; issue 25, no RTL yet)."""
+    from sparq.golden.graph_compiler import engine_stream
+    from sparq.golden.queued_dot import efficiency, queued_cycles
+    from sparq.golden.sparse_dot import beat_cycles
+
+    lanes, slots = core["lanes"], core["slots"]
+    _log("kws: the engine alone on the real input's beats (today's and the carry-over model)")
+    nz, last = engine_stream(c, x, lanes=lanes)
+    eff, n = int(nz.sum()), len(nz)
+    today = int(beat_cycles(nz.sum(1), lanes=lanes, slots=slots).sum())
+    out = dict(beats=n, dots=int(last.sum()), effectual=eff, today_cycles=today,
+               eta_today=round(efficiency(today, eff, n, slots=slots), 4))
+    for look in sorted({1, QUEUE_LOOKASIDE}):
+        q = queued_cycles(nz, last, lanes=lanes, slots=slots, depth=QUEUE_DEPTH,
+                          lookaside=look).cycles
+        out[f"queued_look{look}_cycles"] = q
+        out[f"eta_queued_look{look}"] = round(efficiency(q, eff, n, slots=slots), 4)
     return out
 
 

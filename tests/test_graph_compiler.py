@@ -173,6 +173,43 @@ def test_a_host_op_between_core_ops_splits_the_program(tmp_path):
     assert "AVERAGE_POOL_2D" not in [r["kind"] for r in rows]
 
 
+def test_engine_stream_is_what_the_dots_feed(tmp_path):
+    """``engine_stream`` over a program in two parts (a host op between): its pairs and
+    effectual pairs are ``layer_figures``' (every part's DOTs, padding taps not fed), its
+    DOTs end at the beats flagged ``last``, and today's engine's cycles on it are the sum
+    of every DOT's beat costs."""
+    from sparq.golden.core import dot_beat_cycles
+    from sparq.golden.graph_compiler import engine_stream
+    from sparq.golden.sequencer import new_machine, run
+
+    rng = np.random.default_rng(SEED + 33)
+    path = tmp_path / "chain.tflite"
+    path.write_bytes(conv_chain(rng, first="strip"))
+    c = compile_graph(path, CHAIN_MACHINE)
+    x = rng.integers(-128, 128, c.graph.t(c.graph.inputs[0]).shape[1:]).astype(np.int8)
+    lanes = CHAIN_MACHINE.lanes
+    nz, last = engine_stream(c, x, lanes=lanes)
+    rows = layer_figures(c, x, slots=4, short_requant=True, hazard_words=4)
+    assert nz.shape[1] == lanes and last[-1] and len(c.programs) == 2
+    assert int(nz.sum()) == sum(r["effectual"] for r in rows)
+    assert nz.size == sum(r["pairs"] for r in rows)
+    costs, runs = [], []
+
+    def cost(xd, w):  # (one DOT: its beats' cycles on today's engine)
+        costs.append(int(dot_beat_cycles(xd, w, lanes=lanes, slots=4).sum()))
+        return 1
+    c.run(x, runs=runs)
+    for prog, (x0, _) in zip(c.programs, runs, strict=True):
+        m = new_machine(c.cfg, c.params, x0)
+        m.dot_cost = cost
+        run(m, prog)
+    assert len(costs) == int(last.sum())
+    ends = np.flatnonzero(last)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    per_beat = np.maximum(1, -(-nz.sum(1) // 4))
+    assert costs == [int(per_beat[a:b + 1].sum()) for a, b in zip(starts, ends, strict=True)]
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(kh=3, kw=3, oc=16, stride=(1, 1), padding="SAME", depthwise=False, act=0,
           dilation=2), r"op 0 \(CONV_2D\): dilation \(2, 2\) is not supported"),
