@@ -398,6 +398,9 @@ def _run(m, program, max_steps):
     program = list(program) + [0] * (m.cfg.prog_depth - len(program))  # as in hardware
     loops = []  # open loops, outermost first: [start, end, count, index]
     steps, decoded = 0, {}  # (each word is decoded and checked once)
+    # the current iteration's offsets, until a loop opens, steps or closes (the strides of
+    # the open levels change only when their LOOP opens: STRD of an open level is illegal)
+    off = NO_OFFSETS
     while not m.halted:
         if m.pc >= len(program):  # the hardware reads an all-zero (illegal) word there
             raise IllegalInstruction(f"pc {m.pc}: past the end of the program without HALT")
@@ -418,6 +421,7 @@ def _run(m, program, max_steps):
                 m.strides["x"][len(loops)] = ins.xstride
                 m.strides["o"][len(loops)] = ins.ostride
                 loops.append(entry)
+                off = None
             else:  # the body is skipped: it may end an enclosing body
                 nxt, last = entry[1] + 1, entry[1]
         if on and ins.op == "STRD" and ins.level < len(loops):
@@ -427,7 +431,9 @@ def _run(m, program, max_steps):
         if on and ins.op == "HALT":
             m.halted = True
         elif on and ins.op != "LOOP":
-            extra = execute(m, ins, offsets(m, loops))
+            if off is None:
+                off = offsets(m, loops)
+            extra = execute(m, ins, off)
         m.cycles += 1 + extra
         m.executed += int(on)
         m.predicated_off += int(not on)
@@ -435,6 +441,7 @@ def _run(m, program, max_steps):
         if m.effects is not None:
             m.effects.append(m.effect)
         while loops and last == loops[-1][1] and not m.halted:  # a body's end: back or out
+            off = None
             if loops[-1][3] + 1 < loops[-1][2]:
                 loops[-1][3] += 1
                 nxt = loops[-1][0]
