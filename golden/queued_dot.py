@@ -129,4 +129,7 @@ def ideal_cycles(effectual, beats, *, slots, front=1):
 
 def efficiency(cycles, effectual, beats, *, slots, front=1):
     """``eta = ideal_cycles / cycles`` (1.0: every multiplier busy, or the front end full)."""
+    if int(cycles) < 1:
+        raise ValueError(f"cycles must be positive (a stream of at least one beat), not "
+                         f"{cycles!r}")
     return ideal_cycles(effectual, beats, slots=slots, front=front) / cycles

@@ -153,6 +153,9 @@ def test_bad_parameters_are_named(kwargs, match):
 
 
 def test_bad_streams_are_named():
+    with pytest.raises(ValueError, match="cycles must be positive"):
+        efficiency(queued_cycles(np.zeros((0, 16), bool), lanes=16, slots=4).cycles, 0, 0,
+                   slots=4)
     with pytest.raises(ValueError, match=r"nz must be \(beats, lanes=16\), got shape"):
         queued_cycles(np.ones((2, 8), bool), lanes=16, slots=4)
     with pytest.raises(ValueError, match="the final beat must be last"):
