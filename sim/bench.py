@@ -210,9 +210,7 @@ def _carry_over_study(rng, n=2000):
                        eta_today=round(efficiency(today, eff, n, slots=slots), 4))
             for depth in (4, 8, 16):
                 for look in (0, 1, 2):
-                    for front in (1, 2):
-                        if depth < lanes // slots:
-                            continue
+                    for front in (1, 2):  # (every depth holds a beat of a group)
                         r = queued_cycles(nz, lanes=lanes, slots=slots, depth=depth,
                                           lookaside=look, front=front)
                         key = f"eta_q{depth}_look{look}_b{front}"
