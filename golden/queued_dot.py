@@ -23,8 +23,14 @@ one multiplier per group, and per group a queue of up to ``depth`` pairs (a pair
 
 A beat without effectual pairs still takes its place in the front end (one of ``front`` a
 cycle). A vector is *done* in the cycle its last pair is multiplied (or in the cycle its
-last beat is taken, if no pair is left). The stream's cycles run from cycle 0 (the first
-beat offered) to the cycle after the last pair is multiplied, the input always valid.
+last beat is taken, if no pair is left). Its result *leaves* (in order, one a cycle, the
+output always ready) ``latency`` cycles after it is done at the earliest: ``leave[v] =
+max(done[v] + latency, leave[v - 1] + 1)``. With ``tags`` (the vector numbers the RTL
+keeps), a vector holds a number from the cycle its first beat is taken to the cycle its
+result leaves, and a beat that starts a vector is taken only while a number is free at
+the start of the cycle (after the vectors started earlier in the same cycle). The
+stream's cycles run from cycle 0 (the first beat offered) to the cycle after the last pair
+is multiplied, the input always valid.
 
 Efficiency (issue 25): ``eta = ideal / cycles`` with ``ideal = max(ceil(effectual /
 slots), ceil(beats / front))``.
@@ -37,10 +43,10 @@ import numpy as np
 from sparq.spec import params as spec_params
 
 
-def check_params(*, lanes, slots, depth, lookaside, front):
+def check_params(*, lanes, slots, depth, lookaside, front, tags=None, latency=2):
     """The parameters, checked: ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least
     a group's lanes (a full beat of a group fits) and at most 64, ``lookaside`` 0 to
-    ``slots - 1``, ``front`` 1..4."""
+    ``slots - 1``, ``front`` 1..4, ``tags`` None (no limit) or 1..256, ``latency`` 1..8."""
     spec_params.int_in("lanes", lanes, 1, 64)
     spec_params.int_in("slots", slots, 1, lanes)
     if lanes % slots:
@@ -48,23 +54,30 @@ def check_params(*, lanes, slots, depth, lookaside, front):
     spec_params.int_in("depth", depth, lanes // slots, 64)
     spec_params.int_in("lookaside", lookaside, 0, slots - 1)
     spec_params.int_in("front", front, 1, 4)
-    return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front)
+    if tags is not None:
+        spec_params.int_in("tags", tags, 1, 256)
+    spec_params.int_in("latency", latency, 1, 8)
+    return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
+                tags=tags, latency=latency)
 
 
 @dataclass
 class QueuedRun:
     take: np.ndarray  # the cycle each beat is taken in
     done: np.ndarray  # the cycle each vector is done in
+    leave: np.ndarray  # the cycle each vector's result leaves
     cycles: int  # the stream's cycles (cycle 0 to the one after the last multiply)
     effectual: int  # pairs multiplied
     busy: np.ndarray  # per multiplier: cycles it multiplied a pair
 
 
-def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1):
+def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1, tags=None,
+                  latency=2):
     """Run a stream of beats through the model. ``nz``: bools (beats, lanes), the effectual
     pairs; ``last``: bools (beats,), the beats that end a vector (default: every beat;
     the final beat must be one). Returns a ``QueuedRun``."""
-    check_params(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front)
+    check_params(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
+                 tags=tags, latency=latency)
     nz = np.asarray(nz, bool)
     if nz.ndim != 2 or nz.shape[1] != lanes:
         raise ValueError(f"nz must be (beats, lanes={lanes}), got shape {nz.shape}")
@@ -82,6 +95,7 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1)
     done = np.zeros(int(last.sum()), np.int64)
     left = np.zeros(len(done), np.int64)  # pairs of each vector not yet multiplied
     closed = np.zeros(len(done), bool)  # its last beat is taken
+    out = _Results(len(done), latency)
     busy = np.zeros(slots, np.int64)
     i = t = 0
     while i < beats or any(queues):
@@ -103,11 +117,16 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1)
             left[v] -= 1
             if left[v] == 0 and closed[v]:
                 done[v] = t
+                out.done(v, t)
         added = np.zeros(slots, np.int64)
-        taken = 0
+        taken, held = 0, out.held(t)  # (vector numbers held at the start of the cycle)
         while i < beats and taken < front and all(
                 occ[k] + added[k] + per[i, k] <= depth for k in range(slots)):
             v = vec[i]
+            starts = i == 0 or last[i - 1]
+            if starts and tags is not None and held >= tags:
+                break
+            held += starts
             for k in range(slots):
                 queues[k].extend([v] * int(per[i, k]))
             added += per[i]
@@ -116,9 +135,42 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1)
             closed[v] = last[i]
             if last[i] and left[v] == 0:
                 done[v] = t
+                out.done(v, t)
+            if starts:
+                out.start(v)
             i, taken = i + 1, taken + 1
         t += 1
-    return QueuedRun(take=take, done=done, cycles=t, effectual=int(per.sum()), busy=busy)
+    return QueuedRun(take=take, done=done, leave=out.leave, cycles=t,
+                     effectual=int(per.sum()), busy=busy)
+
+
+class _Results:
+    """The results' order: each vector's leave cycle once it and every vector before it are
+    done (``leave[v] = max(done[v] + latency, leave[v - 1] + 1)``), and the vector numbers
+    held at the start of a cycle (started, result not yet left)."""
+
+    def __init__(self, vectors, latency):
+        self.latency, self.started, self.next, self.freed = latency, 0, 0, 0
+        self.leave = np.full(vectors, -1, np.int64)
+        self.done_at = np.full(vectors, -1, np.int64)
+
+    def start(self, v):
+        self.started = v + 1
+
+    def done(self, v, t):
+        self.done_at[v] = t
+        while self.next < len(self.leave) and self.done_at[self.next] >= 0:
+            v = self.next
+            before = self.leave[v - 1] + 1 if v else 0
+            self.leave[v] = max(self.done_at[v] + self.latency, before)
+            self.next += 1
+
+    def held(self, t):
+        """Vectors started whose result has not left before cycle ``t`` (``t`` never
+        decreases; results leave in order)."""
+        while self.freed < self.next and self.leave[self.freed] < t:
+            self.freed += 1
+        return self.started - self.freed
 
 
 def ideal_cycles(effectual, beats, *, slots, front=1):

@@ -45,6 +45,49 @@ def test_worked_example_lookaside_reach():
     assert r.busy.tolist() == [4, 5, 0, 3]
 
 
+def test_worked_example_vector_numbers():
+    """The first example's beats with the results' timing: each result leaves two cycles
+    after its vector is done (in order, one a cycle); with one vector number a vector
+    starts only the cycle after the one before it left, with two the third waits for the
+    first's."""
+    nz = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0]], bool)
+    kw = dict(lanes=4, slots=2, depth=2, lookaside=1, latency=2)
+    r = queued_cycles(nz, **kw)
+    assert (r.take.tolist(), r.done.tolist(), r.leave.tolist()) == ([0, 2, 3], [1, 3, 4],
+                                                                     [3, 5, 6])
+    r = queued_cycles(nz, tags=1, **kw)
+    assert (r.take.tolist(), r.done.tolist(), r.leave.tolist(), r.cycles) == (
+        [0, 4, 8], [1, 5, 9], [3, 7, 11], 10)
+    r = queued_cycles(nz, tags=2, **kw)
+    assert (r.take.tolist(), r.done.tolist(), r.leave.tolist(), r.cycles) == (
+        [0, 2, 4], [1, 3, 5], [3, 5, 7], 6)
+
+
+@pytest.mark.parametrize("tags", [1, 3, 8])
+def test_vector_numbers_on_random_streams(tags):
+    """Results leave in order, one a cycle, ``latency`` or more after their vector is done;
+    no more than ``tags`` vectors hold a number in any cycle (from their first beat's take
+    to their result's leave); with a number for every vector the schedule is the one with
+    no limit."""
+    seed = SEED + 40 + tags
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    nz = rng.random((400, 16)) < 0.3
+    last = rng.random(400) < 0.5
+    last[-1] = True
+    kw = dict(lanes=16, slots=4, depth=8, lookaside=2, latency=3)
+    r = queued_cycles(nz, last, tags=tags, **kw)
+    assert (np.diff(r.leave) >= 1).all() and (r.leave >= r.done + 3).all()
+    first = r.take[np.concatenate([[0], np.flatnonzero(last[:-1]) + 1])]
+    held = [int(((first <= c) & (c <= r.leave)).sum()) for c in range(r.leave[-1] + 1)]
+    assert max(held) == tags  # (the limit binds on this stream)
+    free = queued_cycles(nz, last, **kw)
+    every = queued_cycles(nz, last, tags=int(last.sum()), **kw)
+    assert (every.take.tolist(), every.leave.tolist()) == (free.take.tolist(),
+                                                           free.leave.tolist())
+    assert r.cycles >= free.cycles
+
+
 def _reference_cycles(nz, *, slots, depth, lookaside, front):
     """The model's cycles and multiplier work from queue occupancies alone (no pairs, no
     vectors): a second implementation for the random streams."""
@@ -148,6 +191,8 @@ def test_efficiency_beside_todays_engine():
     (dict(front=0), r"front must be an integer in \[1, 4\], not 0"),
     (dict(lookaside=4), r"lookaside must be an integer in \[0, 3\], not 4"),
     (dict(lookaside=True), r"lookaside must be an integer in \[0, 3\], not True"),
+    (dict(tags=0), r"tags must be an integer in \[1, 256\], not 0"),
+    (dict(latency=0), r"latency must be an integer in \[1, 8\], not 0"),
 ])
 def test_bad_parameters_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
