@@ -92,10 +92,10 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
     # each queue as a list of the vectors of its pairs (oldest first)
     queues = [[] for _ in range(slots)]
     take = np.zeros(beats, np.int64)
-    done = np.zeros(int(last.sum()), np.int64)
+    done = np.full(int(last.sum()), -1, np.int64)  # (-1: not yet)
     left = np.zeros(len(done), np.int64)  # pairs of each vector not yet multiplied
     closed = np.zeros(len(done), bool)  # its last beat is taken
-    out = _Results(len(done), latency)
+    out = _Results(done, latency)
     busy = np.zeros(slots, np.int64)
     i = t = 0
     while i < beats or any(queues):
@@ -116,7 +116,6 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
             busy[k] += 1
             left[v] -= 1
             if left[v] == 0 and closed[v]:
-                done[v] = t
                 out.done(v, t)
         added = np.zeros(slots, np.int64)
         taken, held = 0, out.held(t)  # (vector numbers held at the start of the cycle)
@@ -134,7 +133,6 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
             take[i] = t
             closed[v] = last[i]
             if last[i] and left[v] == 0:
-                done[v] = t
                 out.done(v, t)
             if starts:
                 out.start(v)
@@ -145,14 +143,15 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
 
 
 class _Results:
-    """The results' order: each vector's leave cycle once it and every vector before it are
-    done (``leave[v] = max(done[v] + latency, leave[v - 1] + 1)``), and the vector numbers
-    held at the start of a cycle (started, result not yet left)."""
+    """The vectors' ``done`` cycles (an array, -1 until done: written here), each one's
+    leave cycle once it and every vector before it are done (``leave[v] = max(done[v] +
+    latency, leave[v - 1] + 1)``), and the vector numbers held at the start of a cycle
+    (started, result not yet left)."""
 
-    def __init__(self, vectors, latency):
+    def __init__(self, done, latency):
         self.latency, self.started, self.next, self.freed = latency, 0, 0, 0
-        self.leave = np.full(vectors, -1, np.int64)
-        self.done_at = np.full(vectors, -1, np.int64)
+        self.done_at = done
+        self.leave = np.full(len(done), -1, np.int64)
 
     def start(self, v):
         self.started = v + 1
