@@ -3,7 +3,7 @@
 A design candidate for the engine that keeps its multipliers busy across beats (issue 25;
 docs/sparse_dot.md, "Carrying work over between beats"). Its values are those of
 ``golden.sparse_dot.sparse_dot`` (the schedule does not change a sum); this module gives its
-cycles. There is no RTL for it yet.
+cycles. Its RTL: ``hw.queued_dot.QueuedDotProduct``.
 
 The engine: ``lanes`` lanes in ``slots`` groups of ``lanes // slots`` neighbouring lanes,
 one multiplier per group, and per group a queue of up to ``depth`` pairs (a pair is
@@ -30,7 +30,7 @@ keeps), a vector holds a number from the cycle its first beat is taken to the cy
 result leaves, and a beat that starts a vector is taken only while a number is free at
 the start of the cycle (after the vectors started earlier in the same cycle). The
 stream's cycles run from cycle 0 (the first beat offered) to the cycle after the last pair
-is multiplied, the input always valid.
+is multiplied (the input always valid unless ``arrive`` says when each beat comes).
 
 Efficiency (issue 25): ``eta = ideal / cycles`` with ``ideal = max(ceil(effectual /
 slots), ceil(beats / front))``.
@@ -43,22 +43,9 @@ import numpy as np
 from sparq.spec import params as spec_params
 
 
-def check_params(*, lanes, slots, depth, lookaside, front, tags=None, latency=2):
-    """The parameters, checked: ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least
-    a group's lanes (a full beat of a group fits) and at most 64, ``lookaside`` 0 to
-    ``slots - 1``, ``front`` 1..4, ``tags`` None (no limit) or 1..256, ``latency`` 1..8."""
-    spec_params.int_in("lanes", lanes, 1, 64)
-    spec_params.int_in("slots", slots, 1, lanes)
-    if lanes % slots:
-        raise ValueError(f"slots must divide lanes={lanes}, not {slots!r}")
-    spec_params.int_in("depth", depth, lanes // slots, 64)
-    spec_params.int_in("lookaside", lookaside, 0, slots - 1)
-    spec_params.int_in("front", front, 1, 4)
-    if tags is not None:
-        spec_params.int_in("tags", tags, 1, 256)
-    spec_params.int_in("latency", latency, 1, 8)
-    return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
-                tags=tags, latency=latency)
+def check_params(**params):
+    """The parameters, checked (``spec.params.queued_dot``, shared with the RTL)."""
+    return spec_params.queued_dot(**params)
 
 
 @dataclass
@@ -72,10 +59,13 @@ class QueuedRun:
 
 
 def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1, tags=None,
-                  latency=2):
+                  latency=2, arrive=None):
     """Run a stream of beats through the model. ``nz``: bools (beats, lanes), the effectual
     pairs; ``last``: bools (beats,), the beats that end a vector (default: every beat;
-    the final beat must be one). Returns a ``QueuedRun``."""
+    the final beat must be one); ``arrive``: ints (beats,), non-decreasing, the first cycle
+    each beat is offered to the front end (default: all from cycle 0, the input always
+    valid; the RTL's testbenches give the cycles their random producers offered them).
+    Returns a ``QueuedRun``."""
     check_params(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
                  tags=tags, latency=latency)
     nz = np.asarray(nz, bool)
@@ -87,6 +77,10 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
         raise ValueError(f"last must have shape ({beats},), got {last.shape}")
     if beats and not last[-1]:
         raise ValueError("the final beat must be last: a vector is left unfinished")
+    arrive = np.zeros(beats, np.int64) if arrive is None else np.asarray(arrive, np.int64)
+    if arrive.shape != (beats,) or (beats and (arrive[0] < 0 or np.any(np.diff(arrive) < 0))):
+        raise ValueError(f"arrive must be ({beats},) non-decreasing cycles from 0, got "
+                         f"{arrive!r}")
     per = nz.reshape(beats, slots, lanes // slots).sum(axis=2)  # pairs per beat and group
     vec = np.cumsum(last) - last  # each beat's vector
     # each queue as a list of the vectors of its pairs (oldest first)
@@ -119,7 +113,7 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
                 out.done(v, t)
         added = np.zeros(slots, np.int64)
         taken, held = 0, out.held(t)  # (vector numbers held at the start of the cycle)
-        while i < beats and taken < front and all(
+        while i < beats and taken < front and arrive[i] <= t and all(
                 occ[k] + added[k] + per[i, k] <= depth for k in range(slots)):
             v = vec[i]
             starts = i == 0 or last[i - 1]

@@ -21,12 +21,14 @@ from sparq.spec import configs as spec_configs
 
 from .core import Core
 from .delta_apply import DeltaApply
+from .queued_dot import QueuedDotProduct
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .sparse_dot import SparseDotProduct
 from .verilog_merge import merge
 
 BLOCKS = {"Requantizer": Requantizer, "SparseDotProduct": SparseDotProduct,
+          "QueuedDotProduct": QueuedDotProduct,
           "Sequencer": Sequencer, "DeltaApply": DeltaApply, "Core": Core}
 # name -> (component class, keyword parameters), from spec.configs
 CONFIGS = {name: (BLOCKS[block], params) for name, (block, params) in spec_configs.CONFIGS.items()}

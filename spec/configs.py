@@ -15,6 +15,10 @@ CONFIGS = {
     "requant_dual_short": ("Requantizer", dict(mode="dual", short=True)),
     "sparse_dot_N16_M4": ("SparseDotProduct", dict(lanes=16, slots=4)),
     "sparse_dot_N16_M4_dense": ("SparseDotProduct", dict(lanes=16, slots=4, skip=False)),
+    # the carry-over engine (issue 25; docs/sparse_dot.md): 16 lanes in 4 groups, a queue
+    # of 8 effectual pairs a group, a lookaside reach of 2, 8 vectors in flight
+    "queued_dot_N16_M4": ("QueuedDotProduct", dict(lanes=16, slots=4, depth=8, lookaside=2,
+                                                   tags=8)),
     "sparse_dot_N8_M8": ("SparseDotProduct", dict(lanes=8, slots=8)),
     "sparse_dot_N8_M8_dense": ("SparseDotProduct", dict(lanes=8, slots=8, skip=False)),
     "sparse_dot_N4_M1": ("SparseDotProduct", dict(lanes=4, slots=1)),

@@ -101,6 +101,25 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
                 level_widths=lw, bins=bins)
 
 
+
+def queued_dot(*, lanes, slots, depth, lookaside, front=1, tags=None, latency=2):
+    """The carry-over engine (``golden.queued_dot``'s model, ``hw.queued_dot``'s RTL):
+    ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least a group's lanes (a full beat
+    of a group fits) and at most 64, ``lookaside`` 0 to ``slots - 1``, ``front`` 1..4,
+    ``tags`` None (no limit) or 1..256, ``latency`` 1..8."""
+    int_in("lanes", lanes, 1, 64)
+    int_in("slots", slots, 1, lanes)
+    if lanes % slots:
+        raise ValueError(f"slots must divide lanes={lanes}, not {slots!r}")
+    int_in("depth", depth, lanes // slots, 64)
+    int_in("lookaside", lookaside, 0, slots - 1)
+    int_in("front", front, 1, 4)
+    if tags is not None:
+        int_in("tags", tags, 1, 256)
+    int_in("latency", latency, 1, 8)
+    return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
+                tags=tags, latency=latency)
+
 # the dot-product engine's adder tree (hw.sparse_dot.adder_tree) has a register after every
 # DOT_TREE_LEVELS_PER_STAGE-th level of additions, except after its last (the accumulator's
 # adder follows it in the same cycle)
