@@ -165,7 +165,8 @@ def _against_dense(name, dense, b, zp, sim):
     """The engine and its dense baseline on the same beats: cycles, speedup, ideal; the
     efficiency (issue 25's ``eta``: ``golden.queued_dot.efficiency``, one beat a cycle) of
     the engine (its RTL cycles) and of the carry-over engine's model on the same beats
-    (``golden.queued_dot``: ``QUEUE_DEPTH`` pairs, ``QUEUE_LOOKASIDE``; no RTL yet)."""
+    (``golden.queued_dot``: ``QUEUE_DEPTH`` pairs, ``QUEUE_LOOKASIDE``) and, for 16 lanes /
+    4 multipliers, of its RTL (``queued_dot_N16_M4``: ``eta_queued_rtl``)."""
     from sparq.golden.queued_dot import efficiency, queued_cycles
 
     lanes, slots = CONFIGS[name][1]["lanes"], CONFIGS[name][1]["slots"]
@@ -175,7 +176,13 @@ def _against_dense(name, dense, b, zp, sim):
     nz = (np.asarray(b["w"]) != 0) & (np.asarray(b["x"]) != zp)
     queued = queued_cycles(nz, b["last"], lanes=lanes, slots=slots, depth=QUEUE_DEPTH,
                            lookaside=min(QUEUE_LOOKASIDE, slots - 1))
-    return dict(measured_density=round(density, 4), beats=sp["given_beats"],
+    rtl = {}
+    if (lanes, slots) == (16, 4):  # the carry-over engine's RTL, on the same beats
+        rep = _queued_rtl(b, zp, sim)
+        rtl = dict(queued_rtl_cycles=rep["given_model_cycles"],
+                   eta_queued_rtl=round(efficiency(rep["given_model_cycles"], effectual,
+                                                   sp["given_beats"], slots=slots), 4))
+    return dict(**rtl,measured_density=round(density, 4), beats=sp["given_beats"],
                 vectors=sp["given_vectors"], rtl_cycles=sp["given_rtl_cycles"],
                 model_cycles=sp["given_model_cycles"], dense_cycles=dn["given_rtl_cycles"],
                 speedup=round(dn["given_rtl_cycles"] / sp["given_rtl_cycles"], 4),
@@ -189,6 +196,17 @@ def _against_dense(name, dense, b, zp, sim):
 
 # the carry-over engine's queues (golden.queued_dot) in the figures: 8 pairs, a reach of 2
 QUEUE_DEPTH, QUEUE_LOOKASIDE = 8, 2
+
+
+def _queued_rtl(b, zp, sim):
+    """The carry-over engine's Verilog (``queued_dot_N16_M4``) on beats ``b``, the input
+    always valid and the output always ready: its report (``given_model_cycles``: the
+    stream's cycles, every result's cycle checked against the model's)."""
+    rep, _ = run_given("queued_dot_N16_M4", "tb_queued_dot",
+                       {"beats_file": beats_file_content(b, zp)}, sim=sim, vectors=20,
+                       idle=0.0, stall=0.0, seed=SEED, tag="bench")
+    assert rep["given_mismatches"] == 0 and rep["given_cycle_mismatches"] == 0, rep
+    return rep
 
 
 def _carry_over_study(rng, n=2000):

@@ -18,6 +18,7 @@ from sparq.spec.configs import CONFIGS
 
 # configuration prefix -> (testbench module, vectors)
 TESTBENCHES = {"requant_": ("tb_requant", 20_000), "sparse_dot_": ("tb_sparse_dot", 5_000),
+               "queued_dot_": ("tb_queued_dot", 3_000),
                "sequencer_small": ("tb_sequencer", 2_000)}
 SEED = int(os.environ.get("SPARQ_SEED", "20261123"))
 

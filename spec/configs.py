@@ -16,9 +16,16 @@ CONFIGS = {
     "sparse_dot_N16_M4": ("SparseDotProduct", dict(lanes=16, slots=4)),
     "sparse_dot_N16_M4_dense": ("SparseDotProduct", dict(lanes=16, slots=4, skip=False)),
     # the carry-over engine (issue 25; docs/sparse_dot.md): 16 lanes in 4 groups, a queue
-    # of 8 effectual pairs a group, a lookaside reach of 2, 8 vectors in flight
+    # of 8 effectual pairs a group, a lookaside reach of 2, 16 vectors in flight (8 cost
+    # one-beat vectors 4 points of eta at density 0.3 with the RTL's latency of 5)
     "queued_dot_N16_M4": ("QueuedDotProduct", dict(lanes=16, slots=4, depth=8, lookaside=2,
-                                                   tags=8)),
+                                                   tags=16)),
+    # as the core would take it: every result taken, o.ready not looked at
+    "queued_dot_N16_M4_push": ("QueuedDotProduct", dict(lanes=16, slots=4, depth=8,
+                                                        lookaside=2, tags=16, push=True)),
+    # its wide shape: 32 lanes in 16 groups of two, queues of 16 (docs/sparse_dot.md)
+    "queued_dot_N32_M16": ("QueuedDotProduct", dict(lanes=32, slots=16, depth=16, lookaside=2,
+                                                    tags=16)),
     "sparse_dot_N8_M8": ("SparseDotProduct", dict(lanes=8, slots=8)),
     "sparse_dot_N8_M8_dense": ("SparseDotProduct", dict(lanes=8, slots=8, skip=False)),
     "sparse_dot_N4_M1": ("SparseDotProduct", dict(lanes=4, slots=1)),

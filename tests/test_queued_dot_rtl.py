@@ -13,17 +13,20 @@ from amaranth.sim import Simulator
 from sparq.golden.queued_dot import queued_cycles
 from sparq.golden.sparse_dot import sparse_dot
 from sparq.hw.queued_dot import QueuedDotProduct
-from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats
+from sparq.sim.runner import run_given
+from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats, queued_times
 from tests.amaranth_streams import stream_send
-from tests.conftest import SEED
+from tests.conftest import SEED, sim_params
 from tests.test_sparse_dot_rtl import _ZeroPointPerBeat
 
 
-def run_queued(params, b, zp, *, idle=0.3, stall=0.3, seed=SEED):
+def run_queued(params, b, zp, *, idle=0.3, stall=0.3, seed=SEED, ready_taken=False):
     """Run beats ``b`` (zero point ``zp`` per beat) through the engine. Returns the
     results, and per beat / per result the cycles in the model's time (the cycles the
     engine was not stalled by ``o``): ``arrive`` (the cycle after the beat's ``i``
-    transfer), ``take``, ``leave`` (the first cycle the result is valid)."""
+    transfer), ``take``, ``leave`` (the first cycle the result is valid). With
+    ``ready_taken`` (a ``push`` engine) a valid result counts as taken whatever ``o.ready``
+    (driven with ``stall`` all the same)."""
     dut = QueuedDotProduct(**params)
     top = _ZeroPointPerBeat(dut)
     rng = np.random.default_rng(seed)
@@ -38,28 +41,23 @@ def run_queued(params, b, zp, *, idle=0.3, stall=0.3, seed=SEED):
                           rng=rng, idle=idle)
 
     async def monitor(ctx):
-        t = 0  # the model's time: cycles with the engine enabled
-        shown = False  # the result on ``o`` was seen valid already
-        cycles = 0
+        samples, cycles, t = [], 0, 0  # t: the model's time (cycles not stalled by o)
         while len(rec["results"]) < n_vec:
-            ready = int(rng.random() >= stall)
-            ctx.set(dut.o.ready, ready)
+            driven = int(rng.random() >= stall)
+            ctx.set(dut.o.ready, driven)
+            ready = 1 if ready_taken else driven
             _, _, iv, ir, take, ov, out = await ctx.tick().sample(
                 dut.i.valid, dut.i.ready, dut.took, dut.o.valid, dut.o.payload)
-            if iv and ir:
-                rec["arrive"].append(t + 1)
+            samples.append((iv and ir, ov, ready))
             if take:
                 rec["take"].append(t)
-            if ov and not shown:
-                rec["leave"].append(t)
-                shown = True
+            t += int(not ov or ready)
             if ov and ready:
                 rec["results"].append(out)
-                shown = False
-            t += int(not ov or ready)
             cycles += 1
             assert cycles < 200 * len(b["last"]) + 200, f"{len(rec['results'])} results"
         ctx.set(dut.o.ready, 0)
+        rec["arrive"], rec["leave"] = queued_times(*zip(*samples, strict=True))
 
     sim.add_testbench(producer, background=True)  # (the monitor ends the run)
     sim.add_testbench(monitor)
@@ -79,7 +77,7 @@ def check(params, b, zp, **kw):
                                        lanes=params["lanes"], slots=params["slots"]).results]
     assert got["results"].tolist() == want
     model = queued_cycles(_effectual(b, zp), b["last"], arrive=got["arrive"],
-                          **QueuedDotProduct(**params).params)
+                          **QueuedDotProduct(**params).model_params)
     assert got["take"].tolist() == model.take.tolist(), "beats' take cycles"
     assert got["leave"].tolist() == model.leave.tolist(), "results' cycles"
     return model
@@ -104,7 +102,9 @@ CONFIGS = [dict(lanes=16, slots=4, depth=8, lookaside=2, tags=8),
            dict(lanes=16, slots=4, depth=8, lookaside=0, tags=4),
            dict(lanes=8, slots=4, depth=4, lookaside=3, tags=2),
            dict(lanes=8, slots=2, depth=16, lookaside=1, tags=16),
-           dict(lanes=4, slots=1, depth=4, lookaside=0, tags=1)]
+           dict(lanes=4, slots=1, depth=4, lookaside=0, tags=1),
+           # the wide shape (issue 25): groups of two lanes, queues of 16
+           dict(lanes=32, slots=16, depth=16, lookaside=2, tags=16)]
 
 
 def _id(p):
@@ -175,7 +175,7 @@ def test_the_checks_see_the_engines_parameters():
     queue depth or count of numbers gives other take or result cycles than the built one."""
     rng = np.random.default_rng(SEED)
     b, zp = _stream(rng, 16, 30, DENSITIES)
-    nz, p = _effectual(b, zp), QueuedDotProduct(**CONFIGS[0]).params
+    nz, p = _effectual(b, zp), QueuedDotProduct(**CONFIGS[0]).model_params
     base = queued_cycles(nz, b["last"], **p)
     for change in (dict(lookaside=1), dict(lookaside=0), dict(depth=16), dict(tags=4),
                    dict(latency=2)):
@@ -184,13 +184,40 @@ def test_the_checks_see_the_engines_parameters():
                 or other.leave.tolist() != base.leave.tolist()), change
 
 
+def test_push_takes_every_result_without_stalling():
+    """``push=True``: ``o.ready`` is not looked at (held low here): the same results and
+    cycles as a consumer that is always ready."""
+    rng = np.random.default_rng(SEED + 2)
+    b, zp = _stream(rng, 16, 30, DENSITIES)
+    check(dict(CONFIGS[0], push=True), b, zp, stall=1.0, ready_taken=True)
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(depth=6), "depth must be a power of two"),
     (dict(tags=3), "tags must be a power of two"),
     (dict(lookaside=4), "lookaside must be an integer in [0, 3]"),
     (dict(slots=3), "slots must divide lanes=16"),
     (dict(depth=2), "depth must be an integer in [4, 64]"),
+    (dict(push=1), "push must be True or False"),
 ])
 def test_bad_parameters_are_named(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         QueuedDotProduct(**{**CONFIGS[0], **bad})
+
+
+@pytest.mark.parametrize("sim, full", sim_params())
+def test_queued_dot_cocotb(sim, full):
+    """The Verilog under cocotb (Icarus; Verilator in CI): random beats with random valid
+    and ready, and the digits MLP's beats; every value and every result's cycle."""
+    from tests.test_sparse_dot_cocotb import digits_beats_file
+
+    vectors = 3_000 if full else 600
+    given = {"beats_file": digits_beats_file(16, 4 if full else 2)}
+    rep, _ = run_given("queued_dot_N16_M4", "tb_queued_dot", given, sim=sim, vectors=vectors,
+                       seed=SEED)
+    print(f"queued_dot_N16_M4 on {sim}: {rep}")
+    assert rep["vectors"] >= vectors and rep["mismatches"] == 0
+    assert rep["cycle_mismatches"] == 0 and rep["model_cycles"] > 0
+    assert rep["given_vectors"] > 100 and rep["given_mismatches"] == 0
+    assert rep["given_cycle_mismatches"] == 0
+    assert rep["overflow_first"] == 0 and rep["overflow_second"] == 1
