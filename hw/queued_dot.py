@@ -73,8 +73,9 @@ class QueuedDotProduct(wiring.Component):
 
     Every cycle of this is ``golden.queued_dot.queued_cycles(nz, last, lanes=, slots=,
     depth=, lookaside=, tags=, latency=self.latency)``: its ``take`` is the cycle a beat
-    leaves the input register (the cycle after its ``i`` transfer at the earliest: pass
-    those as ``arrive``), its ``leave`` the cycle a result is first valid on ``o``.
+    leaves the input registers (``INPUT_REGISTERS`` cycles after its ``i`` transfer at
+    the earliest: pass those as ``arrive``), its ``leave`` the cycle a result is first
+    valid on ``o``.
 
     ================== ===== ======================================================
     ``i``              In    stream of ``sparse_dot.beat_layout(lanes)`` (``lvl`` unused)
@@ -106,6 +107,9 @@ class QueuedDotProduct(wiring.Component):
         self.took = Signal(name="take")  # the front end takes the held beat (testbenches)
 
     latency = 6
+    # a beat transferred on ``i`` in cycle ``c`` is offered to the front end (the model's
+    # ``arrive``) from cycle ``c + INPUT_REGISTERS``
+    INPUT_REGISTERS = 2
 
     @property
     def params(self):
@@ -135,34 +139,53 @@ class QueuedDotProduct(wiring.Component):
         return m
 
     def _input_register(self, m, en):
-        """The beat waits here until it is taken: its zero-point-corrected activations,
-        weights, effectual mask and its count of pairs per group (both computed before the
-        register: the front end compares registered counts with registered room)."""
+        """Two registers before the front end: a beat enters the first (with its
+        zero-point-corrected activations, its effectual mask and its count of pairs per
+        group, computed from the ports) and moves to the second, where it waits until it is
+        taken, when that is free or being freed. So the front end compares registered counts
+        with registered room, and no port reaches the take: a beat transferred on ``i`` in
+        cycle ``c`` is offered to the front end from ``c + INPUT_REGISTERS`` at the
+        earliest."""
         n, s = self._p["lanes"], self._p["slots"]
         g = n // s
         b = self.i.payload
-        held, take = Signal(), self.took
-        last = Signal()
-        w = [Signal(signed(8), name=f"in_w{i}") for i in range(n)]
-        x = [Signal(signed(8), name=f"in_x{i}") for i in range(n)]
-        zp = Signal(signed(8))
-        nz, nz_in = Signal(n), Signal(n, name="nz_in")
-        counts = [Signal(range(g + 1), name=f"in_count{j}") for j in range(s)]
-        counts_next = [Signal(range(g + 1), name=f"in_count{j}_next") for j in range(s)]
-        m.d.comb += [self.i.ready.eq(en & (~held | take)),
-                     nz_in.eq(Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point)
-                                    for i in range(n)]))]
-        m.d.comb += [counts_next[j].eq(Mux(self.i.ready, popcount(nz_in[j * g:(j + 1) * g]),
-                                           counts[j])) for j in range(s)]
+        take = self.took
+
+        def stage(name):
+            return dict(valid=Signal(name=f"{name}_valid"), last=Signal(name=f"{name}_last"),
+                        w=[Signal(signed(8), name=f"{name}_w{i}") for i in range(n)],
+                        x=[Signal(signed(9), name=f"{name}_xd{i}") for i in range(n)],
+                        nz=Signal(n, name=f"{name}_nz"),
+                        counts=[Signal(range(g + 1), name=f"{name}_count{j}")
+                                for j in range(s)])
+
+        def load(dst, src):
+            m.d.sync += [dst["valid"].eq(src["valid"]), dst["last"].eq(src["last"]),
+                         dst["nz"].eq(src["nz"])]
+            m.d.sync += [d.eq(v) for d, v in zip(dst["w"], src["w"], strict=True)]
+            m.d.sync += [d.eq(v) for d, v in zip(dst["x"], src["x"], strict=True)]
+            m.d.sync += [d.eq(v) for d, v in zip(dst["counts"], src["counts"], strict=True)]
+
+        nz_in = Signal(n, name="nz_in")
+        m.d.comb += nz_in.eq(Cat(*[(b.w[i] != 0) & (b.x[i] != self.x_zero_point)
+                                   for i in range(n)]))
+        port = dict(valid=self.i.valid, last=b.last, nz=nz_in,
+                    w=[b.w[i] for i in range(n)],
+                    x=[(b.x[i] - self.x_zero_point)[:9].as_signed() for i in range(n)],
+                    counts=[popcount(nz_in[j * g:(j + 1) * g]) for j in range(s)])
+        pre, held = stage("pre"), stage("held")
+        advance = Signal(name="advance")  # the held register takes the first's beat
+        m.d.comb += [advance.eq(en & (~held["valid"] | take)),
+                     self.i.ready.eq(en & (~pre["valid"] | advance))]
         with m.If(self.i.ready):
-            m.d.sync += [held.eq(self.i.valid), last.eq(b.last), zp.eq(self.x_zero_point),
-                         nz.eq(nz_in)]
-            m.d.sync += [counts[j].eq(counts_next[j]) for j in range(s)]
-            m.d.sync += [w[i].eq(b.w[i]) for i in range(n)]
-            m.d.sync += [x[i].eq(b.x[i]) for i in range(n)]
-        xd = [Signal(signed(9), name=f"in_xd{i}") for i in range(n)]
-        m.d.comb += [xd[i].eq(x[i] - zp) for i in range(n)]
-        return dict(held=held, take=take, last=last, w=w, x=xd, nz=nz, counts=counts,
+            load(pre, port)
+        with m.If(advance):
+            load(held, pre)
+        counts_next = [Signal(range(g + 1), name=f"held_count{j}_next") for j in range(s)]
+        m.d.comb += [counts_next[j].eq(Mux(advance, pre["counts"][j], held["counts"][j]))
+                     for j in range(s)]
+        return dict(held=held["valid"], take=take, last=held["last"], w=held["w"],
+                    x=held["x"], nz=held["nz"], counts=held["counts"],
                     counts_next=counts_next)
 
     def _vectors(self, m, en, beat):

@@ -107,16 +107,17 @@ def digits_beats(path, x_float, *, lanes):
     return concat(*parts), zps.pop(), np.concatenate(sums)
 
 
-def queued_times(i_fire, o_valid, o_ready):
+def queued_times(i_fire, o_valid, o_ready, *, registers):
     """The carry-over engine's (``hw.queued_dot``) handshakes, sampled once a cycle, in the
     time of its cycle model (``golden.queued_dot``: the cycles ``o`` did not stall the
     engine, a stall being ``o_valid and not o_ready``). Returns ``(arrive, leave)``: per beat
-    the cycle after its ``i`` transfer (the model's ``arrive``), per result the first cycle
-    it was valid on ``o`` (the model's ``leave``)."""
+    the cycle ``registers`` (``QueuedDotProduct.INPUT_REGISTERS``) after its ``i`` transfer
+    (the model's ``arrive``), per result the first cycle it was valid on ``o`` (the model's
+    ``leave``)."""
     t, shown, arrive, leave = 0, False, [], []
     for fire, valid, ready in zip(i_fire, o_valid, o_ready, strict=True):
         if fire:
-            arrive.append(t + 1)
+            arrive.append(t + registers)
         if valid and not shown:
             leave.append(t)
             shown = True

@@ -5,8 +5,8 @@ against its golden twins.
 backpressure; ``given_beats`` (when the configuration gives a ``beats_file``: the digits
 MLP's beats) streams given beats the same way. Both check every result against
 ``golden.sparse_dot`` and every result's cycle against ``golden.queued_dot.queued_cycles``
-(in the model's time: the cycles ``o`` did not stall the engine; its ``arrive`` are the
-cycles the source offered each beat).
+(in the model's time: the cycles ``o`` did not stall the engine; its ``arrive`` are
+``QueuedDotProduct.INPUT_REGISTERS`` cycles after each beat's transfer).
 """
 
 import json
@@ -17,6 +17,7 @@ from cocotb.triggers import FallingEdge, RisingEdge
 
 from sparq.golden.queued_dot import queued_cycles
 from sparq.golden.sparse_dot import sparse_dot
+from sparq.hw.queued_dot import QueuedDotProduct
 from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats, queued_times
 from sparq.sim.stream import CycleCounter, StreamSink, StreamSource
 from sparq.sim.tb_common import config, report, rng_for, start
@@ -58,7 +59,8 @@ async def run_and_check(dut, cfg, b, zp, *, idle, stall, rng):
     bad = np.flatnonzero(got != want)
     for k in bad[:5]:
         dut._log.error("vector %d: got %d, want %d", k, got[k], want[k])
-    arrive, leave = queued_times(*zip(*samples, strict=True))
+    arrive, leave = queued_times(*zip(*samples, strict=True),
+                                 registers=QueuedDotProduct.INPUT_REGISTERS)
     assert len(arrive) == len(b["last"]), f"{len(arrive)} of {len(b['last'])} beats taken"
     nz = (b["w"] != 0) & (b["x"] != zp)
     model = queued_cycles(nz, b["last"], arrive=arrive, **params)

@@ -23,8 +23,8 @@ from tests.test_sparse_dot_rtl import _ZeroPointPerBeat
 def run_queued(params, b, zp, *, idle=0.3, stall=0.3, seed=SEED, ready_taken=False):
     """Run beats ``b`` (zero point ``zp`` per beat) through the engine. Returns the
     results, and per beat / per result the cycles in the model's time (the cycles the
-    engine was not stalled by ``o``): ``arrive`` (the cycle after the beat's ``i``
-    transfer), ``take``, ``leave`` (the first cycle the result is valid). With
+    engine was not stalled by ``o``): ``arrive`` (``INPUT_REGISTERS`` cycles after the
+    beat's ``i`` transfer), ``take``, ``leave`` (the first cycle the result is valid). With
     ``ready_taken`` (a ``push`` engine) a valid result counts as taken whatever ``o.ready``
     (driven with ``stall`` all the same)."""
     dut = QueuedDotProduct(**params)
@@ -57,7 +57,8 @@ def run_queued(params, b, zp, *, idle=0.3, stall=0.3, seed=SEED, ready_taken=Fal
             cycles += 1
             assert cycles < 200 * len(b["last"]) + 200, f"{len(rec['results'])} results"
         ctx.set(dut.o.ready, 0)
-        rec["arrive"], rec["leave"] = queued_times(*zip(*samples, strict=True))
+        rec["arrive"], rec["leave"] = queued_times(*zip(*samples, strict=True),
+                                                   registers=dut.INPUT_REGISTERS)
 
     sim.add_testbench(producer, background=True)  # (the monitor ends the run)
     sim.add_testbench(monitor)
