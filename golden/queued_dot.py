@@ -21,6 +21,14 @@ one multiplier per group, and per group a queue of up to ``depth`` pairs (a pair
   cycle, to its owner and to one of the ``r`` multipliers before it;
 - pairs taken in cycle ``t`` can be multiplied from cycle ``t + 1``.
 
+That lookaside rule is ``borrow="chain"`` (the RTL's): a multiplier turned away by a queue
+lent already tries the next, so each multiplier's choice waits for those before it (a
+chain through all ``slots``). ``borrow="nearest"``: a multiplier whose queue is empty asks
+the first of its next ``r`` queues that holds two or more pairs, whatever the others ask; a
+queue asked by several lends its second pair to the nearest (``k + 1`` before ``k + 2``),
+and the others multiply nothing this cycle (each choice depends on the ``r`` before it
+only).
+
 A beat without effectual pairs still takes its place in the front end (one of ``front`` a
 cycle). A vector is *done* in the cycle its last pair is multiplied (or in the cycle its
 last beat is taken, if no pair is left). Its result *leaves* (in order, one a cycle, the
@@ -59,15 +67,15 @@ class QueuedRun:
 
 
 def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1, tags=None,
-                  latency=2, arrive=None):
+                  latency=2, arrive=None, borrow="chain"):
     """Run a stream of beats through the model. ``nz``: bools (beats, lanes), the effectual
     pairs; ``last``: bools (beats,), the beats that end a vector (default: every beat;
     the final beat must be one); ``arrive``: ints (beats,), non-decreasing, the first cycle
     each beat is offered to the front end (default: all from cycle 0, the input always
     valid; the RTL's testbenches give the cycles their random producers offered them).
-    Returns a ``QueuedRun``."""
+    ``borrow``: the lookaside's rule (the module's docstring). Returns a ``QueuedRun``."""
     check_params(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
-                 tags=tags, latency=latency)
+                 tags=tags, latency=latency, borrow=borrow)
     nz = np.asarray(nz, bool)
     if nz.ndim != 2 or nz.shape[1] != lanes:
         raise ValueError(f"nz must be (beats, lanes={lanes}), got shape {nz.shape}")
@@ -94,17 +102,7 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
     i = t = 0
     while i < beats or any(queues):
         occ = [len(q) for q in queues]
-        pops = []  # (queue, position, multiplier) of the pairs multiplied now
-        lent = [False] * slots  # the queue's second pair is taken
-        for k in range(slots):
-            if occ[k]:
-                pops.append((k, 0, k))
-                continue
-            for j in ((k + s) % slots for s in range(1, lookaside + 1)):
-                if occ[j] >= 2 and not lent[j]:
-                    pops.append((j, 1, k))
-                    lent[j] = True
-                    break
+        pops = _issue(occ, slots, lookaside, borrow)  # (queue, position, multiplier)
         for q, pos, k in sorted(pops, key=lambda p: -p[1]):  # (second before head)
             v = queues[q].pop(pos)
             busy[k] += 1
@@ -134,6 +132,26 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
         t += 1
     return QueuedRun(take=take, done=done, leave=out.leave, cycles=t,
                      effectual=int(per.sum()), busy=busy)
+
+
+def _issue(occ, slots, lookaside, borrow):
+    """The pairs multiplied in a cycle, as (queue, position 0 or 1, multiplier): each
+    multiplier its queue's head; one whose queue is empty a second pair, by ``borrow``."""
+    pops = [(k, 0, k) for k in range(slots) if occ[k]]
+    lent = [False] * slots  # (chain) the queue's second pair is taken
+    asks = {}  # (nearest) queue -> (distance, multiplier) of those asking it
+    for k in (k for k in range(slots) if not occ[k]):
+        for s in range(1, lookaside + 1):
+            j = (k + s) % slots
+            if occ[j] >= 2 and not lent[j]:
+                if borrow == "chain":
+                    pops.append((j, 1, k))
+                    lent[j] = True
+                else:
+                    asks.setdefault(j, []).append((s, k))
+                break
+    pops += [(j, 1, min(a)[1]) for j, a in asks.items()]
+    return pops
 
 
 class _Results:

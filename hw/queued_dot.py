@@ -116,12 +116,12 @@ class QueuedDotProduct(wiring.Component):
         """The block's parameters: the model's (``golden.queued_dot.queued_cycles``) and,
         when set, ``push``."""
         extra = {"push": True} if self._push else {}
-        return {**{k: v for k, v in self._p.items() if k != "front"}, **extra}
+        return {**self.model_params, **extra}
 
     @property
     def model_params(self):
         """The keyword parameters of its cycle model, ``golden.queued_dot.queued_cycles``."""
-        return {k: v for k, v in self._p.items() if k != "front"}
+        return {k: v for k, v in self._p.items() if k not in ("front", "borrow")}
 
     def elaborate(self, platform):
         m = Module()

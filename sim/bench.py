@@ -213,7 +213,8 @@ def _carry_over_study(rng, n=2000):
     """The carry-over engine's model (``golden.queued_dot``) beside today's engine's cycle
     model: eta on ``n`` one-beat vectors of random operands at each joint density, for 16
     lanes / 4 multipliers and a wide shape (32 / 16), queues of 4, 8 and 16 pairs, a
-    lookaside reach of 0, 1 or 2, one or two beats a cycle."""
+    lookaside reach of 0, 1 or 2, one or two beats a cycle; and the lookaside's other rule
+    (``borrow="nearest"``) for queues of 8 and 16, reach 2."""
     from sparq.golden.queued_dot import efficiency, queued_cycles
     from sparq.golden.sparse_dot import beat_cycles
 
@@ -234,6 +235,11 @@ def _carry_over_study(rng, n=2000):
                         key = f"eta_q{depth}_look{look}_b{front}"
                         row[key] = round(efficiency(r.cycles, eff, n, slots=slots,
                                                     front=front), 4)
+                if depth > 4:  # the lookaside's other rule (borrow="nearest")
+                    r = queued_cycles(nz, lanes=lanes, slots=slots, depth=depth, lookaside=2,
+                                      borrow="nearest")
+                    row[f"eta_q{depth}_look2_b1_nearest"] = round(
+                        efficiency(r.cycles, eff, n, slots=slots), 4)
             rows.append(row)
     return rows
 
@@ -817,6 +823,11 @@ def _engine_eta(c, x, core):
                           lookaside=look).cycles
         out[f"queued_look{look}_cycles"] = q
         out[f"eta_queued_look{look}"] = round(efficiency(q, eff, n, slots=slots), 4)
+    q = queued_cycles(nz, last, lanes=lanes, slots=slots, depth=QUEUE_DEPTH,
+                      lookaside=QUEUE_LOOKASIDE, borrow="nearest").cycles
+    out[f"queued_look{QUEUE_LOOKASIDE}_nearest_cycles"] = q
+    out[f"eta_queued_look{QUEUE_LOOKASIDE}_nearest"] = round(efficiency(q, eff, n,
+                                                                         slots=slots), 4)
     return out
 
 

@@ -102,11 +102,16 @@ def sparse_dot(*, lanes=8, slots=4, skip=True, output="stream", addr_width=8,
 
 
 
-def queued_dot(*, lanes, slots, depth, lookaside, front=1, tags=None, latency=2):
+BORROW_RULES = ("chain", "nearest")
+
+
+def queued_dot(*, lanes, slots, depth, lookaside, front=1, tags=None, latency=2,
+               borrow="chain"):
     """The carry-over engine (``golden.queued_dot``'s model, ``hw.queued_dot``'s RTL):
     ``lanes`` 1..64, ``slots`` dividing it, ``depth`` at least a group's lanes (a full beat
     of a group fits) and at most 64, ``lookaside`` 0 to ``slots - 1``, ``front`` 1..4,
-    ``tags`` None (no limit) or 1..256, ``latency`` 1..8."""
+    ``tags`` None (no limit) or 1..256, ``latency`` 1..8, ``borrow`` one of
+    ``BORROW_RULES``."""
     int_in("lanes", lanes, 1, 64)
     int_in("slots", slots, 1, lanes)
     if lanes % slots:
@@ -117,8 +122,10 @@ def queued_dot(*, lanes, slots, depth, lookaside, front=1, tags=None, latency=2)
     if tags is not None:
         int_in("tags", tags, 1, 256)
     int_in("latency", latency, 1, 8)
+    if borrow not in BORROW_RULES:
+        raise ValueError(f"borrow must be one of {BORROW_RULES}, not {borrow!r}")
     return dict(lanes=lanes, slots=slots, depth=depth, lookaside=lookaside, front=front,
-                tags=tags, latency=latency)
+                tags=tags, latency=latency, borrow=borrow)
 
 # the dot-product engine's adder tree (hw.sparse_dot.adder_tree) has a register after every
 # DOT_TREE_LEVELS_PER_STAGE-th level of additions, except after its last (the accumulator's

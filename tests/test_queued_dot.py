@@ -88,7 +88,7 @@ def test_vector_numbers_on_random_streams(tags):
     assert r.cycles >= free.cycles
 
 
-def _reference_cycles(nz, *, slots, depth, lookaside, front):
+def _reference_cycles(nz, *, slots, depth, lookaside, front, borrow="chain"):
     """The model's cycles and multiplier work from queue occupancies alone (no pairs, no
     vectors): a second implementation for the random streams."""
     n, lanes = nz.shape
@@ -99,13 +99,21 @@ def _reference_cycles(nz, *, slots, depth, lookaside, front):
         start = occ.copy()
         given = (start > 0).astype(int)  # each owner its head
         busy += given
+        nearest = {}  # (borrow="nearest") queue -> the nearest multiplier asking it
         for k in np.flatnonzero(start == 0):
             for s in range(1, lookaside + 1):
                 j = (k + s) % slots
-                if start[j] >= 2 and given[j] < 2:
+                if borrow == "nearest" and start[j] >= 2:
+                    if j not in nearest or s < (j - nearest[j]) % slots:
+                        nearest[j] = k
+                    break
+                if borrow == "chain" and start[j] >= 2 and given[j] < 2:
                     given[j] += 1
                     busy[k] += 1
                     break
+        for j, k in nearest.items():
+            given[j] += 1
+            busy[k] += 1
         occ -= given
         room = start.copy()
         for _ in range(front):
@@ -115,6 +123,21 @@ def _reference_cycles(nz, *, slots, depth, lookaside, front):
                 i += 1
         t += 1
     return t, busy
+
+
+def test_worked_example_borrowing_rules():
+    """Groups 2 and 3 hold two pairs each; multipliers 0 and 1 are idle, reach 2. The
+    chain: multiplier 0 takes queue 2's second pair, multiplier 1, turned away there, queue
+    3's: every pair in one cycle. Nearest: both ask queue 2, which lends to multiplier 1
+    (the nearer); multiplier 0 idles and queue 3's second pair waits a cycle."""
+    nz = np.zeros((2, 8), bool)
+    nz[:, 4:] = True
+    r = queued_cycles(nz, lanes=8, slots=4, depth=4, lookaside=2)
+    assert (r.take.tolist(), r.done.tolist(), r.cycles) == ([0, 1], [1, 2], 3)
+    assert r.busy.tolist() == [2, 2, 2, 2]
+    r = queued_cycles(nz, lanes=8, slots=4, depth=4, lookaside=2, borrow="nearest")
+    assert (r.take.tolist(), r.done.tolist(), r.cycles) == ([0, 1], [2, 3], 4)
+    assert r.busy.tolist() == [0, 2, 3, 3]
 
 
 def test_worked_example_two_beats_a_cycle():
@@ -153,6 +176,11 @@ def test_invariants_on_random_streams(lookaside, front):
         assert (r.done >= r.take[last]).all()
         t, busy = _reference_cycles(nz, slots=4, depth=8, lookaside=lookaside, front=front)
         assert (r.cycles, r.busy.tolist()) == (t, busy.tolist())
+        r = queued_cycles(nz, last, lanes=16, slots=4, depth=8, lookaside=lookaside,
+                          front=front, borrow="nearest")
+        t, busy = _reference_cycles(nz, slots=4, depth=8, lookaside=lookaside, front=front,
+                                    borrow="nearest")
+        assert (r.cycles, r.busy.tolist()) == (t, busy.tolist())
     dense = queued_cycles(np.ones((50, 16), bool), lanes=16, slots=4, depth=8,
                           lookaside=lookaside, front=front)
     assert dense.cycles == 50 * 4 + 1
@@ -190,6 +218,7 @@ def test_efficiency_beside_todays_engine():
     (dict(depth=3), r"depth must be an integer in \[4, 64\], not 3"),
     (dict(front=0), r"front must be an integer in \[1, 4\], not 0"),
     (dict(lookaside=4), r"lookaside must be an integer in \[0, 3\], not 4"),
+    (dict(borrow="first"), r"borrow must be one of \('chain', 'nearest'\), not 'first'"),
     (dict(lookaside=True), r"lookaside must be an integer in \[0, 3\], not True"),
     (dict(tags=0), r"tags must be an integer in \[1, 256\], not 0"),
     (dict(latency=0), r"latency must be an integer in \[1, 8\], not 0"),
