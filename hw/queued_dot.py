@@ -88,14 +88,16 @@ class QueuedDotProduct(wiring.Component):
     ``o.ready`` is not looked at and nothing stalls (the stall's enable, which reaches
     every register, is gone from the paths).
 
-    ``depth`` and ``tags`` are powers of two (the queues and the numbers wrap); other
-    parameters as ``spec.params.queued_dot``.
+    ``depth`` and ``tags`` are powers of two (the queues and the numbers wrap), ``depth`` at
+    least 4; other parameters as ``spec.params.queued_dot``.
     """
 
     def __init__(self, *, lanes=16, slots=4, depth=8, lookaside=2, tags=8, push=False):
         self._p = spec_params.queued_dot(lanes=lanes, slots=slots, depth=depth,
                                          lookaside=lookaside, tags=tags, latency=self.latency)
         _pow2("depth", depth)
+        if depth < 4:  # (the mask cache reads the entries up to 3 after the head)
+            raise ValueError(f"depth must be at least 4 in the RTL, not {depth!r}")
         _pow2("tags", tags)
         self._push = spec_params.flag("push", push)
         super().__init__({
@@ -190,8 +192,9 @@ class QueuedDotProduct(wiring.Component):
 
     def _vectors(self, m, en, beat):
         """The vector numbers: ``vin`` the number of the vector the held beat belongs to
-        (``open``: a beat of it was taken), ``held`` the numbers in use (started, result not
-        yet left on ``o``); a beat that starts a vector is taken only while one is free."""
+        (``open``: a beat of it was taken), ``used`` the numbers in use (started, result not
+        yet left on ``o``); a beat that starts a vector is taken only while one is free.
+        ``room`` is ``_fill``'s register."""
         tags = self._p["tags"]
         vin = Signal(range(tags), name="vin")
         opened = Signal(name="open")
@@ -278,18 +281,19 @@ class QueuedDotProduct(wiring.Component):
         one row per vector number: read, add, write in the product's cycle). A row counts
         only when its *touched* bit (a flip-flop per multiplier and number, cleared when a
         vector takes the number, set when the multiplier writes the row) is set, else it is
-        0: the RAM is never cleared. Three cycles after a vector is done (its last products
-        written) the multipliers' rows are read and registered, and their sum leaves on
-        ``o`` the cycle after."""
+        0: the RAM is never cleared. Four cycles after a vector is done (its last products
+        were written the cycle before) the multipliers' rows are read and registered, their
+        sum is registered on ``o`` the cycle after, and it is valid there 6 cycles after
+        the vector was done (``latency``)."""
         tags = self._p["tags"]
         done, d = self._fin
-        fin = [(done, d)]
-        for stage in range(2, 5):  # the done vector beside its last products, then the read
+        fin = [(done, d)]  # found one cycle after the vector is done; then 2, 3, 4 after
+        for stage in range(2, 5):
             v, t = Signal(name=f"fin{stage}_valid"), Signal(range(tags), name=f"fin{stage}_tag")
             with m.If(en):
                 m.d.sync += [v.eq(fin[-1][0]), t.eq(fin[-1][1])]
             fin.append((v, t))
-        f3v, f3t = fin[3]
+        read_v, read_t = fin[3]  # the rows are read 4 cycles after
         partials = []
         for k, (valid, w, x, t) in enumerate(operands):
             av, aw, ax = Signal(name=f"a{k}_valid"), Signal(signed(8), name=f"a{k}_w"), \
@@ -318,19 +322,20 @@ class QueuedDotProduct(wiring.Component):
             total = Signal(signed(PARTIAL_BITS), name=f"partial{k}_next")
             m.d.comb += [rmw.addr.eq(pt), total.eq(Mux(pt_row, rmw.data, 0) + pp),
                          wr.addr.eq(pt), wr.en.eq(en & pv), wr.data.eq(total),
-                         final.addr.eq(f3t)]
+                         final.addr.eq(read_t)]
             got = Signal(signed(PARTIAL_BITS), name=f"partial{k}_final")
             with m.If(en):
-                m.d.sync += got.eq(Mux(_pick(touched, f3t), final.data, 0))
+                m.d.sync += got.eq(Mux(_pick(touched, read_t), final.data, 0))
             partials.append(got)
-        f4v = Signal(name="fin4_valid")
+        sum_v = Signal(name="fin5_valid")  # the rows registered: their sum goes to ``o``
         whole = Signal(signed(PARTIAL_BITS + 2), name="whole")
         whole_top = Signal(PARTIAL_BITS - 29, name="whole_top")
         whole_v = Signal(name="whole_top_valid")
         m.d.comb += whole.eq(adder_tree(partials))
         with m.If(en):
-            m.d.sync += [f4v.eq(f3v), self.o.valid.eq(f4v), self.o.payload.eq(whole[:32])]
-            with m.If(f4v):
+            m.d.sync += [sum_v.eq(read_v), self.o.valid.eq(sum_v),
+                         self.o.payload.eq(whole[:32])]
+            with m.If(sum_v):
                 m.d.sync += [whole_top.eq(whole[31:]), whole_v.eq(1)]
             with m.Else():
                 m.d.sync += whole_v.eq(0)

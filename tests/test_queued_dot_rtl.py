@@ -200,6 +200,7 @@ def test_push_takes_every_result_without_stalling():
     (dict(slots=3), "slots must divide lanes=16"),
     (dict(depth=2), "depth must be an integer in [4, 64]"),
     (dict(push=1), "push must be True or False"),
+    (dict(lanes=4, slots=2, depth=2, lookaside=1), "depth must be at least 4 in the RTL, not 2"),
 ])
 def test_bad_parameters_are_named(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):
