@@ -86,9 +86,12 @@ def queued_cycles(nz, last=None, *, lanes, slots, depth=8, lookaside=1, front=1,
     if beats and not last[-1]:
         raise ValueError("the final beat must be last: a vector is left unfinished")
     arrive = np.zeros(beats, np.int64) if arrive is None else np.asarray(arrive, np.int64)
-    if arrive.shape != (beats,) or (beats and (arrive[0] < 0 or np.any(np.diff(arrive) < 0))):
-        raise ValueError(f"arrive must be ({beats},) non-decreasing cycles from 0, got "
-                         f"{arrive!r}")
+    if arrive.shape != (beats,):
+        raise ValueError(f"arrive must have shape ({beats},), got {arrive.shape}")
+    if beats and (arrive[0] < 0 or np.any(np.diff(arrive) < 0)):
+        k = 0 if arrive[0] < 0 else int(np.flatnonzero(np.diff(arrive) < 0)[0]) + 1
+        raise ValueError(f"arrive must be non-decreasing cycles from 0: beat {k} arrives at "
+                         f"{int(arrive[k])}" + (f", after {int(arrive[k - 1])}" if k else ""))
     per = nz.reshape(beats, slots, lanes // slots).sum(axis=2)  # pairs per beat and group
     vec = np.cumsum(last) - last  # each beat's vector
     # each queue as a list of the vectors of its pairs (oldest first)

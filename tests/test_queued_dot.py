@@ -236,3 +236,21 @@ def test_bad_streams_are_named():
         queued_cycles(np.ones((2, 8), bool), lanes=16, slots=4)
     with pytest.raises(ValueError, match="the final beat must be last"):
         queued_cycles(np.ones((2, 16), bool), [True, False], lanes=16, slots=4)
+    with pytest.raises(ValueError, match=r"arrive must have shape \(2,\), got \(3,\)"):
+        queued_cycles(np.ones((2, 16), bool), lanes=16, slots=4, arrive=[0, 1, 2])
+    with pytest.raises(ValueError, match="beat 2 arrives at 1, after 3"):
+        queued_cycles(np.ones((3, 16), bool), lanes=16, slots=4, arrive=[0, 3, 1])
+    with pytest.raises(ValueError, match="beat 0 arrives at -1"):
+        queued_cycles(np.ones((1, 16), bool), lanes=16, slots=4, arrive=[-1])
+
+
+def test_worked_example_late_beats():
+    """Beats offered late (``arrive``): one pair each, one group, depth 4: beat 0 at cycle
+    0, beat 1 not before 5 (so the queue has emptied: done at 6), beat 2 at 5 too but one
+    beat a cycle: taken at 6, multiplied at 7."""
+    nz = np.zeros((3, 4), bool)
+    nz[:, 0] = True
+    r = queued_cycles(nz, lanes=4, slots=1, depth=4, lookaside=0, arrive=[0, 5, 5])
+    assert r.take.tolist() == [0, 5, 6]
+    assert r.done.tolist() == [1, 6, 7]
+    assert r.cycles == 8
