@@ -806,7 +806,8 @@ def _engine_eta(c, x, core):
     """The engine alone on the keyword spotter's beats (the real input, every DOT back to
     back, the input always valid): eta (``golden.queued_dot.efficiency``) of today's engine
     (``max(1, ceil(nnz / M))`` a beat) and of the carry-over engine's model (queues of
-    ``QUEUE_DEPTH``, lookaside reach 1 and ``QUEUE_LOOKASIDE``; issue 25, no RTL yet)."""
+    ``QUEUE_DEPTH``, lookaside reach 1 and ``QUEUE_LOOKASIDE``, and ``QUEUE_LOOKASIDE`` with
+    ``borrow="nearest"``; issue 25; the model's, not its RTL's)."""
     from sparq.golden.graph_compiler import engine_stream
     from sparq.golden.queued_dot import efficiency, queued_cycles
     from sparq.golden.sparse_dot import beat_cycles
