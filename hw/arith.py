@@ -22,6 +22,15 @@ def adder_tree(terms):
     return terms[0]
 
 
+def one_hot_or(hits, values):
+    """The OR of the values whose hit bit is set (at most one is: a one-hot choice): an
+    AND-OR multiplexer, 0 when no bit is set."""
+    out = 0
+    for h, v in zip(hits, values, strict=True):
+        out = out | Mux(h, v, 0)
+    return out
+
+
 def popcount(bits):
     """Sum of the bits of a value, as a balanced adder tree."""
     return adder_tree(bits[i] for i in range(len(bits)))

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparq.spec import params as spec_params
 
-from .arith import adder_tree, popcount
+from .arith import adder_tree, one_hot_or, popcount
 from .sparse_dot import PRODUCT_BITS, beat_layout
 
 # a multiplier's partial sum of a vector: wide enough that it cannot wrap before the
@@ -33,14 +33,6 @@ def _pick(entries, index):
     if not width:  # (one vector number: no bits)
         return Const(0, 0)
     return Cat(*entries).word_select(index, width)
-
-
-def _one_hot_or(hits, values):
-    """The OR of the values whose hit bit is set (at most one is): an AND-OR multiplexer."""
-    out = 0
-    for h, v in zip(hits, values, strict=True):
-        out = out | Mux(h, v, 0)
-    return out
 
 
 class QueuedDotProduct(wiring.Component):
@@ -250,7 +242,7 @@ class QueuedDotProduct(wiring.Component):
             hits_r = Signal(len(hits), name=f"m{k}_source")
             with m.If(en):
                 m.d.sync += [valid.eq(chosen), hits_r.eq(Cat(*hits))]
-            w, x, t = (_one_hot_or(list(hits_r), [src[f] for src in sources]) for f in range(3))
+            w, x, t = (one_hot_or(list(hits_r), [src[f] for src in sources]) for f in range(3))
             out.append((valid, w, x, t))
         for k, q in enumerate(queues):
             m.d.comb += q.pops.eq((q.occ != 0) + lent[k])
@@ -400,8 +392,8 @@ class _Queue:
         lanes = [words[p][17 * a:17 * (a + 1)] for p in range(2) for a in range(g)]
 
         def pair(hits, words, tag):
-            w = _one_hot_or(hits, [v[:8] for v in words])[:8].as_signed()
-            x = _one_hot_or(hits, [v[8:] for v in words])[:9].as_signed()
+            w = one_hot_or(hits, [v[:8] for v in words])[:8].as_signed()
+            x = one_hot_or(hits, [v[8:] for v in words])[:9].as_signed()
             return (w, x, tag)
 
         self.first = pair(list(h1_r), lanes[:g], tf)
@@ -460,7 +452,7 @@ class _Queue:
         (the entry is written now) or ``masks`` (an entry the pops did not touch)."""
         m, en = self.m, self._en
         # the masks of the entries 2 and 3 after the head (untouched by the pops)
-        ahead = {k: _one_hot_or(list(_rotated(rot[0], k)), self.masks) for k in (2, 3)}
+        ahead = {k: one_hot_or(list(_rotated(rot[0], k)), self.masks) for k in (2, 3)}
         written = [put & (self.tail == ((self.head + k)[:self.bits] if k else self.head))
                    for k in range(4)]
         next_left = Mux(self._used_next, self._mn_after, self._mn)  # the next entry's, after

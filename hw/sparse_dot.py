@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from sparq.spec import params as spec_params
 from sparq.spec.isa import N_BANKS
 
-from .arith import fits_signed, popcount, product
+from .arith import fits_signed, one_hot_or, popcount, product
 from .mulbins import MultiplierBins
 from .pipeline import StallPipeline, carried
 
@@ -362,7 +362,7 @@ class SparseDotProduct(wiring.Component):
                 lanes[f"on{i}"] = on
                 if s > 1:
                     slot = Signal(range(s), name=f"lane{i}_slot")
-                    m.d.comb += slot.eq(_select(hits, [Const(j, range(s)) for j in range(s)]))
+                    m.d.comb += slot.eq(one_hot_or(hits, [Const(j, range(s)) for j in range(s)]))
                     lanes[f"slot{i}"] = slot
             if s == 1:
                 step["fixed_slots"] = [0] * n
@@ -379,14 +379,14 @@ class SparseDotProduct(wiring.Component):
             if fixed_slots is not None:
                 p = products[fixed_slots[i]]
             else:  # a one-hot AND-OR over the slots
-                p = _select([keep[f"slot{i}"] == j for j in range(s)], products)
+                p = one_hot_or([keep[f"slot{i}"] == j for j in range(s)], products)
             m.d.comb += out.payload.p[i].eq(Mux(keep[f"on{i}"], p, 0))
 
     def _drive_slot(self, m, j, hits, ow, ox, w, x):
         """Slot ``j`` takes the weight and activation of the lane whose hit bit is set."""
         n = self._p["lanes"]
-        m.d.comb += [ow[j].eq(_select(hits, [w[i] for i in range(n)])),
-                     ox[j].eq(_select(hits, [x[i] for i in range(n)]))]
+        m.d.comb += [ow[j].eq(one_hot_or(hits, [w[i] for i in range(n)])),
+                     ox[j].eq(one_hot_or(hits, [x[i] for i in range(n)]))]
 
     def _accumulate(self, m, en, total, keep):
         """acc <- (first ? 0 : acc) + total; at ``last`` the result leaves."""
@@ -406,10 +406,3 @@ class SparseDotProduct(wiring.Component):
             with m.If(self.wr_en):
                 m.d.sync += self.wr_addr.eq(self.wr_addr + 1)
 
-
-def _select(hits, values):
-    """OR of the values whose hit bit is set (at most one is): an AND-OR multiplexer."""
-    out = 0
-    for h, v in zip(hits, values, strict=True):
-        out = out | Mux(h, v, 0)
-    return out
