@@ -58,6 +58,26 @@ def corner_beats(lanes, x_zero_point=0):
     return dict(w=w, x=x, lvl=smallest_level(w), last=last)
 
 
+# the weight and the activation densities a testbench's sweep crosses
+SWEEP_DENSITIES = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
+
+
+def sweep_beats(rng, vectors, lanes, zp):
+    """The corner beats, then random beats at every (weight, activation) density pair of
+    ``SWEEP_DENSITIES``, topped up with random densities until there are ``vectors``
+    vectors (the engine testbenches' ``random_handshakes``)."""
+    per = max(1, vectors * 5 // (2 * len(SWEEP_DENSITIES) ** 2))
+    parts = [corner_beats(lanes, zp)]
+    for wd in SWEEP_DENSITIES:
+        for xd in SWEEP_DENSITIES:
+            parts.append(beats(rng, per, lanes=lanes, w_density=wd, x_density=xd,
+                               x_zero_point=zp))
+    while sum(int(np.sum(q["last"])) for q in parts) < vectors:  # top up
+        wd, xd = rng.random(2)
+        parts.append(beats(rng, 50, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp))
+    return concat(*parts)
+
+
 def concat(*parts):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

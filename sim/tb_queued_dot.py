@@ -18,11 +18,9 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from sparq.golden.queued_dot import queued_cycles
 from sparq.golden.sparse_dot import sparse_dot
 from sparq.hw.queued_dot import QueuedDotProduct
-from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats, queued_times
+from sparq.sim.sparse_stim import beat_payloads, queued_times, sweep_beats
 from sparq.sim.stream import CycleCounter, StreamSink, StreamSource
 from sparq.sim.tb_common import config, report, rng_for, start
-
-DENSITIES = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
 
 
 async def _sample(dut, samples, done):
@@ -71,22 +69,12 @@ async def run_and_check(dut, cfg, b, zp, *, idle, stall, rng):
     return n_vec, int(bad.size), int(off.size), int(model.cycles - arrive[0])
 
 
-def sweep_beats(rng, cfg, lanes, zp):
-    per = max(1, cfg["vectors"] * 5 // (2 * len(DENSITIES) ** 2))
-    parts = [corner_beats(lanes, zp)]
-    for wd in DENSITIES:
-        for xd in DENSITIES:
-            parts.append(beats(rng, per, lanes=lanes, w_density=wd, x_density=xd,
-                               x_zero_point=zp))
-    return concat(*parts)
-
-
 @cocotb.test(timeout_time=5, timeout_unit="sec")
 async def random_handshakes(dut):
     cfg = config()
     rng = rng_for(cfg)
     zp = int(rng.integers(-128, 128))
-    b = sweep_beats(rng, cfg, cfg["block"]["params"]["lanes"], zp)
+    b = sweep_beats(rng, cfg["vectors"], cfg["block"]["params"]["lanes"], zp)
     n, bad, off, cycles = await run_and_check(dut, cfg, b, zp, idle=cfg["idle"],
                                               stall=cfg["stall"], rng=rng)
     report(cfg, vectors=n, beats=len(b["last"]), mismatches=bad, cycle_mismatches=off,

@@ -14,11 +14,9 @@ import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from sparq.golden.sparse_dot import sparse_dot
-from sparq.sim.sparse_stim import beat_payloads, beats, concat, corner_beats
+from sparq.sim.sparse_stim import beat_payloads, sweep_beats
 from sparq.sim.stream import CycleCounter, StreamSink, StreamSource
 from sparq.sim.tb_common import config, report, rng_for, start
-
-DENSITIES = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
 
 
 class MemorySink:
@@ -83,26 +81,13 @@ def check(dut, want, got, params):
     return int(bad.size)
 
 
-def sweep_beats(rng, cfg, lanes, zp):
-    per = max(1, cfg["vectors"] * 5 // (2 * len(DENSITIES) ** 2))
-    parts = [corner_beats(lanes, zp)]
-    for wd in DENSITIES:
-        for xd in DENSITIES:
-            parts.append(beats(rng, per, lanes=lanes, w_density=wd, x_density=xd,
-                               x_zero_point=zp))
-    while sum(int(np.sum(q["last"])) for q in parts) < cfg["vectors"]:  # top up
-        wd, xd = rng.random(2)
-        parts.append(beats(rng, 50, lanes=lanes, w_density=wd, x_density=xd, x_zero_point=zp))
-    return concat(*parts)
-
-
 @cocotb.test(timeout_time=5, timeout_unit="sec")
 async def random_handshakes(dut):
     cfg = config()
     params = cfg["block"]["params"]
     rng = rng_for(cfg)
     zp = int(rng.integers(-128, 128))
-    b = sweep_beats(rng, cfg, params["lanes"], zp)
+    b = sweep_beats(rng, cfg["vectors"], params["lanes"], zp)
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=zp, **params)
     got, _ = await drive(dut, cfg, b, zp=zp, idle=cfg["idle"], stall=cfg["stall"], rng=rng)
     mismatches = check(dut, want, got, params)
@@ -116,7 +101,7 @@ async def cycle_exact(dut):
     cfg = config()
     params = cfg["block"]["params"]
     rng = rng_for(cfg, salt=1)
-    b = sweep_beats(rng, dict(cfg, vectors=min(cfg["vectors"], 1000)), params["lanes"], 0)
+    b = sweep_beats(rng, min(cfg["vectors"], 1000), params["lanes"], 0)
     b = {k: v[:np.flatnonzero(b["last"])[999] + 1] if b["last"].sum() > 1000 else v
          for k, v in b.items()}
     want = sparse_dot(b["w"], b["x"], b["lvl"], b["last"], x_zero_point=0, **params)
